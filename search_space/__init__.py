@@ -1,0 +1,58 @@
+"""Declarative search spaces, turned into ``trial.suggest_*`` calls.
+
+Parameter names are `TrainConfig` field names. A study spec's ``[space]`` table holds one table
+per parameter; ``type`` may be left out when the keys tell it (``choices``: categorical,
+``value``: fixed, int ``low``/``high``: int, other bounds: float)::
+
+    [space.lr]
+    low = 1e-4
+    high = 1.0
+    log = true
+
+    [space.optimizer]
+    choices = ["sgd", "adam", "rmsprop"]
+
+    [space.momentum]                          # only drawn when the optimiser uses it
+    type = "float"
+    low = 0.0
+    high = 0.99
+    when = { optimizer = ["sgd", "rmsprop"] }
+
+    [space.hidden]                            # lists of ints are choices too
+    choices = [[300, 100], [500, 300]]
+
+    [space.epochs]
+    low = 5
+    high = 30
+    step = 5
+
+    [space.batch_norm]
+    value = true
+
+Then::
+
+    space = SearchSpace.from_dict(spec["space"], fields=trainer.field_names())
+    params = suggest(trial, space, base=base_config.to_dict())
+
+The package needs Optuna but never torch, so specs can be checked without it.
+"""
+
+from __future__ import annotations
+
+from search_space._errors import SpaceError
+from search_space._params import PARAM_TYPES, Categorical, Fixed, Float, Int, Param, param_from_dict
+from search_space._space import SearchSpace
+from search_space._suggest import suggest
+
+__all__ = [
+    "PARAM_TYPES",
+    "Categorical",
+    "Fixed",
+    "Float",
+    "Int",
+    "Param",
+    "SearchSpace",
+    "SpaceError",
+    "param_from_dict",
+    "suggest",
+]

@@ -1,0 +1,297 @@
+"""`TrainConfig`: every choice of one training run, validated, and read from / written to files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# Names the registries hold. They live here (not next to the torch code) so that a config can be
+# validated, and its vocabulary read, without building anything; a test checks that each list
+# equals the keys of its registry.
+MODELS = ("mlp", "cnn")
+ACTIVATION_NAMES = ("relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid")
+INIT_NAMES = (
+    "default",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+)
+OPTIMIZER_NAMES = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULE_NAMES = ("constant", "piecewise", "step", "exponential", "reduce_on_plateau", "cosine")
+MONITORS = ("dev_loss", "dev_accuracy")
+BUILTIN_DATASETS = ("mnist", "digits")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message lists every problem found."""
+
+    def __init__(self, problems: list[str], *, source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid training config{where}:\n  - " + "\n  - ".join(problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run, complete: the same config and seed give the same run on a CPU."""
+
+    # --- data ---
+    dataset: str = "mnist"  # "mnist", "digits", a path to an .npz file, or an image folder
+    data_dir: str = "data"  # where downloaded data sets are kept
+    dev_fraction: float = 0.1  # share of the training set held out as the dev set
+    split_seed: int = 0  # seeds the train/dev split; fixed across trials so all see one dev set
+    train_size: int = 0  # use only this many training examples (0 = all); small = fast/overfit
+    # --- model ---
+    model: str = "mlp"  # "mlp" or "cnn"
+    hidden: tuple[int, ...] = (300, 100)  # MLP hidden layer widths; the CNN's dense head
+    channels: tuple[int, ...] = (32, 64)  # CNN: output channels of each conv block (3x3, 2x2 pool)
+    activation: str = "relu"  # hidden-layer nonlinearity
+    batch_norm: bool = False  # batch norm after each hidden linear / conv layer
+    dropout: float = 0.0  # drop probability after each hidden activation, in [0, 1)
+    init: str = "default"  # weight-init scheme; "default" keeps torch's own
+    # --- optimiser ---
+    optimizer: str = "sgd"  # sgd (with momentum / nesterov), adagrad, rmsprop, adam, adamw
+    lr: float = 0.01  # initial learning rate
+    momentum: float = 0.0  # sgd and rmsprop only
+    nesterov: bool = False  # sgd only; needs momentum > 0
+    weight_decay: float = 0.0  # L2 through the optimiser (decoupled for adamw)
+    l1: float = 0.0  # strength of the elastic-net penalty added to the loss (weights only)
+    l1_ratio: float = 1.0  # elastic-net mix: 1 = pure L1 (lasso), 0 = pure L2 (ridge)
+    clip_value: float = 0.0  # clip each gradient element to [-v, v]; 0 = off
+    clip_norm: float = 0.0  # rescale the whole gradient to at most this L2 norm; 0 = off
+    # --- learning-rate schedule (stepped once per epoch) ---
+    schedule: str = "constant"
+    milestones: tuple[int, ...] = ()  # piecewise: epochs at which lr is multiplied by gamma
+    step_size: int = 10  # step: epochs between multiplications by gamma
+    gamma: float = 0.1  # step / piecewise / exponential: the per-decay lr factor
+    plateau_factor: float = 0.1  # reduce_on_plateau: lr factor when dev loss stalls
+    plateau_patience: int = 2  # reduce_on_plateau: epochs without improvement before a cut
+    min_lr: float = 0.0  # cosine: the final lr; reduce_on_plateau: the floor
+    # --- loop ---
+    epochs: int = 10  # upper bound on epochs
+    batch_size: int = 64  # examples per optimiser step
+    patience: int = 0  # early stopping: epochs without a better monitored metric; 0 = off
+    monitor: str = "dev_loss"  # metric for early stopping and model selection
+    seed: int = 0  # seeds init, dropout and batch order
+    device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:N"
+
+    def __post_init__(self) -> None:
+        # TOML and JSON give lists; the config is frozen and hashable, so store tuples.
+        for name in ("hidden", "channels", "milestones"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        problems = validate(self)
+        if problems:
+            raise ConfigError(problems)
+
+    # --- conversion ---
+    def to_dict(self) -> dict[str, Any]:
+        """All fields, with tuples as lists (TOML/JSON-ready)."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, source: str | None = None) -> TrainConfig:
+        """Builds a config from a mapping of field names; unknown keys are an error.
+
+        Raises:
+            ConfigError: with every problem found (unknown keys, wrong types, bad values).
+        """
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        problems = [
+            f"unknown key '{key}'{_did_you_mean(key, known)}" for key in values if key not in known
+        ]
+        coerced: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in known:
+                try:
+                    coerced[key] = _coerce(key, value, known[key].default)
+                except (TypeError, ValueError) as exc:
+                    problems.append(str(exc))
+        if problems:
+            raise ConfigError(problems, source=source)
+        try:
+            return cls(**coerced)
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, source=source) from None
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed, validated like `from_dict`."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    # --- files ---
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Reads a `.toml` or `.json` file: the fields at top level or under a `[train]` table."""
+        values = read_config_file(path)
+        return cls.from_dict(values.get("train", values), source=str(path))
+
+    def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> None:
+        """Writes the config (under `[train]`) and optional extra tables to `.toml` or `.json`."""
+        write_config_file(path, {**(extra or {}), "train": self.to_dict()})
+
+
+def field_names() -> tuple[str, ...]:
+    """The names of all `TrainConfig` fields, the vocabulary of search spaces."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parses a TOML or JSON (or YAML, when PyYAML is installed) file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"no such file: {path}"], source=str(path))
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = tomllib.loads(text)
+    except (ValueError, ImportError) as exc:  # tomllib, json and yaml errors are ValueErrors
+        raise ConfigError([f"cannot parse: {exc}"], source=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must hold a table of settings"], source=str(path))
+    return data
+
+
+def write_config_file(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Writes `data` as TOML (default), JSON (`.json`) or YAML (`.yaml`/`.yml`)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        text = yaml.safe_dump(dict(data), sort_keys=False)
+    else:
+        import tomli_w
+
+        text = tomli_w.dumps(_toml_ready(data))
+    path.write_text(text)
+
+
+def validate(config: TrainConfig) -> list[str]:
+    """Every problem with a config, as readable sentences; empty when it can run."""
+    c = config
+    problems: list[str] = []
+
+    def choose(name: str, value: str, known: tuple[str, ...]) -> None:
+        if value not in known:
+            problems.append(f"{name} '{value}' is unknown; choose one of: {', '.join(known)}")
+
+    choose("model", c.model, MODELS)
+    choose("activation", c.activation, ACTIVATION_NAMES)
+    choose("init", c.init, INIT_NAMES)
+    choose("optimizer", c.optimizer, OPTIMIZER_NAMES)
+    choose("schedule", c.schedule, SCHEDULE_NAMES)
+    choose("monitor", c.monitor, MONITORS)
+    if not c.dataset:
+        problems.append("dataset is empty; use 'mnist', 'digits', an .npz file or an image folder")
+    if not 0.0 < c.dev_fraction < 1.0:
+        problems.append(f"dev_fraction must be in (0, 1), got {c.dev_fraction}")
+    if c.train_size < 0:
+        problems.append(f"train_size must be >= 0 (0 = all), got {c.train_size}")
+    if any(h <= 0 for h in c.hidden):
+        problems.append(f"hidden sizes must be positive, got {list(c.hidden)}")
+    if c.model == "cnn" and not c.channels:
+        problems.append("a cnn needs at least one entry in channels")
+    if any(ch <= 0 for ch in c.channels):
+        problems.append(f"channels must be positive, got {list(c.channels)}")
+    if not 0.0 <= c.dropout < 1.0:
+        problems.append(f"dropout must be in [0, 1), got {c.dropout}")
+    if not (c.lr > 0.0 and math.isfinite(c.lr)):
+        problems.append(f"lr must be a positive number, got {c.lr}")
+    if not 0.0 <= c.momentum < 1.0:
+        problems.append(f"momentum must be in [0, 1), got {c.momentum}")
+    if c.momentum > 0.0 and c.optimizer not in ("sgd", "rmsprop"):
+        problems.append(f"momentum applies to sgd and rmsprop only, not '{c.optimizer}'")
+    if c.nesterov and (c.optimizer != "sgd" or c.momentum <= 0.0):
+        problems.append("nesterov needs optimizer 'sgd' with momentum > 0")
+    for name in ("weight_decay", "l1", "clip_value", "clip_norm", "min_lr"):
+        if getattr(c, name) < 0.0:
+            problems.append(f"{name} must be >= 0, got {getattr(c, name)}")
+    if not 0.0 <= c.l1_ratio <= 1.0:
+        problems.append(f"l1_ratio must be in [0, 1], got {c.l1_ratio}")
+    if not 0.0 < c.gamma <= 1.0:
+        problems.append(f"gamma must be in (0, 1], got {c.gamma}")
+    if not 0.0 < c.plateau_factor < 1.0:
+        problems.append(f"plateau_factor must be in (0, 1), got {c.plateau_factor}")
+    if c.step_size < 1:
+        problems.append(f"step_size must be >= 1, got {c.step_size}")
+    if c.plateau_patience < 0:
+        problems.append(f"plateau_patience must be >= 0, got {c.plateau_patience}")
+    if list(c.milestones) != sorted(set(c.milestones)) or any(m < 1 for m in c.milestones):
+        problems.append(f"milestones must be increasing epochs >= 1, got {list(c.milestones)}")
+    if c.schedule == "piecewise" and not c.milestones:
+        problems.append("schedule 'piecewise' needs milestones, e.g. milestones = [5, 8]")
+    if c.min_lr >= c.lr and c.schedule == "cosine":
+        problems.append(f"min_lr ({c.min_lr}) must be below lr ({c.lr}) for a cosine schedule")
+    if c.epochs < 1:
+        problems.append(f"epochs must be >= 1, got {c.epochs}")
+    if c.batch_size < 1:
+        problems.append(f"batch_size must be >= 1, got {c.batch_size}")
+    if c.patience < 0:
+        problems.append(f"patience must be >= 0 (0 = no early stopping), got {c.patience}")
+    if not (c.device in ("auto", "cpu", "cuda", "mps") or c.device.startswith("cuda:")):
+        problems.append(f"device '{c.device}' is unknown; use auto, cpu, cuda or cuda:N")
+    return problems
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Checks a file value against the field's type (taken from its default)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{key} must be a whole number, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise TypeError(f"{key} must be a string, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise TypeError(f"{key} must be a list of whole numbers, got {value!r}")
+        return tuple(value)
+    return value
+
+
+def _did_you_mean(key: str, known: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _toml_ready(data: Any) -> Any:
+    """TOML has no null: drop None values; tuples become lists."""
+    if isinstance(data, Mapping):
+        return {str(k): _toml_ready(v) for k, v in data.items() if v is not None}
+    if isinstance(data, (list, tuple)):
+        return [_toml_ready(v) for v in data]
+    return data

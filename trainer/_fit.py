@@ -1,0 +1,318 @@
+"""`fit`: trains a config on tensors held on the device, one `EpochResult` per epoch.
+
+The hot path has no per-sample Python and no host sync per batch: each epoch permutes the
+training tensors once and slices batches from them; losses, accuracies and gradient norms
+are summed on the device and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer._config import TrainConfig
+from trainer._data import Data, load_data, resolve_device
+from trainer._models import build_model
+from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
+
+EVAL_BATCH = 2048  # examples per forward pass when evaluating; memory only, not results
+DIVERGENCE_CHECK_EVERY = 50  # steps between checks for a non-finite loss
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochResult:
+    """What one epoch did. Accuracies are fractions in [0, 1]; epochs count from 0."""
+
+    epoch: int
+    train_loss: float  # mean cross-entropy over the epoch's batches (dropout active)
+    train_accuracy: float
+    dev_loss: float
+    dev_accuracy: float
+    lr: float  # the learning rate used during this epoch
+    grad_norm_mean: dict[str, float]  # weight layer -> mean L2 norm of its gradient per step
+    grad_norm_max: dict[str, float]  # weight layer -> largest such norm in the epoch
+    seconds: float  # wall time of the epoch, training and dev evaluation
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EpochResult:
+        return cls(**values)
+
+    def metric(self, name: str) -> float:
+        """The value of `dev_loss`, `dev_accuracy`, `train_loss` or `train_accuracy`."""
+        return float(getattr(self, name))
+
+
+@dataclasses.dataclass
+class FitResult:
+    """The outcome of `fit`. `model` holds the weights of the best epoch (model selection)."""
+
+    status: str  # "completed", "early_stopped" or "diverged"
+    epochs: list[EpochResult]
+    best_epoch: int | None  # None when no epoch had a finite monitored metric
+    model: nn.Module
+    seconds: float
+
+    @property
+    def best(self) -> EpochResult | None:
+        return None if self.best_epoch is None else self.epochs[self.best_epoch]
+
+
+class CheckpointStore(Protocol):
+    """Somewhere to keep the state of a run between epochs, so a killed run can resume."""
+
+    def load(self) -> dict[str, Any] | None:
+        """The last saved state, or None when there is none."""
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replaces the saved state (atomically: a crash leaves the old or the new one)."""
+
+
+class FileCheckpoint:
+    """A `CheckpointStore` in one file, written with `torch.save` and an atomic rename."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            state: dict[str, Any] = torch.load(self.path, weights_only=False)
+        except FileNotFoundError:
+            return None
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        import os
+
+        part = self.path + ".part"
+        torch.save(state, part)
+        os.replace(part, self.path)
+
+
+OnEpoch = Callable[[EpochResult], None]
+
+
+def fit(
+    config: TrainConfig,
+    data: Data | None = None,
+    *,
+    on_epoch: OnEpoch | None = None,
+    checkpoint: CheckpointStore | None = None,
+) -> FitResult:
+    """Trains `config`; after every epoch hands an `EpochResult` to `on_epoch`.
+
+    Args:
+        config: the run.
+        data: tensors to train on; loaded from the config when None.
+        on_epoch: called after each epoch; it may end the run by raising (the exception
+            propagates, e.g. a pruning signal).
+        checkpoint: when given, the state after each epoch is saved there, and a run that
+            finds a saved state resumes after its last finished epoch. The restored epochs are
+            handed to `on_epoch` again first, so a new observer sees the whole curve.
+
+    Returns:
+        The epochs run, why the run ended, and the model with the best epoch's weights.
+    """
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    data = (load_data(config) if data is None else data).to(device)
+    torch.manual_seed(config.seed)
+    model = build_model(config, data.input_shape, data.num_classes).to(device)
+    optimizer = make_optimizer(model, config)
+    schedule = make_schedule(optimizer, config)
+    order = torch.Generator(device=device).manual_seed(config.seed)
+    run = _Run(config, model, optimizer, schedule, order)
+
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        run.restore(saved)
+        for result in run.epochs:
+            if on_epoch is not None:
+                on_epoch(result)
+
+    status = run.status
+    while status == "running":
+        epoch = len(run.epochs)
+        tic = time.perf_counter()
+        train = train_epoch(model, optimizer, data, config, order)
+        dev_loss, dev_accuracy = evaluate(model, data.x_dev, data.y_dev)
+        result = EpochResult(
+            epoch=epoch,
+            dev_loss=dev_loss,
+            dev_accuracy=dev_accuracy,
+            lr=optimizer.param_groups[0]["lr"],
+            seconds=time.perf_counter() - tic,
+            **train,
+        )
+        status = run.record(result)
+        step_schedule(schedule, dev_loss)
+        if checkpoint is not None:
+            checkpoint.save(run.state())
+        if on_epoch is not None:
+            on_epoch(result)
+
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    return FitResult(
+        status=status,
+        epochs=run.epochs,
+        best_epoch=run.best_epoch,
+        model=model,
+        seconds=time.perf_counter() - start,
+    )
+
+
+class _Run:
+    """The bookkeeping of a run: history, model selection, early stopping, checkpoints."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: Any,
+        order: torch.Generator,
+    ) -> None:
+        self.config = config
+        self.model, self.optimizer, self.schedule, self.order = model, optimizer, schedule, order
+        self.epochs: list[EpochResult] = []
+        self.best_epoch: int | None = None
+        self.best_value = math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.status = "running"
+        # Maximising accuracy is minimising its negative.
+        self.sign = -1.0 if config.monitor == "dev_accuracy" else 1.0
+
+    def record(self, result: EpochResult) -> str:
+        """Adds an epoch; returns the run's status after it."""
+        self.epochs.append(result)
+        if not (math.isfinite(result.train_loss) and math.isfinite(result.dev_loss)):
+            self.status = "diverged"
+            return self.status
+        value = self.sign * result.metric(self.config.monitor)
+        if value < self.best_value:
+            self.best_value, self.best_epoch = value, result.epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        patience = self.config.patience
+        if patience and self.best_epoch is not None and result.epoch - self.best_epoch >= patience:
+            self.status = "early_stopped"
+        elif len(self.epochs) >= self.config.epochs:
+            self.status = "completed"
+        return self.status
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "epochs": [e.to_dict() for e in self.epochs],
+            "status": self.status,
+            "best_epoch": self.best_epoch,
+            "best_value": self.best_value,
+            "best_state": self.best_state,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "order": self.order.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state["config"] != self.config.to_dict():
+            raise ValueError(
+                "the checkpoint belongs to a different config; delete it to start afresh"
+            )
+        self.epochs = [EpochResult.from_dict(e) for e in state["epochs"]]
+        self.status = state["status"]
+        self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
+        self.best_state = state["best_state"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.order.set_state(state["order"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The weight matrices and kernels (not biases or norms), from input to output."""
+    return [(name, p) for name, p in model.named_parameters() if p.dim() > 1]
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Data,
+    config: TrainConfig,
+    order: torch.Generator,
+) -> dict[str, Any]:
+    """One pass over the training tensors in a fresh random order.
+
+    Returns:
+        train_loss, train_accuracy, grad_norm_mean and grad_norm_max (EpochResult's fields).
+    """
+    model.train()
+    n = len(data.y_train)
+    perm = torch.randperm(n, generator=order, device=data.x_train.device)
+    x_all, y_all = data.x_train[perm], data.y_train[perm]
+    layers = weight_layers(model)
+    weights = [p for _, p in layers]
+    device = data.x_train.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    norm_sum = torch.zeros(len(weights), device=device)
+    norm_max = torch.zeros(len(weights), device=device)
+    steps = 0
+    size = config.batch_size
+    # A last batch of one example breaks batch norm's statistics; it is dropped.
+    stop = n - 1 if config.batch_norm and n % size == 1 else n
+    for begin in range(0, stop, size):
+        x, y = x_all[begin : begin + size], y_all[begin : begin + size]
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        objective = loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        if config.clip_value:
+            nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
+        if config.clip_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+        norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in weights])
+        norm_sum += norms
+        torch.maximum(norm_max, norms, out=norm_max)
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(dim=1) == y).sum()
+        steps += 1
+        if steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+            break  # the rest of the epoch would only spread NaNs
+    seen = min(steps * size, stop)
+    mean = (norm_sum / max(steps, 1)).tolist()
+    top = norm_max.tolist()
+    return {
+        "train_loss": loss_sum.item() / seen,
+        "train_accuracy": correct.item() / seen,
+        "grad_norm_mean": {name: m for (name, _), m in zip(layers, mean, strict=True)},
+        "grad_norm_max": {name: m for (name, _), m in zip(layers, top, strict=True)},
+    }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for begin in range(0, len(y), EVAL_BATCH):
+        xb, yb = x[begin : begin + EVAL_BATCH], y[begin : begin + EVAL_BATCH]
+        logits = model(xb)
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum")
+        correct += (logits.argmax(dim=1) == yb).sum()
+    return loss_sum.item() / len(y), correct.item() / len(y)

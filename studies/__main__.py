@@ -1,0 +1,7 @@
+"""`python -m studies ...` is `hpstudy ...` (workers are started this way)."""
+
+import sys
+
+from studies._cli import main
+
+sys.exit(main())

@@ -1,0 +1,206 @@
+"""The `hpstudy` command line: a table of commands, each with its arguments and one `run`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import ClassVar
+
+from studies._errors import UserError
+
+
+class Command:
+    """One subcommand: `name`, a one-line `help`, its arguments, and `run`."""
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declares the command's arguments."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Does the work; returns the exit status."""
+        raise NotImplementedError
+
+
+class Train(Command):
+    name = "train"
+    help = "train one config file (.toml/.json/.yaml) and report dev (and test) results"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config", help="a TrainConfig file, e.g. one written by export")
+        parser.add_argument(
+            "--test", action="store_true", help="also report the test-set loss and accuracy"
+        )
+        parser.add_argument(
+            "--set",
+            metavar="KEY=VALUE",
+            action="append",
+            default=[],
+            help="override a field, e.g. --set epochs=3 (TOML value syntax)",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._train import train_file
+
+        train_file(args.config, test=args.test, overrides=args.set)
+        return 0
+
+
+class Fetch(Command):
+    name = "fetch"
+    help = "download a built-in data set (mnist) into the data folder"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("dataset", choices=["mnist"])
+        parser.add_argument("--data-dir", default="data", help="where to keep it (default: data)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from trainer import fetch_mnist
+
+        print(f"MNIST is in {fetch_mnist(args.data_dir)}")
+        return 0
+
+
+class Run(Command):
+    name = "run"
+    help = "create or resume a study from a spec (built-in name or TOML path) and run it"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("spec", help="a built-in spec (hpstudy specs) or a .toml path")
+        parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+        parser.add_argument("--storage", help="override the spec's storage URL")
+        parser.add_argument("--name", help="override the spec's study name")
+        parser.add_argument(
+            "--n-trials", type=int, help="the study's total trial budget (overrides the spec)"
+        )
+        parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
+        parser.add_argument(
+            "--set",
+            metavar="KEY=VALUE",
+            action="append",
+            default=[],
+            help="override a [train] field for every trial, e.g. --set epochs=5",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._commands import run_command
+
+        return run_command(args)
+
+
+class Worker(Command):
+    name = "worker"
+    help = "join an existing study as one more worker (from any machine reaching its database)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study", help="the study's name")
+        parser.add_argument("--storage", required=True, help="the study's database URL")
+        parser.add_argument("--index", type=int, default=0, help="seeds this worker's sampler")
+        parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._commands import worker_command
+
+        return worker_command(args)
+
+
+class Status(Command):
+    name = "status"
+    help = "show a study's progress, best value and best trials"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study")
+        parser.add_argument(
+            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._commands import status_command
+
+        return status_command(args)
+
+
+class Studies(Command):
+    name = "studies"
+    help = "list the studies in a database"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._commands import studies_command
+
+        return studies_command(args)
+
+
+class Trials(Command):
+    name = "trials"
+    help = "list a study's trials with their values, stop reasons and diagnoses"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study")
+        parser.add_argument(
+            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
+        )
+        parser.add_argument("--limit", type=int, default=None, help="show at most N trials")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._commands import trials_command
+
+        return trials_command(args)
+
+
+class Specs(Command):
+    name = "specs"
+    help = "list the built-in study specs"
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._commands import specs_command
+
+        return specs_command(args)
+
+
+COMMANDS: list[Command] = [
+    Run(),
+    Worker(),
+    Status(),
+    Studies(),
+    Trials(),
+    Specs(),
+    Train(),
+    Fetch(),
+]
+
+
+def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpstudy",
+        description="Hyperparameter studies for PyTorch networks, stored in one database.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in commands:
+        command_parser = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(handler=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; user errors print one clear message and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler.run(args)
+    except UserError as exc:
+        print(f"hpstudy {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hpstudy {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

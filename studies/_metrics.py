@@ -1,0 +1,69 @@
+"""Per-epoch metrics of every trial, in the project's own table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import sqlalchemy as sa
+
+from studies._tables import EPOCHS, ensure_tables
+from trainer import EpochResult
+
+_FLOATS = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "lr", "seconds")
+
+
+class EpochStore:
+    """Writes and reads the rows of `hpstudy_epochs`; one short transaction per write."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        ensure_tables(engine)
+
+    def add(self, trial_id: int, result: EpochResult) -> None:
+        """Stores one epoch of a trial (replacing an earlier row for the same epoch)."""
+        row: dict[str, Any] = result.to_dict()
+        for key in _FLOATS:
+            row[key] = row[key] if math.isfinite(row[key]) else None
+        row["grad_norm_mean"] = _finite(row["grad_norm_mean"])
+        row["grad_norm_max"] = _finite(row["grad_norm_max"])
+        with self.engine.begin() as connection:
+            connection.execute(
+                EPOCHS.delete().where(
+                    (EPOCHS.c.trial_id == trial_id) & (EPOCHS.c.epoch == result.epoch)
+                )
+            )
+            connection.execute(EPOCHS.insert().values(trial_id=trial_id, **row))
+
+    def epochs(self, trial_id: int) -> list[dict[str, Any]]:
+        """The stored epochs of a trial, oldest first, as `EpochResult.to_dict()` dicts.
+
+        Values that were not finite come back as NaN.
+        """
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(EPOCHS).where(EPOCHS.c.trial_id == trial_id).order_by(EPOCHS.c.epoch)
+            ).mappings()
+            out = []
+            for row in rows:
+                record = {k: v for k, v in row.items() if k != "trial_id"}
+                for key in _FLOATS:
+                    record[key] = math.nan if record[key] is None else record[key]
+                out.append(record)
+        return out
+
+    def counts(self, trial_ids: list[int]) -> dict[int, int]:
+        """Epochs stored per trial."""
+        if not trial_ids:
+            return {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(EPOCHS.c.trial_id, sa.func.count())
+                .where(EPOCHS.c.trial_id.in_(trial_ids))
+                .group_by(EPOCHS.c.trial_id)
+            )
+            return {int(trial_id): int(n) for trial_id, n in rows}
+
+
+def _finite(values: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if math.isfinite(v) else None) for k, v in values.items()}

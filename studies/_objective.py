@@ -1,0 +1,147 @@
+"""The Optuna objective: suggest -> config -> `trainer.fit`, reporting every epoch.
+
+`Reporter` is the whole bridge between the training loop and Optuna: it stores the epoch,
+reports the study's metric at that step, and raises `TrialPruned` when the pruner says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+
+from search_space import suggest
+from studies._diagnosis import diagnose
+from studies._metrics import EpochStore
+from studies._spec import StudySpec
+from trainer import CheckpointStore, Data, EpochResult, TrainConfig, fit, load_data
+
+# Called when a trial has ended (completed, pruned or diverged), before Optuna is told:
+# (trial, config, epochs, stop_reason). Pictures and notes for the dashboard hook in here.
+TrialFinisher = Callable[[optuna.Trial, TrainConfig, Sequence[EpochResult], str], None]
+CheckpointFactory = Callable[[optuna.Trial, TrainConfig], CheckpointStore | None]
+
+
+class Reporter:
+    """Stores each epoch, reports `metric` to the trial, and prunes when told to."""
+
+    def __init__(self, trial: optuna.Trial, trial_id: int, store: EpochStore, metric: str):
+        self.trial, self.trial_id, self.store, self.metric = trial, trial_id, store, metric
+        self.epochs: list[EpochResult] = []
+
+    def __call__(self, result: EpochResult) -> None:
+        self.epochs.append(result)
+        self.store.add(self.trial_id, result)
+        value = result.metric(self.metric)
+        if math.isfinite(value):  # a diverged epoch has nothing to compare
+            self.trial.report(value, result.epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(
+                f"pruned after epoch {result.epoch}: {self.metric} {value:.4g}"
+            )
+
+
+def root_number(trial: optuna.Trial) -> int:
+    """The number of the first trial in a retry chain (the trial itself when not a retry).
+
+    A re-queued trial inherits its original's user attributes, `root_trial` among them.
+    """
+    return int(trial.user_attrs.get("root_trial", trial.number))
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """A distinct, repeatable seed per trial; a retried trial keeps its original's."""
+    return (study_seed * 1_000_003 + number) % (2**31)
+
+
+class Objective:
+    """Trains one trial; its value is the best dev metric over the epochs (model selection)."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        store: EpochStore,
+        storage: optuna.storages.BaseStorage,
+        *,
+        finishers: Sequence[TrialFinisher] = (),
+        checkpoints: CheckpointFactory | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.storage = storage
+        self.study_id = storage.get_study_id_from_name(spec.name)
+        self.finishers = list(finishers)
+        self.checkpoints = checkpoints
+        self._data: tuple[tuple[Any, ...], Data] | None = None
+
+    def config(self, trial: optuna.Trial) -> TrainConfig:
+        """The trial's complete config: the spec's base with the sampled values and a seed."""
+        params = suggest(trial, self.spec.space, base=self.spec.train.to_dict())
+        seed = trial_seed(self.spec.seed, root_number(trial))
+        return self.spec.train.replace(**params, seed=seed)
+
+    def data(self, config: TrainConfig) -> Data:
+        """The data of `config`, loaded once per worker while trials share the split."""
+        key = (
+            config.dataset,
+            config.data_dir,
+            config.dev_fraction,
+            config.split_seed,
+            config.train_size,
+            config.device,
+        )
+        if self._data is None or self._data[0] != key:
+            self._data = (key, load_data(config))
+        return self._data[1]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        config = self.config(trial)
+        trial.set_user_attr("root_trial", root_number(trial))
+        trial.set_user_attr("seed", config.seed)
+        trial.set_user_attr("config", config.to_dict())
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+        reporter = Reporter(trial, trial_id, self.store, self.spec.metric)
+        checkpoint = self.checkpoints(trial, config) if self.checkpoints else None
+        try:
+            result = fit(config, self.data(config), on_epoch=reporter, checkpoint=checkpoint)
+        except optuna.TrialPruned:
+            self._finish(trial, config, reporter.epochs, "pruned")
+            raise
+        except Exception as exc:
+            trial.set_user_attr("stop_reason", "failed")
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        self._finish(trial, config, reporter.epochs, result.status)
+        best = result.best
+        if result.status == "diverged" or best is None:
+            # A diverged run tells the sampler "bad region" through its reported epochs;
+            # as a pruned trial it does not stop the study.
+            raise optuna.TrialPruned(f"diverged at epoch {len(result.epochs) - 1}")
+        return best.metric(self.spec.metric)
+
+    def _finish(
+        self, trial: optuna.Trial, config: TrainConfig, epochs: Sequence[EpochResult], reason: str
+    ) -> None:
+        trial.set_user_attr("stop_reason", reason)
+        trial.set_user_attr("epochs_run", len(epochs))
+        for finisher in self.finishers:
+            finisher(trial, config, epochs, reason)
+
+
+def store_diagnosis(
+    trial: optuna.Trial, config: TrainConfig, epochs: Sequence[EpochResult], reason: str
+) -> None:
+    """A `TrialFinisher`: the learning-curve diagnosis and the best epoch as user attributes."""
+    if not epochs:
+        return
+    records = [e.to_dict() for e in epochs]
+    diagnosis = diagnose(records, diverged=reason == "diverged")
+    trial.set_user_attr("diagnosis", list(diagnosis.labels))
+    trial.set_user_attr("diagnosis_numbers", diagnosis.numbers)
+    sign = -1.0 if config.monitor == "dev_accuracy" else 1.0
+    finite = [e for e in epochs if math.isfinite(e.metric(config.monitor))]
+    if finite:
+        best = min(finite, key=lambda e: sign * e.metric(config.monitor))
+        trial.set_user_attr("best_epoch", best.epoch)

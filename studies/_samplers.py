@@ -1,0 +1,120 @@
+"""Samplers and pruners by name, with their arguments checked against Optuna's constructors."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+
+from search_space import SearchSpace
+
+SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "grid": optuna.samplers.GridSampler,
+}
+
+# Our defaults differ from Optuna's where parallel workers and conditional spaces need it:
+# multivariate TPE with groups models the conditional parameters jointly, and the constant
+# liar keeps concurrent workers from sampling the same point.
+SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tpe": {"multivariate": True, "group": True, "constant_liar": True},
+}
+
+PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+# Arguments that are not plain values in a spec file, or that hpstudy sets itself.
+_NOT_FROM_SPEC = {
+    "seed",
+    "search_space",
+    "gamma",
+    "weights",
+    "constraints_func",
+    "independent_sampler",
+    "source_trials",
+    "x0",
+}
+
+
+def _arguments(factory: Callable[..., Any]) -> list[str]:
+    return [
+        name
+        for name in inspect.signature(factory).parameters
+        if name not in _NOT_FROM_SPEC and name not in ("self", "args", "kwargs")
+    ]
+
+
+def _check(
+    entry: Mapping[str, Any], registry: Mapping[str, Callable[..., Any]], prefix: str
+) -> list[str]:
+    name = str(entry.get("name"))
+    if name not in registry:
+        return [f"{prefix}.name: '{name}' is unknown; choose one of: {', '.join(registry)}"]
+    known = _arguments(registry[name])
+    problems = []
+    for key in entry:
+        if key != "name" and key not in known:
+            allowed = ", ".join(known) or "none"
+            problems.append(
+                f"{prefix}.{key}: not an argument of the {name} "
+                f"{prefix.split('.')[-1]} (it takes: {allowed})"
+            )
+    if name == "percentile" and "percentile" not in entry:
+        problems.append(f"{prefix}.percentile: required for the percentile pruner, e.g. 25.0")
+    if not problems:
+        try:
+            _build(entry, registry, seed=0, space=None)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{prefix}: {exc}")
+    return problems
+
+
+def check_sampler(entry: Mapping[str, Any], *, prefix: str = "study.sampler") -> list[str]:
+    """Problems with a sampler entry ({"name": ..., **arguments}); empty when it is fine."""
+    return _check(entry, SAMPLERS, prefix)
+
+
+def check_pruner(entry: Mapping[str, Any], *, prefix: str = "study.pruner") -> list[str]:
+    """Problems with a pruner entry; empty when it is fine."""
+    return _check(entry, PRUNERS, prefix)
+
+
+def _build(
+    entry: Mapping[str, Any],
+    registry: Mapping[str, Callable[..., Any]],
+    *,
+    seed: int | None,
+    space: SearchSpace | None,
+) -> Any:
+    name = str(entry["name"])
+    kwargs = {**SAMPLER_DEFAULTS.get(name, {}), **{k: v for k, v in entry.items() if k != "name"}}
+    if registry is SAMPLERS:
+        if name == "grid":
+            kwargs["search_space"] = space.grid() if space is not None else {"x": [0]}
+        if name != "grid" or seed is not None:
+            kwargs["seed"] = seed
+    return registry[name](**kwargs)
+
+
+def make_sampler(
+    entry: Mapping[str, Any], *, seed: int | None, space: SearchSpace
+) -> optuna.samplers.BaseSampler:
+    """The sampler of a spec. Each worker passes its own seed, so workers do not sample alike."""
+    sampler: optuna.samplers.BaseSampler = _build(entry, SAMPLERS, seed=seed, space=space)
+    return sampler
+
+
+def make_pruner(entry: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner of a spec."""
+    pruner: optuna.pruners.BasePruner = _build(entry, PRUNERS, seed=None, space=None)
+    return pruner

@@ -1,0 +1,260 @@
+"""Study specs: `[study]`, `[train]` and `[space.*]` from a TOML file, validated in full.
+
+A spec is everything a worker needs: how to search (sampler, pruner, budget, seed), what is
+fixed (`[train]`, the base `TrainConfig`) and what is searched (`[space.*]`). It is stored
+with the study, so a worker on another machine needs only the study's name and storage URL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from search_space import SearchSpace, SpaceError
+from studies._errors import StudyError
+from studies._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
+from trainer import ConfigError, TrainConfig, field_names, read_config_file
+
+DEFAULT_STORAGE = "sqlite:///hpstudy.db"
+METRICS = {"dev_loss": "minimize", "dev_accuracy": "maximize"}
+STUDY_KEYS = (
+    "name",
+    "storage",
+    "metric",
+    "direction",
+    "sampler",
+    "pruner",
+    "n_trials",
+    "timeout",
+    "seed",
+    "description",
+)
+
+
+class SpecError(StudyError):
+    """A spec that cannot run; lists every problem with its file and key."""
+
+    def __init__(self, problems: list[str], *, source: str) -> None:
+        self.problems = problems
+        super().__init__(f"invalid study spec {source}:\n  - " + "\n  - ".join(problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+    """A validated study spec."""
+
+    name: str
+    storage: str
+    metric: str  # "dev_loss" or "dev_accuracy"; the trial value is its best over the epochs
+    sampler: dict[str, Any]  # {"name": "tpe", **constructor arguments}
+    pruner: dict[str, Any]  # {"name": "median", **constructor arguments}
+    n_trials: int | None  # the study's total budget of finished (complete or pruned) trials
+    timeout: float | None  # seconds per `hpstudy run` invocation
+    seed: int
+    train: TrainConfig  # the fixed part; `monitor` is set to `metric`
+    space: SearchSpace
+    description: str = ""
+    source: str = "<dict>"
+
+    @property
+    def direction(self) -> str:
+        return METRICS[self.metric]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TOML-ready form, as read by `from_dict` (stored with the study)."""
+        study: dict[str, Any] = {
+            "name": self.name,
+            "storage": self.storage,
+            "metric": self.metric,
+            "direction": self.direction,
+            "sampler": dict(self.sampler),
+            "pruner": dict(self.pruner),
+            "seed": self.seed,
+            "description": self.description,
+        }
+        if self.n_trials is not None:
+            study["n_trials"] = self.n_trials
+        if self.timeout is not None:
+            study["timeout"] = self.timeout
+        return {"study": study, "train": self.train.to_dict(), "space": self.space.to_dict()}
+
+    def replace(self, **changes: Any) -> StudySpec:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> StudySpec:
+        """Validates a whole spec; raises one `SpecError` listing every problem.
+
+        Raises:
+            SpecError: naming `source` and each bad key.
+        """
+        problems: list[str] = []
+        unknown = [k for k in data if k not in ("study", "train", "space")]
+        problems += [
+            f"unknown table [{k}]; a spec has [study], [train] and [space.*]" for k in unknown
+        ]
+        study = _table(data, "study", problems)
+        train_values = _table(data, "train", problems)
+        space_values = _table(data, "space", problems)
+
+        for key in study:
+            if key not in STUDY_KEYS:
+                problems.append(f"study.{key}: unknown key{_did_you_mean(key, STUDY_KEYS)}")
+        name = study.get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.append("study.name: required, a non-empty string")
+        storage = study.get("storage", DEFAULT_STORAGE)
+        if not isinstance(storage, str) or "://" not in storage:
+            problems.append(
+                f"study.storage: {storage!r} is not a database URL such as {DEFAULT_STORAGE!r}"
+            )
+        metric = study.get("metric", "dev_loss")
+        if metric not in METRICS:
+            problems.append(f"study.metric: '{metric}' is unknown; choose dev_loss or dev_accuracy")
+        elif "direction" in study and study["direction"] != METRICS[metric]:
+            problems.append(
+                f"study.direction: {metric} is always {METRICS[metric]}d, "
+                f"not '{study['direction']}'"
+            )
+        n_trials = study.get("n_trials")
+        if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
+            problems.append(f"study.n_trials: must be a whole number >= 1, got {n_trials!r}")
+        timeout = study.get("timeout")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            problems.append(f"study.timeout: must be seconds > 0, got {timeout!r}")
+        if n_trials is None and timeout is None:
+            problems.append("study: set n_trials and/or timeout, or the study never ends")
+        seed = study.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            problems.append(f"study.seed: must be a whole number, got {seed!r}")
+
+        sampler = _named(study.get("sampler", {"name": "tpe"}), "sampler", "tpe", problems)
+        pruner = _named(study.get("pruner", {"name": "median"}), "pruner", "median", problems)
+        problems += check_sampler(sampler, prefix="study.sampler")
+        problems += check_pruner(pruner, prefix="study.pruner")
+
+        train: TrainConfig | None = None
+        if metric in METRICS:
+            train_values = {**train_values, "monitor": metric}
+        try:
+            train = TrainConfig.from_dict(train_values)
+        except ConfigError as exc:
+            problems += [f"train: {p}" for p in exc.problems]
+        space: SearchSpace | None = None
+        try:
+            space = SearchSpace.from_dict(space_values, fields=field_names(), prefix="space")
+        except SpaceError as exc:
+            problems += exc.problems
+        if space is not None and sampler.get("name") == "grid":
+            try:
+                space.grid()
+            except SpaceError as exc:
+                problems += [f"study.sampler: {p}" for p in exc.problems]
+        if train is not None and space is not None and not problems:
+            problems += _check_samples(train, space)
+
+        if problems or train is None or space is None:
+            raise SpecError(problems, source=source)
+        return cls(
+            name=str(name),
+            storage=str(storage),
+            metric=str(metric),
+            sampler=sampler,
+            pruner=pruner,
+            n_trials=n_trials,
+            timeout=None if timeout is None else float(timeout),
+            seed=int(seed),
+            train=train,
+            space=space,
+            description=str(study.get("description", "")),
+            source=source,
+        )
+
+
+def builtin_specs() -> dict[str, Path]:
+    """Built-in spec names (e.g. 'mnist-mlp') and their files, shipped with the package."""
+    folder = resources.files("studies") / "specs"
+    return {
+        Path(entry.name).stem: Path(str(entry))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    }
+
+
+def load_spec(name_or_path: str) -> StudySpec:
+    """Reads a built-in spec by name or a spec file by path, and validates it.
+
+    Raises:
+        SpecError: for an unknown name, an unreadable file, or an invalid spec.
+    """
+    builtins = builtin_specs()
+    path = Path(name_or_path)
+    if name_or_path in builtins and not path.is_file():
+        path = builtins[name_or_path]
+    elif not path.is_file():
+        raise SpecError(
+            [
+                f"no spec file or built-in spec named '{name_or_path}'"
+                f"{_did_you_mean(name_or_path, builtins)}; built-in: {', '.join(sorted(builtins))}"
+            ],
+            source=name_or_path,
+        )
+    try:
+        data = read_config_file(path)
+    except ConfigError as exc:
+        raise SpecError(exc.problems, source=str(path)) from None
+    return StudySpec.from_dict(data, source=str(path))
+
+
+def _table(data: dict[str, Any], key: str, problems: list[str]) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        problems.append(f"[{key}] must be a table, got {type(value).__name__}")
+        return {}
+    if key == "study" and not value:
+        problems.append("[study] is missing; it needs at least name and n_trials")
+    return value
+
+
+def _named(value: Any, what: str, default: str, problems: list[str]) -> dict[str, Any]:
+    """A sampler or pruner entry: a bare name or a table with `name` and arguments."""
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict):
+        return {"name": default, **value}
+    known = ", ".join(SAMPLERS if what == "sampler" else PRUNERS)
+    problems.append(f"study.{what}: give a name ({known}) or a table with name and arguments")
+    return {"name": default}
+
+
+def _check_samples(train: TrainConfig, space: SearchSpace) -> list[str]:
+    """Catches a space whose samples make invalid configs (e.g. nesterov without momentum).
+
+    Draws a few random samples and builds each config; a problem seen here would otherwise
+    fail trials one by one after the study has started.
+    """
+    import optuna
+
+    from search_space import suggest
+
+    problems: list[str] = []
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(32):
+        trial = study.ask()
+        params = suggest(trial, space, base=train.to_dict())
+        try:
+            train.replace(**params)
+        except ConfigError as exc:
+            problems += [
+                f"space: the sample {params} makes an invalid config: {p}" for p in exc.problems
+            ]
+            break
+    return problems
+
+
+def _did_you_mean(word: str, known: Any) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,120 @@
+"""Storage URLs -> Optuna storages and SQLAlchemy engines, with SQLite made fit for workers.
+
+SQLite is switched to WAL mode (readers never block the writer) and every connection waits
+for a lock instead of failing at once. Heartbeats let a live study notice a dead worker: its
+RUNNING trial is failed after the grace period and re-queued with the same parameters.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from studies._errors import StudyError
+
+SQLITE_BUSY_TIMEOUT = 60.0  # seconds a SQLite connection waits for a lock before failing
+HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
+GRACE_PERIOD = 60  # seconds without a heartbeat after which a RUNNING trial counts as dead
+MAX_RETRY = 3  # times a dead worker's trial is re-queued
+
+
+def parse_url(url: str) -> URL:
+    """Parses a storage URL.
+
+    Raises:
+        StudyError: when `url` is not a database URL.
+    """
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        raise StudyError(
+            f"'{url}' is not a database URL; use e.g. sqlite:///hpstudy.db or "
+            f"postgresql://user@host:5432/dbname"
+        ) from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite URL; None for other databases or in-memory SQLite."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def prepare_sqlite(url: str) -> None:
+    """Creates the file's folder and turns on WAL mode (a property of the file, kept)."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise StudyError(f"cannot create {path}: the folder {path.parent} does not exist")
+    try:
+        with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        raise StudyError(f"cannot open the SQLite database {path}: {exc}") from None
+
+
+def engine_kwargs(url: str) -> dict[str, object]:
+    """SQLAlchemy engine arguments: a busy timeout for SQLite, liveness checks for servers."""
+    if parse_url(url).get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    return {"pool_pre_ping": True}
+
+
+def create_engine(url: str) -> sqlalchemy.Engine:
+    """An engine on the study database, for the project's own tables."""
+    prepare_sqlite(url)
+    return sqlalchemy.create_engine(url, **engine_kwargs(url))
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
+    grace_period: int | None = GRACE_PERIOD,
+    max_retry: int = MAX_RETRY,
+) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage on `url`, with heartbeats and re-queueing of dead workers' trials.
+
+    Args:
+        url: any SQLAlchemy URL Optuna accepts.
+        heartbeat_interval: seconds between heartbeats; None turns heartbeats off (readers).
+        grace_period: seconds of silence after which a running trial is failed and re-queued.
+        max_retry: how often one trial is re-queued.
+
+    Raises:
+        StudyError: for a bad URL or a database that cannot be reached, with the fix.
+    """
+    parse_url(url)
+    prepare_sqlite(url)
+    heartbeat = {}
+    if heartbeat_interval is not None:
+        heartbeat = {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=max_retry
+            ),
+        }
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)  # type: ignore[arg-type]
+    except (OperationalError, SQLAlchemyError, ImportError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StudyError(
+            f"cannot reach the storage {redact(url)}: {reason}. Check that the database server "
+            f"is running and the URL (host, port, user, database name) is right."
+        ) from None
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url

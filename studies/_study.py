@@ -1,0 +1,121 @@
+"""Creating, resuming and reading studies; the spec travels inside the study."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import optuna
+
+from studies._errors import StudyError
+from studies._spec import SpecError, StudySpec
+from studies._storage import redact
+
+SPEC_ATTR = "hpstudy_spec"  # study user attribute holding the spec as JSON
+
+
+def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Creates the study of `spec`, or loads it when it exists with the same train/space.
+
+    A changed budget, timeout, sampler or pruner is taken over (stored); a changed `[train]`
+    or `[space]` is refused, since its trials would not be comparable.
+
+    Raises:
+        StudyError: when the stored study was made from a different train config or space.
+    """
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        direction=spec.direction,  # type: ignore[arg-type]
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is not None:
+        before = json.loads(stored)
+        now = spec.to_dict()
+        changed = [key for key in ("train", "space") if before.get(key) != now[key]]
+        if changed:
+            raise StudyError(
+                f"study '{spec.name}' already exists in this storage with a different "
+                f"[{'] and ['.join(changed)}]; its trials would not compare with new ones. "
+                f"Give the spec a new study.name, or delete the study "
+                f"(optuna delete-study --study-name {spec.name} --storage ...)."
+            )
+    if study.direction.name.lower() != spec.direction:
+        raise StudyError(
+            f"study '{spec.name}' exists and {study.direction.name.lower()}s, but the spec's "
+            f"metric {spec.metric} is {spec.direction}d; use a new study.name"
+        )
+    study.set_user_attr(SPEC_ATTR, json.dumps(spec.to_dict()))
+    study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
+    return study
+
+
+def stored_spec(storage: optuna.storages.BaseStorage, name: str, *, url: str = "") -> StudySpec:
+    """The spec stored with study `name`, with its storage set to `url` when given.
+
+    Raises:
+        StudyError: for an unknown study, or one not made by hpstudy.
+    """
+    study = load_study(storage, name, url=url)
+    raw = study.user_attrs.get(SPEC_ATTR)
+    if raw is None:
+        raise StudyError(
+            f"study '{name}' was not made by hpstudy (it has no stored spec); "
+            f"start it with 'hpstudy run SPEC'"
+        )
+    try:
+        spec = StudySpec.from_dict(json.loads(raw), source=f"the spec stored with '{name}'")
+    except SpecError as exc:
+        raise StudyError(str(exc)) from None
+    return spec.replace(storage=url) if url else spec
+
+
+def load_study(
+    storage: optuna.storages.BaseStorage, name: str, *, url: str = "", **kwargs: Any
+) -> optuna.Study:
+    """Loads a study by name, or says which studies the storage holds.
+
+    Raises:
+        StudyError: for an unknown study name.
+    """
+    try:
+        return optuna.load_study(study_name=name, storage=storage, **kwargs)
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        where = f" in {redact(url)}" if url else ""
+        known = f"; studies there: {', '.join(names)}" if names else "; it holds no studies yet"
+        raise StudyError(f"no study named '{name}'{where}{known}") from None
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Complete trials, best first."""
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(done, key=lambda t: t.value if t.value is not None else 0.0, reverse=reverse)
+
+
+def best_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.FrozenTrial:
+    """Trial `number`, or the best complete trial.
+
+    Raises:
+        StudyError: for a study with no complete trial, or an unknown trial number.
+    """
+    trials = study.get_trials(deepcopy=False)
+    if number is not None:
+        for trial in trials:
+            if trial.number == number:
+                return trial
+        raise StudyError(
+            f"study '{study.study_name}' has no trial {number} "
+            f"(its trials are numbered 0 to {len(trials) - 1})"
+            if trials
+            else f"study '{study.study_name}' has no trials yet"
+        )
+    done = finished_trials(study)
+    if not done:
+        raise StudyError(
+            f"study '{study.study_name}' has no finished trial yet; run it first "
+            f"(hpstudy run ...) or pick a trial with --trial N"
+        )
+    return done[0]

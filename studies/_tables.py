@@ -1,0 +1,46 @@
+"""The project's own tables, beside Optuna's in the same database.
+
+`hpstudy_epochs` holds one row per trial and epoch, keyed to Optuna's `trials.trial_id`.
+`hpstudy_budget` holds, per study, how many trials have been claimed against its budget, so
+that parallel workers start exactly as many trials as the spec asks for.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+METADATA = sa.MetaData()
+
+EPOCHS = sa.Table(
+    "hpstudy_epochs",
+    METADATA,
+    sa.Column("trial_id", sa.Integer, primary_key=True),  # Optuna's trials.trial_id
+    sa.Column("epoch", sa.Integer, primary_key=True),  # from 0
+    sa.Column("train_loss", sa.Float),  # NULL when not finite (a diverged epoch)
+    sa.Column("train_accuracy", sa.Float),
+    sa.Column("dev_loss", sa.Float),
+    sa.Column("dev_accuracy", sa.Float),
+    sa.Column("lr", sa.Float),
+    sa.Column("grad_norm_mean", sa.JSON),  # weight layer -> mean gradient L2 norm per step
+    sa.Column("grad_norm_max", sa.JSON),  # weight layer -> largest gradient L2 norm
+    sa.Column("seconds", sa.Float),
+)
+
+BUDGET = sa.Table(
+    "hpstudy_budget",
+    METADATA,
+    sa.Column("study_id", sa.Integer, primary_key=True),  # Optuna's studies.study_id
+    sa.Column("claimed", sa.Integer, nullable=False),  # trials started or to be retried
+)
+
+
+def ensure_tables(engine: sa.Engine) -> None:
+    """Creates the project's tables where they are missing (idempotent, safe in parallel)."""
+    try:
+        METADATA.create_all(engine)
+    except sa.exc.OperationalError as exc:
+        # Two workers creating the tables at once: the loser finds them there.
+        if "already exists" not in str(exc):
+            raise
+    except sa.exc.IntegrityError:
+        pass  # PostgreSQL's catalog race between concurrent CREATE TABLEs

@@ -1,0 +1,70 @@
+"""`hpstudy train`: one config from a file, with a progress line per epoch."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from typing import Any
+
+from studies._errors import StudyError
+from trainer import EpochResult, FitResult, TrainConfig, evaluate, fit, load_data
+
+
+def format_epoch(result: EpochResult, epochs: int) -> str:
+    """One progress line: losses, accuracies in percent, learning rate, seconds."""
+    return (
+        f"epoch {result.epoch + 1:>3}/{epochs}  "
+        f"train loss {result.train_loss:.4f} acc {100 * result.train_accuracy:6.2f}%  "
+        f"dev loss {result.dev_loss:.4f} acc {100 * result.dev_accuracy:6.2f}%  "
+        f"lr {result.lr:.3g}  {result.seconds:.1f}s"
+    )
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`["epochs=3", "lr=0.1"]` -> {"epochs": 3, "lr": 0.1}, values in TOML syntax."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise StudyError(f"--set takes KEY=VALUE, got '{pair}'")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value  # a bare word is a string: --set optimizer=adam
+    return out
+
+
+def train_file(
+    path: str, *, test: bool = False, overrides: Sequence[str] = (), echo: Any = print
+) -> tuple[FitResult, dict[str, float]]:
+    """Trains the config in `path`; returns the fit and, with `test`, test loss/accuracy."""
+    config = TrainConfig.load(path)
+    if overrides:
+        config = config.replace(**parse_overrides(overrides))
+    data = load_data(config, with_test=test)
+    echo(
+        f"training {config.model} on {config.dataset}: {data.identity['train']} train / "
+        f"{data.identity['dev']} dev examples, up to {config.epochs} epochs "
+        f"on {data.x_train.device}"
+    )
+    result = fit(config, data, on_epoch=lambda e: echo(format_epoch(e, config.epochs)))
+    best = result.best
+    if best is None:
+        echo(f"run {result.status}: no epoch had a finite dev loss")
+        return result, {}
+    echo(
+        f"{result.status} after {len(result.epochs)} epochs in {result.seconds:.1f}s; "
+        f"best epoch {best.epoch + 1}: dev loss {best.dev_loss:.4f}, "
+        f"dev accuracy {100 * best.dev_accuracy:.2f}%"
+    )
+    scores: dict[str, float] = {}
+    if test:
+        if data.x_test is None or data.y_test is None:
+            raise StudyError(f"data set '{config.dataset}' has no test split")
+        loss, accuracy = evaluate(result.model, data.x_test, data.y_test)
+        scores = {"test_loss": loss, "test_accuracy": accuracy}
+        echo(
+            f"test loss {loss:.4f}, test accuracy {100 * accuracy:.2f}% "
+            f"({len(data.y_test)} examples)"
+        )
+    return result, scores

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from studies._locks import retry_locked
 from studies._tables import EPOCHS, ensure_tables
 from trainer import EpochResult
 
@@ -22,18 +23,32 @@ class EpochStore:
 
     def add(self, trial_id: int, result: EpochResult) -> None:
         """Stores one epoch of a trial (replacing an earlier row for the same epoch)."""
-        row: dict[str, Any] = result.to_dict()
-        for key in _FLOATS:
-            row[key] = row[key] if math.isfinite(row[key]) else None
-        row["grad_norm_mean"] = _finite(row["grad_norm_mean"])
-        row["grad_norm_max"] = _finite(row["grad_norm_max"])
-        with self.engine.begin() as connection:
-            connection.execute(
-                EPOCHS.delete().where(
-                    (EPOCHS.c.trial_id == trial_id) & (EPOCHS.c.epoch == result.epoch)
+        self.add_many(trial_id, [result])
+
+    def add_many(self, trial_id: int, results: list[EpochResult]) -> None:
+        """Stores epochs of a trial in one short transaction, retried on a lock conflict."""
+        rows: list[dict[str, Any]] = []
+        for result in results:
+            row: dict[str, Any] = result.to_dict()
+            for key in _FLOATS:
+                row[key] = row[key] if math.isfinite(row[key]) else None
+            row["grad_norm_mean"] = _finite(row["grad_norm_mean"])
+            row["grad_norm_max"] = _finite(row["grad_norm_max"])
+            rows.append({"trial_id": trial_id, **row})
+        if not rows:
+            return
+
+        def write() -> None:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    EPOCHS.delete().where(
+                        (EPOCHS.c.trial_id == trial_id)
+                        & EPOCHS.c.epoch.in_([row["epoch"] for row in rows])
+                    )
                 )
-            )
-            connection.execute(EPOCHS.insert().values(trial_id=trial_id, **row))
+                connection.execute(EPOCHS.insert(), rows)
+
+        retry_locked(write)
 
     def epochs(self, trial_id: int) -> list[dict[str, Any]]:
         """The stored epochs of a trial, oldest first, as `EpochResult.to_dict()` dicts.

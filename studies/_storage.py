@@ -1,14 +1,19 @@
 """Storage URLs -> Optuna storages and SQLAlchemy engines, with SQLite made fit for workers.
 
-SQLite is switched to WAL mode (readers never block the writer) and every connection waits
-for a lock instead of failing at once. Heartbeats let a live study notice a dead worker: its
-RUNNING trial is failed after the grace period and re-queued with the same parameters.
+SQLite is switched to WAL mode (readers never block the writer), every connection waits for a
+lock instead of failing at once, and commits skip the fsync that WAL mode does not need for
+consistency (`synchronous=NORMAL`: a power cut may lose the last commits, never the file).
+Heartbeats let a live study notice a dead worker: its RUNNING trial is failed after the grace
+period and re-queued with the same parameters. The interval and grace period are stored with
+the study, so every worker that joins it uses the same ones.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
@@ -16,11 +21,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from studies._errors import StudyError
+from studies._recovery import RequeueStale
 
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a SQLite connection waits for a lock before failing
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 60  # seconds without a heartbeat after which a RUNNING trial counts as dead
 MAX_RETRY = 3  # times a dead worker's trial is re-queued
+HEARTBEAT_ATTR = "hpstudy:heartbeat"  # study system attribute: {"interval": s, "grace": s}
 
 
 def parse_url(url: str) -> URL:
@@ -70,7 +77,21 @@ def engine_kwargs(url: str) -> dict[str, object]:
 def create_engine(url: str) -> sqlalchemy.Engine:
     """An engine on the study database, for the project's own tables."""
     prepare_sqlite(url)
-    return sqlalchemy.create_engine(url, **engine_kwargs(url))
+    engine = sqlalchemy.create_engine(url, **engine_kwargs(url))
+    _tune_sqlite(engine)
+    return engine
+
+
+def _tune_sqlite(engine: sqlalchemy.Engine) -> None:
+    """Sets `synchronous=NORMAL` on every new SQLite connection of `engine`."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    def on_connect(connection: Any, _record: Any) -> None:
+        connection.execute("PRAGMA synchronous=NORMAL")
+
+    sqlalchemy.event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened before the listener was there
 
 
 def open_storage(
@@ -79,6 +100,7 @@ def open_storage(
     heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
     grace_period: int | None = GRACE_PERIOD,
     max_retry: int = MAX_RETRY,
+    stale_trial_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage on `url`, with heartbeats and re-queueing of dead workers' trials.
 
@@ -87,6 +109,8 @@ def open_storage(
         heartbeat_interval: seconds between heartbeats; None turns heartbeats off (readers).
         grace_period: seconds of silence after which a running trial is failed and re-queued.
         max_retry: how often one trial is re-queued.
+        stale_trial_callback: what happens to a dead worker's trial; by default it is
+            re-queued (`RequeueStale`).
 
     Raises:
         StudyError: for a bad URL or a database that cannot be reached, with the fix.
@@ -98,18 +122,36 @@ def open_storage(
         heartbeat = {
             "heartbeat_interval": heartbeat_interval,
             "grace_period": grace_period,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=max_retry
-            ),
+            "heartbeat_stale_trial_callback": stale_trial_callback or RequeueStale(max_retry),
         }
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)  # type: ignore[arg-type]
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)  # type: ignore[arg-type]
+        _tune_sqlite(storage.engine)
+        return storage
     except (OperationalError, SQLAlchemyError, ImportError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise StudyError(
             f"cannot reach the storage {redact(url)}: {reason}. Check that the database server "
             f"is running and the URL (host, port, user, database name) is right."
         ) from None
+
+
+def store_heartbeat(
+    storage: optuna.storages.BaseStorage, study_id: int, *, interval: int, grace: int
+) -> None:
+    """Records the study's heartbeat interval and grace period (seconds) for its workers."""
+    if interval < 1 or grace <= interval:
+        raise StudyError(
+            f"the heartbeat needs interval >= 1 s and a longer grace period; got interval "
+            f"{interval} s, grace {grace} s"
+        )
+    storage.set_study_system_attr(study_id, HEARTBEAT_ATTR, {"interval": interval, "grace": grace})
+
+
+def stored_heartbeat(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[int, int]:
+    """The study's (heartbeat interval, grace period), or the defaults."""
+    stored = storage.get_study_system_attrs(study_id).get(HEARTBEAT_ATTR) or {}
+    return int(stored.get("interval", HEARTBEAT_INTERVAL)), int(stored.get("grace", GRACE_PERIOD))
 
 
 def redact(url: str) -> str:

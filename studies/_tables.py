@@ -3,6 +3,8 @@
 `hpstudy_epochs` holds one row per trial and epoch, keyed to Optuna's `trials.trial_id`.
 `hpstudy_budget` holds, per study, how many trials have been claimed against its budget, so
 that parallel workers start exactly as many trials as the spec asks for.
+`hpstudy_checkpoints` holds the training state of unfinished trials, so that a trial re-queued
+after its worker died resumes on any machine that reaches the database.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ BUDGET = sa.Table(
     METADATA,
     sa.Column("study_id", sa.Integer, primary_key=True),  # Optuna's studies.study_id
     sa.Column("claimed", sa.Integer, nullable=False),  # trials started or to be retried
+)
+
+CHECKPOINTS = sa.Table(
+    "hpstudy_checkpoints",
+    METADATA,
+    sa.Column("study_id", sa.Integer, primary_key=True),  # Optuna's studies.study_id
+    sa.Column("root_trial", sa.Integer, primary_key=True),  # first trial number of a retry chain
+    sa.Column("epochs", sa.Integer, nullable=False),  # finished epochs the state holds
+    sa.Column("state", sa.LargeBinary, nullable=False),  # `torch.save` bytes of the run's state
+    sa.Column("saved", sa.DateTime, nullable=False),  # UTC, when it was written
 )
 
 

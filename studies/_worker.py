@@ -2,6 +2,12 @@
 
 `hpstudy run --workers N` starts N of these as processes; `hpstudy worker NAME --storage URL`
 starts one on any machine that reaches the database.
+
+The worker runs its own ask/run/tell loop instead of `study.optimize`, for three things
+Optuna's loop does not do: it takes a re-queued trial without ever creating a new one when the
+budget is spent, it ends an interrupted trial FAIL and re-queues it, and it retries a final
+state write that meets a lock conflict (through `LockRetryStorage`) instead of leaving the
+trial RUNNING.
 """
 
 from __future__ import annotations
@@ -10,21 +16,33 @@ import dataclasses
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from studies._budget import Budget
+from studies._buffer import (
+    FLUSH_INTERVAL,
+    REFRESH,
+    BufferedEpochStore,
+    BufferedStorage,
+    WriteBehind,
+)
+from studies._checkpoints import MIN_INTERVAL, Checkpoints
 from studies._errors import StudyError
-from studies._metrics import EpochStore
+from studies._locks import LockRetryStorage
 from studies._objective import Objective, TrialFinisher, store_diagnosis
+from studies._recovery import WORKER_ATTR, RequeueStale, requeue, worker_id
 from studies._samplers import make_pruner, make_sampler
-from studies._storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, create_engine, open_storage
+from studies._signals import Interrupted, Stop
+from studies._storage import MAX_RETRY, create_engine, open_storage, stored_heartbeat
 from studies._study import load_study, stored_spec
 
 _log = logging.getLogger("hpstudy.worker")
 
-TrialState = optuna.trial.TrialState
 MAX_CONSECUTIVE_FAILURES = 5  # a worker whose trials keep failing stops: it is a bug, not bad luck
 IDLE_POLL = 2.0  # seconds between looks at a study whose budget is claimed but not settled
 
@@ -35,15 +53,21 @@ class WorkerOptions:
 
     index: int = 0  # distinguishes the workers' sampler seeds
     timeout: float | None = None  # seconds after which no new trial starts
-    heartbeat_interval: int = HEARTBEAT_INTERVAL
-    grace_period: int = GRACE_PERIOD
+    heartbeat_interval: int | None = None  # seconds; None: the study's (hpstudy run --heartbeat)
+    grace_period: int | None = None  # seconds; None: the study's (hpstudy run --grace)
     finishers: Sequence[TrialFinisher] = ()  # extra per-trial hooks (pictures, notes)
+    flush_interval: float = FLUSH_INTERVAL  # seconds epoch rows and values may wait; 0: none
+    refresh: float = REFRESH  # seconds the view of the other trials may lag; 0: always fresh
+    checkpoint_interval: float = MIN_INTERVAL  # seconds between checkpoint writes of a trial
+    checkpoints: bool = True  # keep a checkpoint per epoch so a retry resumes
 
 
 @dataclasses.dataclass
 class WorkerSummary:
     trials: int = 0  # trials this worker ran
     failed: int = 0  # of which failed by an exception
+    interrupted: bool = False  # stopped by a signal; its trial was re-queued
+    lock_retries: int = 0  # storage calls retried after a lock conflict
 
 
 def worker_seed(study_seed: int, index: int) -> int:
@@ -60,74 +84,220 @@ def run_worker(
 ) -> WorkerSummary:
     """Runs trials of study `name` until its budget is reached, the timeout passes, or `stop`.
 
+    With a `Stop` that handles signals, SIGINT/SIGTERM interrupt the running trial: it ends
+    FAIL ("interrupted") and is re-queued, to resume from its checkpoint.
+
     Raises:
         StudyError: for an unknown study, an unreachable storage, or a worker whose trials
             fail again and again.
     """
-    options = options or WorkerOptions()
-    stop = stop or threading.Event()
-    storage = open_storage(
-        url, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
-    )
-    spec = stored_spec(storage, name, url=url)
-    study = load_study(
-        storage,
-        name,
-        url=url,
-        sampler=make_sampler(
-            spec.sampler, seed=worker_seed(spec.seed, options.index), space=spec.space
-        ),
-        pruner=make_pruner(spec.pruner),
-    )
-    engine = create_engine(url)
-    budget = Budget(engine, storage.get_study_id_from_name(name))
-    budget.ensure(study)
-    objective = Objective(
-        spec,
-        EpochStore(engine),
-        storage,
-        finishers=[store_diagnosis, *options.finishers],
-    )
-    deadline = None if options.timeout is None else time.monotonic() + options.timeout
-    summary = WorkerSummary()
-    failures_in_a_row = 0
-
-    def settle(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        """Gives back the slots that the finished trial does not keep."""
-        nonlocal failures_in_a_row
-        if "failed_trial" in trial.system_attrs:
-            budget.release()  # a retry carries its original's slot; ours was extra
-        if trial.state == TrialState.FAIL:
-            budget.release()
-            failures_in_a_row += 1
-            summary.failed += 1
-        else:
-            failures_in_a_row = 0
-
+    worker = _Worker(name, url, options or WorkerOptions(), stop or threading.Event())
     try:
-        while not stop.is_set():
+        return worker.run()
+    finally:
+        worker.close()
+
+
+class _Worker:
+    def __init__(self, name: str, url: str, options: WorkerOptions, stop: threading.Event) -> None:
+        self.options, self.stop = options, stop
+        self.stale = RequeueStale(MAX_RETRY)
+        self.rdb = open_storage(url, stale_trial_callback=self.stale)
+        study_id = self.rdb.get_study_id_from_name(name) if _exists(self.rdb, name) else None
+        if study_id is not None:
+            interval, grace = stored_heartbeat(self.rdb, study_id)
+            self.rdb.heartbeat_interval = options.heartbeat_interval or interval
+            self.rdb.grace_period = options.grace_period or grace
+        self.writes = WriteBehind(options.flush_interval)
+        self.locks = LockRetryStorage(optuna.storages._CachedStorage(self.rdb))
+        self.storage = BufferedStorage(self.locks, writes=self.writes, refresh=options.refresh)
+        self.spec = stored_spec(self.storage, name, url=url)
+        self.study = load_study(
+            self.storage,
+            name,
+            url=url,
+            sampler=make_sampler(
+                self.spec.sampler,
+                seed=worker_seed(self.spec.seed, options.index),
+                space=self.spec.space,
+            ),
+            pruner=make_pruner(self.spec.pruner),
+        )
+        self.study_id = self.storage.get_study_id_from_name(name)
+        self.engine = create_engine(url)
+        self.budget = Budget(self.engine, self.study_id)
+        self.budget.ensure(self.study)
+        self.stale.on_dropped = lambda _trial: self.budget.release()
+        self.checkpoints = Checkpoints(
+            self.engine,
+            self.study_id,
+            writes=self.writes,
+            min_interval=options.checkpoint_interval,
+        )
+        self.objective = Objective(
+            self.spec,
+            BufferedEpochStore(self.engine, self.writes),
+            self.storage,
+            finishers=[store_diagnosis, *options.finishers],
+            checkpoints=self.checkpoints.for_trial if options.checkpoints else None,
+        )
+        self.summary = WorkerSummary()
+
+    def run(self) -> WorkerSummary:
+        deadline = None if self.options.timeout is None else time.monotonic() + self.options.timeout
+        failures_in_a_row = 0
+        while not self.stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            if spec.n_trials is not None and not budget.claim(spec.n_trials):
-                if not _unsettled(study):
-                    break
-                # Others still run trials; one may die and be re-queued for us to take.
-                optuna.storages.fail_stale_trials(study)
-                stop.wait(IDLE_POLL)
-                continue
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[settle])
-            summary.trials += 1
+            trial = self._next_trial()
+            if trial is None:
+                break
+            frozen = self._run_trial(trial)
+            self.summary.trials += 1
+            if self.summary.interrupted:
+                break
+            failures_in_a_row = failures_in_a_row + 1 if frozen.state == TrialState.FAIL else 0
             if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
                 raise StudyError(
                     f"{failures_in_a_row} trials in a row failed; the worker stops. The "
-                    f"reasons are in the trials' fail_reason (hpstudy trials {name})."
+                    f"reasons are in the trials' fail_reason (hpstudy trials {self.spec.name})."
                 )
-    finally:
-        engine.dispose()
-    return summary
+        self.summary.lock_retries = self.locks.retries
+        return self.summary
+
+    def close(self) -> None:
+        try:
+            self.writes.close()
+        finally:
+            self.engine.dispose()
+
+    # 1. Which trial next: a new one within the budget, or one re-queued.
+    def _next_trial(self) -> optuna.Trial | None:
+        """A trial to run; None when the budget is spent and no trial may be re-queued."""
+        while not self.stop.is_set():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)  # re-queues dead workers' trials
+            n_trials = self.spec.n_trials
+            if n_trials is None or self.budget.claim(n_trials):
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                    trial = self.study.ask()  # a re-queued trial first, else a new one
+                if self._frozen(trial).system_attrs.get("failed_trial") is not None:
+                    self.budget.release()  # a retry carries its original's slot; ours was extra
+                return trial
+            waiting = self._pop_waiting()
+            if waiting is not None:
+                return waiting
+            states = (TrialState.RUNNING, TrialState.WAITING)
+            if not self.study.get_trials(deepcopy=False, states=states):
+                return None
+            # Others still run trials; one may die and be re-queued for us to take.
+            self.stop.wait(IDLE_POLL)
+        return None
+
+    def _pop_waiting(self) -> optuna.Trial | None:
+        """Takes a re-queued trial, never creating one (the budget is spent)."""
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        for candidate in waiting:
+            trial_id = self._trial_id(candidate.number)
+            try:
+                if self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                    return optuna.Trial(self.study, trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
+
+    # 2. Run it, with a heartbeat; a stop signal interrupts it.
+    def _run_trial(self, trial: optuna.Trial) -> FrozenTrial:
+        trial_id = self._trial_id(trial.number)
+        self.storage.set_trial_system_attr(trial_id, WORKER_ATTR, worker_id())
+        value: float | None = None
+        state: TrialState | None = None
+        with _Heartbeat(self.storage, trial_id):
+            try:
+                if isinstance(self.stop, Stop):
+                    with self.stop.interruptible():
+                        value = self.objective(trial)
+                else:
+                    value = self.objective(trial)
+            except optuna.TrialPruned as exc:
+                state = TrialState.PRUNED
+                _log.info("trial %d pruned: %s", trial.number, exc)
+            except Interrupted as exc:
+                state = TrialState.FAIL
+                self.summary.interrupted = True
+                _log.info("trial %d interrupted (%s); it is re-queued", trial.number, exc)
+            except Exception as exc:
+                state = TrialState.FAIL
+                _log.warning("trial %d failed: %r", trial.number, exc, exc_info=True)
+        if self.summary.interrupted:
+            trial.set_user_attr("stop_reason", "interrupted")
+            trial.set_user_attr("fail_reason", "interrupted")
+        self.study.tell(trial, value, state=state)
+        frozen = self._frozen(trial)
+        if frozen.state == TrialState.COMPLETE:
+            _log.info("trial %d complete: %s", trial.number, frozen.value)
+        self._settle(frozen)
+        return frozen
+
+    # 3. Settle its slot of the budget and its checkpoint.
+    def _settle(self, trial: FrozenTrial) -> None:
+        root = int(trial.user_attrs.get("root_trial", trial.number))
+        if trial.state != TrialState.FAIL:
+            self.checkpoints.finish(root)
+            return
+        if self.summary.interrupted:
+            self.checkpoints.keep(root)
+            if requeue(self.study, trial, max_retry=None):
+                return  # the retry keeps the slot and the checkpoint
+        self.summary.failed += 1
+        self.budget.release()
+        self.checkpoints.finish(root)
+
+    def _trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def _frozen(self, trial: optuna.Trial) -> FrozenTrial:
+        return self.storage.get_trial(self._trial_id(trial.number))
 
 
-def _unsettled(study: optuna.Study) -> bool:
-    """True while some trial runs or waits to be retried."""
-    states = (TrialState.RUNNING, TrialState.WAITING)
-    return bool(study.get_trials(deepcopy=False, states=states))
+class _Heartbeat:
+    """Records a running trial's heartbeat every interval, from a thread."""
+
+    def __init__(self, storage: BufferedStorage, trial_id: int) -> None:
+        self.storage, self.trial_id = storage, trial_id
+        self.interval = storage.get_heartbeat_interval()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        if self.interval:
+            self._thread = threading.Thread(
+                target=self._beat, name="hpstudy-heartbeat", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        assert self.interval is not None
+        while True:
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception as exc:  # a missed beat is not fatal; many are (grace period)
+                _log.warning("heartbeat of trial id %d failed: %s", self.trial_id, exc)
+            if self._done.wait(self.interval):
+                return
+
+    def __exit__(self, *_exc: Any) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True

@@ -1,0 +1,62 @@
+"""Ctrl-C and SIGTERM for workers: stop between trials, or interrupt the trial that runs.
+
+A worker interrupted inside a trial ends it FAIL ("interrupted") and re-queues it, so nothing
+stays RUNNING and nothing is lost. Outside a trial (asking for one, telling its result, waiting)
+the signal only sets the stop flag, so a database write is never cut in half.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived while a trial ran."""
+
+
+class Stop(threading.Event):
+    """A stop request that SIGINT and SIGTERM set once `install`ed.
+
+    Inside `interruptible()` the first signal also raises `Interrupted` in the main thread.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._interruptible = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> Stop:
+        """Handles SIGINT and SIGTERM (call from the main thread); returns self."""
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        first = not self.is_set()
+        self.set()
+        if first and self._interruptible:
+            self._interruptible = False
+            raise Interrupted(signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A stop signal raises `Interrupted` in this block; one that came before, at once."""
+        if self.is_set():
+            raise Interrupted("stop requested")
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False

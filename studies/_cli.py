@@ -83,6 +83,7 @@ class Run(Command):
             default=[],
             help="override a [train] field for every trial, e.g. --set epochs=5",
         )
+        _add_heartbeat_arguments(parser, "10, kept with the study", "60, kept with the study")
 
     def run(self, args: argparse.Namespace) -> int:
         from studies._commands import run_command
@@ -99,11 +100,30 @@ class Worker(Command):
         parser.add_argument("--storage", required=True, help="the study's database URL")
         parser.add_argument("--index", type=int, default=0, help="seeds this worker's sampler")
         parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
+        _add_heartbeat_arguments(parser, "the study's", "the study's")
 
     def run(self, args: argparse.Namespace) -> int:
         from studies._commands import worker_command
 
         return worker_command(args)
+
+
+def _add_heartbeat_arguments(
+    parser: argparse.ArgumentParser, heartbeat_default: str, grace_default: str
+) -> None:
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        metavar="SECONDS",
+        help=f"a running trial's heartbeat interval (default: {heartbeat_default})",
+    )
+    parser.add_argument(
+        "--grace",
+        type=int,
+        metavar="SECONDS",
+        help="silence after which a running trial counts as dead and is re-queued "
+        f"(default: {grace_default})",
+    )
 
 
 class Status(Command):

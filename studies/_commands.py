@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from typing import Any
 
 import optuna
@@ -52,6 +50,8 @@ def run_command(args: argparse.Namespace) -> int:
             line, end="" if line.startswith("\r") else "\n", highlight=False
         ),
         live=sys.stdout.isatty(),
+        heartbeat=args.heartbeat,
+        grace=args.grace,
     )
     console.print(trials_table(study, limit=SUMMARY_ROWS, title=f"best trials of '{spec.name}'"))
     _next_steps(console, spec.name, spec.storage)
@@ -70,25 +70,37 @@ def _next_steps(console: Console, name: str, storage: str) -> None:
 
 
 def worker_command(args: argparse.Namespace) -> int:
+    import logging
+    import warnings
+
+    from studies._signals import Stop
+
     threads = os.environ.get("HPSTUDY_THREADS")
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, on_signal)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    stop = Stop().install()  # Ctrl-C / SIGTERM: the running trial is re-queued, then we exit
     summary = run_worker(
         args.study,
         args.storage,
-        options=WorkerOptions(index=args.index, timeout=args.timeout),
+        options=WorkerOptions(
+            index=args.index,
+            timeout=args.timeout,
+            heartbeat_interval=args.heartbeat,
+            grace_period=args.grace,
+        ),
         stop=stop,
     )
-    print(f"worker {args.index}: {summary.trials} trials run, {summary.failed} failed")
+    stopped = ", stopped by a signal (its trial re-queued)" if summary.interrupted else ""
+    print(
+        f"worker {args.index}: {summary.trials} trials run, {summary.failed} failed{stopped}",
+        flush=True,
+    )
     return 0
 
 

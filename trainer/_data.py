@@ -106,11 +106,14 @@ def read_arrays(dataset: str, data_dir: str = "data") -> Arrays:
     Raises:
         DataUnavailableError: for an unknown name or path, or data that cannot be read.
     """
-    return _read_cached(dataset, str(data_dir))
+    path = Path(dataset)
+    # A file or folder may change between two fits in one process: its stamp is in the key.
+    stamp = path.stat().st_mtime_ns if dataset not in DATASETS and path.exists() else 0
+    return _read_cached(dataset, str(data_dir), stamp)
 
 
 @functools.lru_cache(maxsize=4)
-def _read_cached(dataset: str, data_dir: str) -> Arrays:
+def _read_cached(dataset: str, data_dir: str, stamp: int) -> Arrays:
     if dataset in DATASETS:
         return DATASETS[dataset](data_dir)
     path = Path(dataset)
@@ -138,6 +141,11 @@ def load_data(
     n = len(arrays.y_train)
     order = np.random.default_rng(config.split_seed).permutation(n)
     n_dev = max(1, round(n * config.dev_fraction))
+    if n_dev >= n:
+        raise DataUnavailableError(
+            f"dataset '{config.dataset}' has {n} training examples: too few to hold out "
+            f"a dev share of {config.dev_fraction} and still train"
+        )
     dev_idx, train_idx = order[:n_dev], order[n_dev:]
     if config.train_size:
         train_idx = train_idx[: config.train_size]
@@ -219,6 +227,11 @@ def _npz(path: Path) -> Arrays:
         raise DataUnavailableError(
             f"{path}: x_train has {len(x_train)} rows but y_train has {len(files['y_train'])}"
         )
+    for name in ("y_train", "y_test"):
+        if name in files and not _are_labels(files[name]):
+            raise DataUnavailableError(
+                f"{path}: {name} must hold class numbers 0, 1, 2, ... (whole numbers >= 0)"
+            )
     scale = 255.0 if x_train.dtype == np.uint8 else 1.0
     return Arrays(
         x_train=_channels_first(x_train),
@@ -227,6 +240,14 @@ def _npz(path: Path) -> Arrays:
         y_test=None if x_test is None else files["y_test"].astype(np.int64),
         scale=scale,
     )
+
+
+def _are_labels(y: np.ndarray) -> bool:
+    if y.ndim != 1 or not (
+        np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
+    ):
+        return False
+    return bool(np.all(y >= 0) and np.all(y == np.round(y)))
 
 
 def _channels_first(x: np.ndarray) -> np.ndarray:
@@ -260,6 +281,8 @@ def _read_images(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray
     images: list[np.ndarray] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
+        if not (root / name).is_dir():  # a test folder may lack a class the training set has
+            continue
         for file in sorted((root / name).iterdir()):
             if file.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif"):
                 continue
@@ -275,4 +298,6 @@ def _read_images(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray
             f"images under {root} differ in size or mode ({sorted(shapes)[:3]}...); "
             f"resize them to one size first"
         )
-    return _channels_first(np.stack(images)), np.asarray(labels, dtype=np.int64)
+    x = np.stack(images)  # (N, H, W) for grey images, (N, H, W, C) for colour ones
+    x = x[:, None] if x.ndim == 3 else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x, np.asarray(labels, dtype=np.int64)

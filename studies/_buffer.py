@@ -2,10 +2,11 @@
 
 With many workers on one SQLite file every write waits for the single write lock, and every
 read of the study (the pruner's look at the finished trials) costs a query. A worker therefore
-keeps the writes that may wait a moment in memory (`WriteBehind`: intermediate values, epoch
-rows, the newest checkpoint) and writes them in batches from a thread, and it reads the other
-trials at most every `refresh` seconds (`BufferedStorage`). What must not wait is written at
-once: everything a trial reported is in the database before its final state is.
+keeps the writes that may wait a moment in memory (`WriteBehind`: intermediate values, user
+attributes, epoch rows, the newest checkpoint) and writes them in batches from a thread, and
+it reads the other trials at most every `refresh` seconds (`BufferedStorage`). What must not
+wait is written at once: everything a trial reported is in the database before its final
+state is.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import time
 from collections.abc import Callable, Container, Hashable, Sequence
 from typing import Any
 
-from optuna.storages import BaseStorage
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from studies._locks import StorageWrapper, is_lock_error
+from studies._locks import StorageWrapper, is_lock_error, retry_locked
 from studies._metrics import EpochStore
 from trainer import EpochResult
 
@@ -119,38 +121,61 @@ class WriteBehind:
 
 
 class BufferedStorage(StorageWrapper):
-    """A worker's Optuna storage: reported values wait in `writes`; reads may lag `refresh`.
+    """A worker's Optuna storage: a trial's reports wait in `writes`; reads may lag `refresh`.
 
-    A trial's pending intermediate values are written before its state changes, so a finished
-    trial is complete in the database. The view of the study is read again after this worker
-    changes a trial's state, and otherwise at most every `refresh` seconds.
+    Intermediate values and user attributes of a running trial are written in one batch per
+    flush (one transaction when `rdb` is given), and always before the trial's state changes,
+    so a finished trial is complete in the database. The view of the study is read again at
+    once after this worker changes a trial's state (so its sampler sees its own trials), and
+    otherwise in the background once it is `refresh` seconds old.
     """
 
     def __init__(
-        self, inner: BaseStorage, *, writes: WriteBehind, refresh: float = REFRESH
+        self,
+        inner: BaseStorage,
+        *,
+        writes: WriteBehind,
+        refresh: float = REFRESH,
+        rdb: RDBStorage | None = None,
     ) -> None:
         super().__init__(inner)
         self.writes = writes
         self.refresh = refresh
+        self.rdb = rdb
         self._views: dict[int, tuple[float, list[FrozenTrial]]] = {}
+        self._refreshing: set[int] = set()
         self._views_lock = threading.Lock()
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
-        self.writes.submit((trial_id, "values"), (step, intermediate_value), self._values(trial_id))
+        self._buffer(trial_id, ("value", step, intermediate_value))
 
-    def _values(self, trial_id: int) -> Write:
-        def write(items: list[tuple[int, float]]) -> None:
-            for step, value in dict(items).items():  # the last value of a step wins
-                self.inner.set_trial_intermediate_value(trial_id, step, value)
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._buffer(trial_id, ("user", key, value))
 
-        return write
+    def _buffer(self, trial_id: int, item: tuple[str, Any, Any]) -> None:
+        self.writes.submit((trial_id, "trial"), item, lambda items: self._write(trial_id, items))
+
+    def _write(self, trial_id: int, items: list[tuple[str, Any, Any]]) -> None:
+        values = {step: v for kind, step, v in items if kind == "value"}
+        attrs = {key: v for kind, key, v in items if kind == "user"}
+        if self.rdb is not None:
+            retry_locked(lambda: write_trial_batch(self.rdb, trial_id, values, attrs))  # type: ignore[arg-type]
+            return
+        for step, value in values.items():
+            self.inner.set_trial_intermediate_value(trial_id, step, value)
+        for key, value in attrs.items():
+            self.inner.set_trial_user_attr(trial_id, key, value)
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
-        self.writes.flush(lambda key: isinstance(key, tuple) and key[0] == trial_id)
+        try:
+            self.writes.flush(lambda key: key == (trial_id, "trial"))
+        except UpdateFinishedTrialError:
+            self.writes.discard((trial_id, "trial"))  # another worker failed it meanwhile
+            raise
         changed = self.inner.set_trial_state_values(trial_id, state, values)
         self._forget_views()
         return changed
@@ -162,10 +187,17 @@ class BufferedStorage(StorageWrapper):
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         trial = self.inner.get_trial(trial_id)
-        pending = self.writes.pending((trial_id, "values"))
+        pending = self.writes.pending((trial_id, "trial"))
         if pending:
             trial = copy.copy(trial)
-            trial.intermediate_values = {**trial.intermediate_values, **dict(pending)}
+            trial.intermediate_values = {
+                **trial.intermediate_values,
+                **{step: v for kind, step, v in pending if kind == "value"},
+            }
+            trial.user_attrs = {
+                **trial.user_attrs,
+                **{key: v for kind, key, v in pending if kind == "user"},
+            }
         return trial
 
     def get_all_trials(
@@ -174,19 +206,52 @@ class BufferedStorage(StorageWrapper):
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
-        now = time.monotonic()
         with self._views_lock:
             view = self._views.get(study_id)
-        if view is None or now - view[0] >= self.refresh:
-            view = (now, self.inner.get_all_trials(study_id, deepcopy=False))
-            with self._views_lock:
-                self._views[study_id] = view
+            stale = view is not None and time.monotonic() - view[0] >= self.refresh
+            if stale and study_id not in self._refreshing:
+                # An old view still answers now (a pruner's look at the finished trials);
+                # a thread reads the new one, so no epoch waits for that read.
+                self._refreshing.add(study_id)
+                threading.Thread(target=self._refresh, args=(study_id,), daemon=True).start()
+        if view is None:
+            view = self._refresh(study_id)
         trials = [t for t in view[1] if states is None or t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
+
+    def _refresh(self, study_id: int) -> tuple[float, list[FrozenTrial]]:
+        try:
+            view = (time.monotonic(), self.inner.get_all_trials(study_id, deepcopy=False))
+            with self._views_lock:
+                self._views[study_id] = view
+            return view
+        finally:
+            with self._views_lock:
+                self._refreshing.discard(study_id)
 
     def _forget_views(self) -> None:
         with self._views_lock:
             self._views.clear()
+
+
+def write_trial_batch(
+    rdb: RDBStorage, trial_id: int, values: dict[int, float], user_attrs: dict[str, Any]
+) -> None:
+    """Writes a trial's intermediate values and user attributes in one transaction.
+
+    Uses `RDBStorage`'s own per-row helpers (private, but unchanged since Optuna 3), so the
+    rows are exactly those its public setters write.
+    """
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session) as session:
+        for step, value in values.items():
+            rdb._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+        for key, value in user_attrs.items():
+            rdb._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, key, value
+            )
 
 
 class BufferedEpochStore(EpochStore):

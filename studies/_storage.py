@@ -45,6 +45,22 @@ def parse_url(url: str) -> URL:
         ) from None
 
 
+def database_url(url: str) -> str:
+    """`url` with a PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg 3; hpstudy installs psycopg2, so a
+    bare URL gets `+psycopg2` unless psycopg 3 is there.
+    """
+    parsed = parse_url(url)
+    if parsed.drivername != "postgresql":
+        return url
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    return url
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a sqlite URL; None for other databases or in-memory SQLite."""
     parsed = parse_url(url)
@@ -77,7 +93,7 @@ def engine_kwargs(url: str) -> dict[str, object]:
 def create_engine(url: str) -> sqlalchemy.Engine:
     """An engine on the study database, for the project's own tables."""
     prepare_sqlite(url)
-    engine = sqlalchemy.create_engine(url, **engine_kwargs(url))
+    engine = sqlalchemy.create_engine(database_url(url), **engine_kwargs(url))
     _tune_sqlite(engine)
     return engine
 
@@ -125,7 +141,11 @@ def open_storage(
             "heartbeat_stale_trial_callback": stale_trial_callback or RequeueStale(max_retry),
         }
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)  # type: ignore[arg-type]
+        storage = optuna.storages.RDBStorage(
+            database_url(url),
+            engine_kwargs=engine_kwargs(url),
+            **heartbeat,  # type: ignore[arg-type]
+        )
         _tune_sqlite(storage.engine)
         return storage
     except (OperationalError, SQLAlchemyError, ImportError) as exc:

@@ -110,7 +110,9 @@ class _Worker:
             self.rdb.grace_period = options.grace_period or grace
         self.writes = WriteBehind(options.flush_interval)
         self.locks = LockRetryStorage(optuna.storages._CachedStorage(self.rdb))
-        self.storage = BufferedStorage(self.locks, writes=self.writes, refresh=options.refresh)
+        self.storage = BufferedStorage(
+            self.locks, writes=self.writes, refresh=options.refresh, rdb=self.rdb
+        )
         self.spec = stored_spec(self.storage, name, url=url)
         self.study = load_study(
             self.storage,
@@ -234,8 +236,15 @@ class _Worker:
         if self.summary.interrupted:
             trial.set_user_attr("stop_reason", "interrupted")
             trial.set_user_attr("fail_reason", "interrupted")
-        self.study.tell(trial, value, state=state)
-        frozen = self._frozen(trial)
+        try:
+            if self._frozen(trial).state != TrialState.RUNNING:
+                raise optuna.exceptions.UpdateFinishedTrialError(str(trial.number))
+            frozen = self.study.tell(trial, value, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Our heartbeats were late: another worker failed the trial and re-queued it, with
+            # its slot and its checkpoint. Nothing is ours to settle.
+            _log.warning("trial %d was failed as stale by another worker", trial.number)
+            return self._frozen(trial)
         if frozen.state == TrialState.COMPLETE:
             _log.info("trial %d complete: %s", trial.number, frozen.value)
         self._settle(frozen)

@@ -1,0 +1,92 @@
+"""The shared trial budget: atomic claims, releases, and reconciling with the study."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+
+from studies._budget import Budget
+from studies._storage import create_engine, database_url, open_storage
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
+    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
+    name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {exc}")
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def claims_from_threads(url: str, *, threads: int, budget: int) -> int:
+    """Every thread claims through its own engine until the budget says no; total claims."""
+    engine = create_engine(url)
+    Budget(engine, study_id=1).reconcile(optuna.create_study())
+    granted = []
+    lock = threading.Lock()
+
+    def claim_all() -> None:
+        own = create_engine(url)
+        mine = 0
+        while Budget(own, study_id=1).claim(budget):
+            mine += 1
+        own.dispose()
+        with lock:
+            granted.append(mine)
+
+    workers = [threading.Thread(target=claim_all) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert Budget(engine, study_id=1).claimed() == budget
+    engine.dispose()
+    return sum(granted)
+
+
+def test_parallel_claims_never_exceed_the_budget_on_sqlite(tmp_path: Path) -> None:
+    assert claims_from_threads(f"sqlite:///{tmp_path / 'b.db'}", threads=8, budget=40) == 40
+
+
+@pytest.mark.slow
+def test_parallel_claims_never_exceed_the_budget_on_postgresql(postgres_url: str) -> None:
+    assert claims_from_threads(postgres_url, threads=8, budget=40) == 40
+
+
+def test_release_gives_a_slot_back(tmp_path: Path) -> None:
+    budget = Budget(create_engine(f"sqlite:///{tmp_path / 'b.db'}"), study_id=1)
+    budget.reconcile(optuna.create_study())
+    assert budget.claim(1)
+    assert not budget.claim(1)
+    budget.release()
+    assert budget.claim(1)
+
+
+def test_reconcile_counts_the_trials_that_hold_a_slot(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    study = optuna.create_study(storage=open_storage(url, heartbeat_interval=None))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)  # complete: they count
+    failed = study.ask()
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)  # failed: gives its slot back
+    study.ask()  # running: counts
+    study.enqueue_trial({"x": 0.5})  # waiting to run: counts
+    budget = Budget(create_engine(url), study_id=1)
+    assert budget.reconcile(study) == 4
+    assert budget.claimed() == 4

@@ -1,0 +1,316 @@
+"""The storage stack of a worker: lock retries, write-behind, checkpoints, and `hpstudy copy`."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import sqlalchemy as sa
+import torch
+
+from studies._buffer import BufferedEpochStore, BufferedStorage, WriteBehind
+from studies._checkpoints import Checkpoints, CheckpointTable, TrialCheckpoint
+from studies._locks import LockRetryStorage, is_lock_error, retry_locked
+from studies._metrics import EpochStore
+from studies._storage import (
+    create_engine,
+    database_url,
+    open_storage,
+    store_heartbeat,
+    stored_heartbeat,
+)
+from trainer import EpochResult
+
+TrialState = optuna.trial.TrialState
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
+    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
+    name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {exc}")
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def epoch(number: int, loss: float = 1.0) -> EpochResult:
+    return EpochResult(
+        epoch=number,
+        train_loss=loss,
+        train_accuracy=0.5,
+        dev_loss=loss,
+        dev_accuracy=0.5,
+        lr=0.1,
+        grad_norm_mean={"0.weight": 1.0},
+        grad_norm_max={"0.weight": 2.0},
+        seconds=0.01,
+    )
+
+
+# Lock errors and their retry --------------------------------------------------------------
+
+
+def locked() -> Exception:
+    cause = sqlite3.OperationalError("database is locked")
+    wrapped = sa.exc.OperationalError("UPDATE trials ...", {}, cause)
+    try:
+        raise optuna.exceptions.StorageInternalError("commit failed") from wrapped
+    except optuna.exceptions.StorageInternalError as exc:
+        return exc
+
+
+def test_lock_errors_are_found_through_wrappers() -> None:
+    assert is_lock_error(locked())
+    assert is_lock_error(sqlite3.OperationalError("database is locked"))
+    assert is_lock_error(RuntimeError("ERROR: deadlock detected"))
+    assert not is_lock_error(sqlite3.OperationalError("no such table: trials"))
+    assert not is_lock_error(ValueError("database is fine"))
+
+
+def test_retry_locked_retries_lock_errors_until_the_call_succeeds() -> None:
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise locked()
+        return "done"
+
+    assert retry_locked(flaky) == "done"
+    assert len(calls) == 3
+
+
+def test_retry_locked_raises_other_errors_at_once() -> None:
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise ValueError("bad value")
+
+    with pytest.raises(ValueError):
+        retry_locked(broken)
+    assert len(calls) == 1
+
+
+def test_retry_locked_gives_up_after_its_attempts() -> None:
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        retry_locked(lambda: (_ for _ in ()).throw(locked()), attempts=3)
+
+
+class FlakyStorage(optuna.storages.InMemoryStorage):
+    """Fails the next `failures` state writes with a lock error, optionally after applying it."""
+
+    def __init__(self, failures: int, *, apply_first: bool = False) -> None:
+        super().__init__()
+        self.failures, self.apply_first = failures, apply_first
+
+    def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
+        if state.is_finished() and self.failures:
+            self.failures -= 1
+            if self.apply_first:
+                super().set_trial_state_values(trial_id, state, values)
+            raise locked()
+        return super().set_trial_state_values(trial_id, state, values)
+
+
+def test_lock_retry_storage_finishes_a_tell_that_met_lock_errors() -> None:
+    storage = LockRetryStorage(FlakyStorage(failures=2))
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    assert study.trials[0].state == TrialState.COMPLETE
+    assert storage.retries == 2
+
+
+def test_lock_retry_storage_counts_a_state_write_that_did_commit_as_done() -> None:
+    storage = LockRetryStorage(FlakyStorage(failures=1, apply_first=True))
+    study = optuna.create_study(storage=storage)
+    study.tell(study.ask(), 1.0)
+    assert study.trials[0].state == TrialState.COMPLETE
+
+
+def test_final_tell_survives_a_real_sqlite_lock_held_past_the_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    rdb = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 0.01}})
+    locks = LockRetryStorage(rdb)
+    study = optuna.create_study(storage=locks)
+    trial = study.ask()
+    holder = sqlite3.connect(tmp_path / "locked.db", check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock for a moment
+    threading.Timer(0.5, holder.commit).start()
+    study.tell(trial, 1.0)
+    holder.close()
+    assert study.trials[0].state == TrialState.COMPLETE
+    assert locks.retries >= 1  # without the retry, tell would have failed
+
+
+# Write-behind ------------------------------------------------------------------------------
+
+
+def test_write_behind_writes_in_order_and_keeps_only_the_newest_when_replacing() -> None:
+    written: list[Any] = []
+    writes = WriteBehind(interval=60)
+    writes.submit("a", 1, written.extend)
+    writes.submit("a", 2, written.extend)
+    writes.submit("b", "old", written.append, replace=True)
+    writes.submit("b", "new", lambda items: written.append(items), replace=True)
+    writes.flush()
+    assert written == [1, 2, ["new"]]
+    writes.close()
+
+
+def test_write_behind_keeps_items_whose_write_failed() -> None:
+    writes = WriteBehind(interval=60)
+
+    def fail(items: list[int]) -> None:
+        raise RuntimeError("down")
+
+    writes.submit("a", 1, fail)
+    with pytest.raises(RuntimeError):
+        writes.flush()
+    assert writes.pending("a") == [1]
+    writes.discard("a")
+    writes.close()
+
+
+def test_write_behind_thread_flushes_by_itself() -> None:
+    written: list[int] = []
+    writes = WriteBehind(interval=0.05)
+    writes.submit("a", 1, written.extend)
+    deadline = time.monotonic() + 5
+    while not written and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert written == [1]
+    writes.close()
+
+
+def test_buffered_storage_writes_a_trials_reports_before_its_state(tmp_path: Path) -> None:
+    rdb = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=None)
+    writes = WriteBehind(interval=60)
+    storage = BufferedStorage(rdb, writes=writes, rdb=rdb)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.report(0.5, 0)
+    trial.report(0.4, 1)
+    trial.set_user_attr("note", "kept")
+    assert rdb.get_trial(trial._trial_id).intermediate_values == {}  # still in memory
+    assert storage.get_trial(trial._trial_id).intermediate_values == {0: 0.5, 1: 0.4}
+    study.tell(trial, 0.4)
+    stored = rdb.get_trial(trial._trial_id)
+    assert stored.intermediate_values == {0: 0.5, 1: 0.4}
+    assert stored.user_attrs == {"note": "kept"}
+    assert stored.state == TrialState.COMPLETE
+    writes.close()
+
+
+def test_buffered_storage_reads_again_after_its_own_state_changes(tmp_path: Path) -> None:
+    rdb = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=None)
+    writes = WriteBehind(interval=60)
+    study = optuna.create_study(
+        storage=BufferedStorage(rdb, writes=writes, refresh=3600), study_name="s"
+    )
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    writes.close()
+
+
+def test_buffered_epoch_store_writes_rows_when_flushed(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    writes = WriteBehind(interval=60)
+    store = BufferedEpochStore(engine, writes)
+    store.add(7, epoch(0))
+    store.add(7, epoch(1))
+    store.add(7, epoch(1, loss=0.5))  # a replayed epoch replaces the earlier row
+    assert EpochStore(engine).counts([7]) == {}
+    writes.flush()
+    rows = EpochStore(engine).epochs(7)
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows[1]["dev_loss"] == 0.5
+    writes.close()
+
+
+# Heartbeat settings -------------------------------------------------------------------------
+
+
+def test_heartbeat_settings_are_kept_with_the_study(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat_interval=None)
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "h")
+    assert stored_heartbeat(storage, study_id) == (10, 60)
+    store_heartbeat(storage, study_id, interval=1, grace=3)
+    assert stored_heartbeat(storage, study_id) == (1, 3)
+
+
+# Checkpoints --------------------------------------------------------------------------------
+
+
+def test_trial_checkpoint_round_trips_a_torch_state_and_reports_the_resume(
+    tmp_path: Path,
+) -> None:
+    table = CheckpointTable(sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}"), study_id=1)
+    resumed: list[int] = []
+    store = TrialCheckpoint(table, root=4, on_resume=resumed.append)
+    assert store.load() is None
+    state = {"epochs": [{}, {}], "model": {"w": torch.arange(3.0)}}
+    store.save(state)
+    loaded = store.load()
+    assert loaded is not None
+    assert torch.equal(loaded["model"]["w"], torch.arange(3.0))
+    assert resumed == [2]
+
+
+def test_trial_checkpoint_coalesces_saves_that_come_faster_than_its_interval(
+    tmp_path: Path,
+) -> None:
+    table = CheckpointTable(sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}"), study_id=1)
+    writes = WriteBehind(interval=60)
+    store = TrialCheckpoint(table, root=0, writes=writes, min_interval=60)
+    store.save({"epochs": [{}]})  # the first save is written at once
+    store.save({"epochs": [{}, {}]})
+    store.save({"epochs": [{}, {}, {}]})
+    assert table.load(0) is not None and table.load(0)[0] == 1  # type: ignore[index]
+    writes.flush()
+    assert table.load(0)[0] == 3  # type: ignore[index]
+    writes.close()
+
+
+def test_checkpoints_of_finished_chains_are_pruned(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    storage = open_storage(url, heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, study_name="p")
+    running = study.ask()
+    study.tell(study.ask(), 1.0)
+    engine = sa.create_engine(url)
+    checkpoints = Checkpoints(engine, storage.get_study_id_from_name("p"))
+    checkpoints.table.save(running.number, 1, b"x")
+    checkpoints.table.save(1, 1, b"y")  # trial 1 finished: its checkpoint is an orphan
+    assert checkpoints.prune(study) == [1]
+    assert checkpoints.table.roots() == [running.number]
+
+
+@pytest.mark.slow
+def test_checkpoint_table_on_postgresql(postgres_url: str) -> None:
+    engine = create_engine(postgres_url)
+    table = CheckpointTable(engine, study_id=1)
+    table.save(2, 5, b"\x00state")
+    table.save(2, 6, b"\x00newer")
+    assert table.load(2) == (6, b"\x00newer")
+    engine.dispose()

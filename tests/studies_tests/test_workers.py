@@ -1,0 +1,253 @@
+"""Workers: the budget across workers and runs, joining from anywhere, threads, GPUs, signals.
+
+The slow tests start real `hpstudy run` and `hpstudy worker` processes on a SQLite file and on
+the local PostgreSQL server (a throwaway database per test).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+
+from studies._recovery import requeue
+from studies._runner import threads_per_worker, worker_command, worker_env
+from studies._signals import Interrupted, Stop
+from studies._spec import StudySpec
+from studies._storage import create_engine, database_url, open_storage
+from studies._study import create_or_resume
+from studies._worker import run_worker
+
+TrialState = optuna.trial.TrialState
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+NAME = "workers"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
+    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
+    name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {exc}")
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def spec_text(storage: str, *, n_trials: int, epochs: int = 3) -> str:
+    return textwrap.dedent(
+        f"""
+        [study]
+        name = "{NAME}"
+        storage = "{storage}"
+        n_trials = {n_trials}
+        seed = 3
+        sampler = {{ name = "tpe", n_startup_trials = 4 }}
+        pruner = {{ name = "median", n_startup_trials = 2, n_warmup_steps = 1 }}
+
+        [train]
+        dataset = "digits"
+        model = "mlp"
+        hidden = [32]
+        epochs = {epochs}
+        batch_size = 64
+
+        [space.lr]
+        low = 0.001
+        high = 0.3
+        log = true
+
+        [space.optimizer]
+        choices = ["sgd", "adam"]
+        """
+    )
+
+
+def write_spec(folder: Path, storage: str, *, n_trials: int) -> Path:
+    path = folder / "spec.toml"
+    path.write_text(spec_text(storage, n_trials=n_trials))
+    return path
+
+
+def hpstudy(*args: str, cwd: Path, timeout: float = 400) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "studies", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def finished_trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=NAME, storage=open_storage(url, heartbeat_interval=None))
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def assert_clean_logs(folder: Path) -> None:
+    logs = sorted(folder.glob("hpstudy-logs/*/worker-*.log"))
+    assert logs
+    for log in logs:
+        text = log.read_text()
+        assert "trials run" in text, f"{log} did not finish:\n{text}"
+        for bad in ("Traceback", "ERROR", "Error", "failed:"):
+            assert bad not in text, f"{bad!r} in {log}:\n{text}"
+
+
+# The parent's share-out of cores and GPUs -----------------------------------------------------
+
+
+def test_threads_are_split_between_workers() -> None:
+    cores = os.cpu_count() or 1
+    assert threads_per_worker(1) == cores
+    assert threads_per_worker(cores * 4) == 1
+    env = worker_env(0, 2)
+    assert env["OMP_NUM_THREADS"] == env["HPSTUDY_THREADS"] == str(threads_per_worker(2))
+
+
+def test_gpus_are_handed_out_round_robin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert [worker_env(i, 3)["CUDA_VISIBLE_DEVICES"] for i in range(3)] == ["0", "1", "0"]
+
+
+def test_worker_command_joins_by_study_name_and_url() -> None:
+    spec = StudySpec.from_dict(
+        {"study": {"name": "s", "n_trials": 1}, "train": {"dataset": "digits"}, "space": {}}
+    ).replace(storage="sqlite:///x.db")
+    command = worker_command(spec, 2, None)
+    assert command[-6:] == ["worker", "s", "--storage", "sqlite:///x.db", "--index", "2"]
+
+
+# Signals ---------------------------------------------------------------------------------------
+
+
+def test_a_stop_signal_interrupts_only_inside_a_trial() -> None:
+    stop = Stop().install()
+    try:
+        with pytest.raises(Interrupted), stop.interruptible():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        assert stop.is_set()
+        stop.clear()
+        os.kill(os.getpid(), signal.SIGINT)  # outside a trial: only the flag
+        deadline = time.monotonic() + 5
+        while not stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stop.is_set()
+        with pytest.raises(Interrupted), stop.interruptible():
+            pass  # a stop requested before the trial began interrupts it at once
+    finally:
+        stop.uninstall()
+
+
+# One worker, in this process ----------------------------------------------------------------
+
+
+def create(folder: Path, *, n_trials: int) -> tuple[str, optuna.Study]:
+    url = f"sqlite:///{folder / 'study.db'}"
+    spec = StudySpec.from_dict(
+        __import__("tomllib").loads(spec_text(url, n_trials=n_trials)), source="test"
+    )
+    storage = open_storage(url, heartbeat_interval=None)
+    return url, create_or_resume(spec, storage)
+
+
+def test_a_worker_runs_exactly_the_budget_and_leaves_no_checkpoint(tmp_path: Path) -> None:
+    url, _ = create(tmp_path, n_trials=3)
+    summary = run_worker(NAME, url)
+    assert summary.trials == 3
+    assert len(finished_trials(url)) == 3
+    with create_engine(url).connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM hpstudy_checkpoints")).scalar() == 0
+        assert connection.execute(sa.text("SELECT count(*) FROM hpstudy_epochs")).scalar() >= 3
+
+
+def test_a_requeued_trial_is_run_even_when_the_budget_is_spent(tmp_path: Path) -> None:
+    url, study = create(tmp_path, n_trials=1)
+    died = study.ask()  # a worker took it and died
+    study.tell(died, state=TrialState.FAIL)
+    requeue(study, study.trials[died.number], max_retry=3)
+    summary = run_worker(NAME, url)
+    trials = finished_trials(url)
+    assert summary.trials == 1
+    assert [t.system_attrs.get("failed_trial") for t in trials] == [died.number]
+
+
+def test_a_programmatic_stop_ends_the_worker_between_trials(tmp_path: Path) -> None:
+    url, _ = create(tmp_path, n_trials=50)
+    stop = threading.Event()
+    stop.set()
+    assert run_worker(NAME, url, stop=stop).trials == 0
+
+
+# Real processes ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_four_workers_on_sqlite_finish_exactly_the_budget_across_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    spec = write_spec(tmp_path, url, n_trials=8)
+    output = hpstudy("run", str(spec), "--workers", "4", cwd=tmp_path)
+    assert "trials 8/8 done" in output
+    assert len(finished_trials(url)) == 8
+    assert_clean_logs(tmp_path)
+
+    hpstudy("run", str(spec), "--workers", "4", "--n-trials", "10", cwd=tmp_path)
+    assert len(finished_trials(url)) == 10  # the budget is the study's total
+    assert "already has its 10 trials" in hpstudy(
+        "run", str(spec), "--n-trials", "10", cwd=tmp_path
+    )
+
+
+@pytest.mark.slow
+def test_workers_on_postgresql_including_one_that_joins_by_name(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    spec = write_spec(tmp_path, postgres_url, n_trials=8)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "studies", "run", str(spec), "--workers", "3"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        engine = create_engine(postgres_url)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the study exists once the run has started
+            if sa.inspect(engine).has_table("hpstudy_budget"):
+                break
+            time.sleep(0.5)
+        engine.dispose()
+        # Another machine needs only the name and the URL: the spec is stored in the study.
+        joined = hpstudy("worker", NAME, "--storage", postgres_url, "--index", "9", cwd=tmp_path)
+        output, _ = run.communicate(timeout=400)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, output
+    assert "trials run" in joined and "Traceback" not in joined
+    assert len(finished_trials(postgres_url)) == 8
+    assert_clean_logs(tmp_path)

@@ -40,9 +40,10 @@ import sqlalchemy as sa
 
 import studies._objective
 import studies._worker
+import trainer
 from search_space import suggest
 from studies import load_spec
-from studies._storage import open_storage
+from studies._storage import database_url, open_storage
 from studies._study import create_or_resume
 from studies._worker import WorkerOptions, run_worker
 from trainer import EpochResult
@@ -50,6 +51,9 @@ from trainer import EpochResult
 EPOCHS = 20
 PRUNER = {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 3}
 MODES = ("optuna-sqlite", "hpstudy-sqlite", "hpstudy-postgres")
+# Plain Optuna through its gRPC storage proxy in front of the SQLite file (needs grpcio): an
+# alternative that was measured, not a default mode.
+OPTIONAL_MODES = ("optuna-grpc",)
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
@@ -112,14 +116,20 @@ def _hpstudy_worker(
     url: str, name: str, index: int, sleep: float, ready: Any, go: Any, out: Any
 ) -> None:
     costs: list[float] = []
-    studies._objective.fit = _fake_fit(sleep, costs)  # type: ignore[assignment]
-    studies._objective.load_data = lambda config: _NO_DATA  # type: ignore[assignment]
+    fake = _fake_fit(sleep, costs)
+    for module in (trainer, studies._objective):  # however the objective reaches them
+        if hasattr(module, "fit"):
+            module.fit = fake  # type: ignore[attr-defined]
+        if hasattr(module, "load_data"):
+            module.load_data = lambda config: _NO_DATA  # type: ignore[attr-defined]
     # The learning-curve picture (matplotlib, about a second of CPU a trial) measures
     # matplotlib, not storage; it is left out.
     studies._worker.TrialPublisher = lambda store: _no_picture  # type: ignore[attr-defined]
     ready.put(index)
     go.wait()
     summary = run_worker(name, url, options=WorkerOptions(index=index))
+    if summary.trials and not costs:
+        raise RuntimeError("the objective trained for real: the fake fit was not swapped in")
     out.put({"costs": costs, "lock_errors": summary.lock_retries, "errors": 0})
 
 
@@ -160,9 +170,13 @@ def _optuna_worker(
                 raise optuna.TrialPruned()
         return best
 
+    storage: Any = url
+    if url.startswith("grpc://"):
+        host, port = url.removeprefix("grpc://").split(":")
+        storage = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
     study = optuna.load_study(
         study_name=name,
-        storage=url,
+        storage=storage,
         sampler=optuna.samplers.TPESampler(seed=index, constant_liar=True),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3),
     )
@@ -187,6 +201,30 @@ def _optuna_setup(url: str, name: str, n_trials: int) -> None:
     optuna.create_study(study_name=name, storage=url)
 
 
+def _grpc_proxy(url: str, port: int) -> None:
+    optuna.storages.run_grpc_proxy_server(
+        optuna.storages.get_storage(url), host="127.0.0.1", port=port
+    )
+
+
+@contextlib.contextmanager
+def grpc_proxy(url: str) -> Iterator[str]:
+    """A proxy process in front of `url`; yields its grpc:// address."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = mp.get_context("fork").Process(target=_grpc_proxy, args=(url, port), daemon=True)
+    server.start()
+    optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port).wait_server_ready(timeout=60)
+    try:
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.join()
+
+
 # -- one run -------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def database(mode: str, folder: Path) -> Iterator[str]:
@@ -194,7 +232,7 @@ def database(mode: str, folder: Path) -> Iterator[str]:
         yield f"sqlite:///{folder / f'{uuid.uuid4().hex[:8]}.db'}"
         return
     name = f"hpstudy_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
@@ -213,24 +251,11 @@ def run(
     hpstudy = mode.startswith("hpstudy")
     with database(mode, folder) as url:
         (_hpstudy_setup if hpstudy else _optuna_setup)(url, name, n_trials)
-        out_trials[0] = trials_per_worker
-        context = mp.get_context("fork")
-        ready, go, out = context.Queue(), context.Event(), context.Queue()
-        target = _hpstudy_worker if hpstudy else _optuna_worker
-        processes = [
-            context.Process(target=target, args=(url, name, i, sleep, ready, go, out))
-            for i in range(workers)
-        ]
-        for process in processes:
-            process.start()
-        for _ in processes:
-            ready.get(timeout=300)
-        started = time.perf_counter()
-        go.set()
-        results = [out.get(timeout=1800) for _ in processes]
-        seconds = time.perf_counter() - started
-        for process in processes:
-            process.join()
+        with contextlib.ExitStack() as stack:
+            address = stack.enter_context(grpc_proxy(url)) if mode == "optuna-grpc" else url
+            results, seconds, exit_codes = _run_workers(
+                hpstudy, address, name, workers, trials_per_worker, sleep
+            )
         counts = _count(url, name)
     costs = sorted(c for r in results for c in r["costs"])
     finished = counts["COMPLETE"] + counts["PRUNED"]
@@ -248,13 +273,38 @@ def run(
         "lost": n_trials - finished,
         "values_in_db": counts["values"],
         "seconds": seconds,
-        "exit_codes": [p.exitcode for p in processes],
+        "exit_codes": exit_codes,
     }
+
+
+def _run_workers(
+    hpstudy: bool, url: str, name: str, workers: int, trials_per_worker: int, sleep: float
+) -> tuple[list[dict[str, Any]], float, list[int | None]]:
+    """Forks the workers, starts them together, and collects what each measured."""
+    out_trials[0] = trials_per_worker
+    context = mp.get_context("fork")
+    ready, go, out = context.Queue(), context.Event(), context.Queue()
+    target = _hpstudy_worker if hpstudy else _optuna_worker
+    processes = [
+        context.Process(target=target, args=(url, name, i, sleep, ready, go, out))
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    for _ in processes:
+        ready.get(timeout=300)
+    started = time.perf_counter()
+    go.set()
+    results = [out.get(timeout=1800) for _ in processes]
+    seconds = time.perf_counter() - started
+    for process in processes:
+        process.join()
+    return results, seconds, [p.exitcode for p in processes]
 
 
 def _count(url: str, name: str) -> dict[str, int]:
     """Trials per state and intermediate values, read back from the database."""
-    storage = optuna.storages.RDBStorage(url)
+    storage = optuna.storages.RDBStorage(database_url(url))
     study = optuna.load_study(study_name=name, storage=storage)
     counts = {s.name: 0 for s in optuna.trial.TrialState}
     values = 0
@@ -269,7 +319,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument(
+        "--modes", nargs="+", default=list(MODES), choices=[*MODES, *OPTIONAL_MODES]
+    )
     parser.add_argument("--trials-per-worker", type=int, default=6)
     parser.add_argument("--sleep", type=float, default=0.02, help="seconds per fake epoch")
     parser.add_argument("--json", help="also write the rows to this file")

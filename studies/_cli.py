@@ -126,6 +126,31 @@ def _add_heartbeat_arguments(
     )
 
 
+class Copy(Command):
+    name = "copy"
+    help = "copy a study with its trials, epochs and checkpoints to another database"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study")
+        parser.add_argument(
+            "--from", dest="source", required=True, help="its database URL, e.g. sqlite:///a.db"
+        )
+        parser.add_argument(
+            "--to", dest="target", required=True, help="the new database URL, e.g. postgresql://..."
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._copy import copy_study
+        from studies._storage import redact
+
+        report = copy_study(args.study, args.source, args.target)
+        rows = ", ".join(f"{n} {table}" for table, n in report.rows.items())
+        print(
+            f"copied '{args.study}' to {redact(args.target)}: {report.trials} trials; rows: {rows}"
+        )
+        return 0
+
+
 class Status(Command):
     name = "status"
     help = "show a study's progress, best value and best trials"
@@ -187,6 +212,7 @@ class Specs(Command):
 COMMANDS: list[Command] = [
     Run(),
     Worker(),
+    Copy(),
     Status(),
     Studies(),
     Trials(),

@@ -314,3 +314,70 @@ def test_checkpoint_table_on_postgresql(postgres_url: str) -> None:
     table.save(2, 6, b"\x00newer")
     assert table.load(2) == (6, b"\x00newer")
     engine.dispose()
+
+
+# hpstudy copy -------------------------------------------------------------------------------
+
+
+def make_study_with_rows(url: str) -> None:
+    """A finished trial with two epoch rows, and a waiting retry with a checkpoint."""
+    storage = open_storage(url, heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, study_name="moved")
+    study.set_user_attr("hpstudy_spec", "{}")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    study.enqueue_trial({"x": 0.5}, user_attrs={"root_trial": 1})
+    engine = create_engine(url)
+    store = EpochStore(engine)
+    store.add_many(storage.get_trial_id_from_study_id_trial_number(1, 1), [epoch(0), epoch(1)])
+    CheckpointTable(engine, study_id=1).save(1, 2, b"state")
+    engine.dispose()
+
+
+def run_copy(source: str, target: str) -> int:
+    from studies._cli import main
+
+    return main(["copy", "moved", "--from", source, "--to", target])
+
+
+def check_copied(url: str) -> None:
+    storage = open_storage(url, heartbeat_interval=None)
+    study = optuna.load_study(study_name="moved", storage=storage)
+    assert [t.state for t in study.trials] == [
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+        TrialState.WAITING,
+    ]
+    assert study.user_attrs["hpstudy_spec"] == "{}"
+    study_id = storage.get_study_id_from_name("moved")
+    engine = create_engine(url)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, 1)
+    assert [r["epoch"] for r in EpochStore(engine).epochs(trial_id)] == [0, 1]
+    assert CheckpointTable(engine, study_id).load(1) == (2, b"state")
+    from studies._budget import Budget
+
+    assert Budget(engine, study_id).claimed() == 3
+    engine.dispose()
+
+
+def test_copy_moves_a_study_with_its_project_rows(tmp_path: Path) -> None:
+    source, target = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    make_study_with_rows(source)
+    optuna.create_study(storage=target, study_name="other")  # ids differ in the target
+    assert run_copy(source, target) == 0
+    check_copied(target)
+    assert run_copy(source, target) == 2  # the target has it now: refused, nothing doubled
+
+
+def test_copy_refuses_a_study_with_running_trials(tmp_path: Path) -> None:
+    source, target = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    make_study_with_rows(source)
+    optuna.load_study(study_name="moved", storage=source).ask()
+    assert run_copy(source, target) == 2
+
+
+@pytest.mark.slow
+def test_copy_moves_a_sqlite_study_to_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    source = f"sqlite:///{tmp_path / 'a.db'}"
+    make_study_with_rows(source)
+    assert run_copy(source, postgres_url) == 0
+    check_copied(postgres_url)

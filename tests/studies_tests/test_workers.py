@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from studies._worker import run_worker
 TrialState = optuna.trial.TrialState
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 NAME = "workers"
+RUN = [sys.executable, "-m", "studies", "run"]
 
 
 @pytest.fixture
@@ -167,9 +169,7 @@ def test_a_stop_signal_interrupts_only_inside_a_trial() -> None:
 
 def create(folder: Path, *, n_trials: int) -> tuple[str, optuna.Study]:
     url = f"sqlite:///{folder / 'study.db'}"
-    spec = StudySpec.from_dict(
-        __import__("tomllib").loads(spec_text(url, n_trials=n_trials)), source="test"
-    )
+    spec = StudySpec.from_dict(tomllib.loads(spec_text(url, n_trials=n_trials)), source="test")
     storage = open_storage(url, heartbeat_interval=None)
     return url, create_or_resume(spec, storage)
 
@@ -225,9 +225,9 @@ def test_four_workers_on_sqlite_finish_exactly_the_budget_across_runs(tmp_path: 
 def test_workers_on_postgresql_including_one_that_joins_by_name(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    spec = write_spec(tmp_path, postgres_url, n_trials=8)
+    spec = write_spec(tmp_path, "sqlite:///unused.db", n_trials=8)
     run = subprocess.Popen(
-        [sys.executable, "-m", "studies", "run", str(spec), "--workers", "3"],
+        [*RUN, str(spec), "--workers", "3", "--storage", postgres_url],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

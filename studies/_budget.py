@@ -3,7 +3,8 @@
 A worker claims a slot before it asks Optuna for a new trial; the claim is one atomic
 `UPDATE ... WHERE claimed < budget`, so N workers on one database never start more trials
 than the budget, whatever their timing. A trial that fails by an exception gives its slot
-back; a trial re-queued after its worker died keeps it (the retry carries the claim).
+back; a trial re-queued after its worker died keeps it (the retry carries the claim). Each
+call is one short transaction, retried on a lock conflict.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import optuna
 import sqlalchemy as sa
 
+from studies._locks import retry_locked
 from studies._tables import BUDGET, ensure_tables
 
 TrialState = optuna.trial.TrialState
@@ -33,12 +35,16 @@ class Budget:
         claim and their first write.
         """
         held = len(study.get_trials(deepcopy=False, states=CLAIMING_STATES))
-        with self.engine.begin() as connection:
-            updated = connection.execute(
-                BUDGET.update().where(BUDGET.c.study_id == self.study_id).values(claimed=held)
-            ).rowcount
-            if not updated:
-                connection.execute(BUDGET.insert().values(study_id=self.study_id, claimed=held))
+
+        def write() -> None:
+            with self.engine.begin() as connection:
+                updated = connection.execute(
+                    BUDGET.update().where(BUDGET.c.study_id == self.study_id).values(claimed=held)
+                ).rowcount
+                if not updated:
+                    connection.execute(BUDGET.insert().values(study_id=self.study_id, claimed=held))
+
+        retry_locked(write)
         return held
 
     def ensure(self, study: optuna.Study) -> None:
@@ -52,22 +58,29 @@ class Budget:
 
     def claim(self, n_trials: int) -> bool:
         """Takes one slot; False when all `n_trials` are taken."""
-        with self.engine.begin() as connection:
-            taken = connection.execute(
-                BUDGET.update()
-                .where((BUDGET.c.study_id == self.study_id) & (BUDGET.c.claimed < n_trials))
-                .values(claimed=BUDGET.c.claimed + 1)
-            ).rowcount
-        return bool(taken)
+
+        def write() -> int:
+            with self.engine.begin() as connection:
+                return connection.execute(
+                    BUDGET.update()
+                    .where((BUDGET.c.study_id == self.study_id) & (BUDGET.c.claimed < n_trials))
+                    .values(claimed=BUDGET.c.claimed + 1)
+                ).rowcount
+
+        return bool(retry_locked(write))
 
     def release(self) -> None:
         """Gives one slot back."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                BUDGET.update()
-                .where((BUDGET.c.study_id == self.study_id) & (BUDGET.c.claimed > 0))
-                .values(claimed=BUDGET.c.claimed - 1)
-            )
+
+        def write() -> None:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    BUDGET.update()
+                    .where((BUDGET.c.study_id == self.study_id) & (BUDGET.c.claimed > 0))
+                    .values(claimed=BUDGET.c.claimed - 1)
+                )
+
+        retry_locked(write)
 
     def claimed(self) -> int:
         with self.engine.connect() as connection:

@@ -213,7 +213,10 @@ class BufferedStorage(StorageWrapper):
                 # An old view still answers now (a pruner's look at the finished trials);
                 # a thread reads the new one, so no epoch waits for that read.
                 self._refreshing.add(study_id)
-                threading.Thread(target=self._refresh, args=(study_id,), daemon=True).start()
+                refresh = threading.Thread(
+                    target=self._refresh_quietly, args=(study_id,), daemon=True
+                )
+                refresh.start()
         if view is None:
             view = self._refresh(study_id)
         trials = [t for t in view[1] if states is None or t.state in states]
@@ -228,6 +231,12 @@ class BufferedStorage(StorageWrapper):
         finally:
             with self._views_lock:
                 self._refreshing.discard(study_id)
+
+    def _refresh_quietly(self, study_id: int) -> None:
+        try:
+            self._refresh(study_id)
+        except Exception as exc:  # the old view serves on; the next look tries again
+            _log.debug("refreshing the view of study %d failed: %s", study_id, exc)
 
     def _forget_views(self) -> None:
         with self._views_lock:

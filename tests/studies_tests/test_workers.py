@@ -214,7 +214,7 @@ def test_four_workers_on_sqlite_finish_exactly_the_budget_across_runs(tmp_path: 
     assert len(finished_trials(url)) == 8
     assert_clean_logs(tmp_path)
 
-    hpstudy("run", str(spec), "--workers", "4", "--n-trials", "10", cwd=tmp_path)
+    hpstudy("run", str(spec), "--workers", "2", "--n-trials", "10", cwd=tmp_path)
     assert len(finished_trials(url)) == 10  # the budget is the study's total
     assert "already has its 10 trials" in hpstudy(
         "run", str(spec), "--n-trials", "10", cwd=tmp_path
@@ -225,7 +225,7 @@ def test_four_workers_on_sqlite_finish_exactly_the_budget_across_runs(tmp_path: 
 def test_workers_on_postgresql_including_one_that_joins_by_name(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    spec = write_spec(tmp_path, "sqlite:///unused.db", n_trials=8)
+    spec = write_spec(tmp_path, "sqlite:///unused.db", n_trials=6)
     run = subprocess.Popen(
         [*RUN, str(spec), "--workers", "3", "--storage", postgres_url],
         cwd=tmp_path,
@@ -249,5 +249,5 @@ def test_workers_on_postgresql_including_one_that_joins_by_name(
             run.kill()
     assert run.returncode == 0, output
     assert "trials run" in joined and "Traceback" not in joined
-    assert len(finished_trials(postgres_url)) == 8
+    assert len(finished_trials(postgres_url)) == 6
     assert_clean_logs(tmp_path)

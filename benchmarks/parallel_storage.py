@@ -24,6 +24,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import queue
 import statistics
 import sys
 import tempfile
@@ -295,7 +296,16 @@ def _run_workers(
         ready.get(timeout=300)
     started = time.perf_counter()
     go.set()
-    results = [out.get(timeout=1800) for _ in processes]
+    results: list[dict[str, Any]] = []
+    while len(results) < workers:
+        try:
+            results.append(out.get(timeout=5))
+        except queue.Empty:
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(
+                    f"a worker died (exit codes {dead}); see its traceback"
+                ) from None
     seconds = time.perf_counter() - started
     for process in processes:
         process.join()

@@ -38,13 +38,12 @@ class Budget:
 
         def write() -> None:
             with self.engine.begin() as connection:
-                updated = connection.execute(
+                connection.execute(
                     BUDGET.update().where(BUDGET.c.study_id == self.study_id).values(claimed=held)
-                ).rowcount
-                if not updated:
-                    connection.execute(BUDGET.insert().values(study_id=self.study_id, claimed=held))
+                )
 
-        retry_locked(write)
+        if not self._create(held):
+            retry_locked(write)
         return held
 
     def ensure(self, study: optuna.Study) -> None:
@@ -54,7 +53,20 @@ class Budget:
                 sa.select(BUDGET.c.study_id).where(BUDGET.c.study_id == self.study_id)
             ).first()
         if exists is None:
-            self.reconcile(study)
+            self._create(len(study.get_trials(deepcopy=False, states=CLAIMING_STATES)))
+
+    def _create(self, claimed: int) -> bool:
+        """Inserts the study's row; False when it exists (another worker may have been first)."""
+
+        def write() -> None:
+            with self.engine.begin() as connection:
+                connection.execute(BUDGET.insert().values(study_id=self.study_id, claimed=claimed))
+
+        try:
+            retry_locked(write)
+        except sa.exc.IntegrityError:
+            return False
+        return True
 
     def claim(self, n_trials: int) -> bool:
         """Takes one slot; False when all `n_trials` are taken."""

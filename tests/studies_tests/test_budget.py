@@ -70,6 +70,52 @@ def test_parallel_claims_never_exceed_the_budget_on_postgresql(postgres_url: str
     assert claims_from_threads(postgres_url, threads=8, budget=40) == 40
 
 
+def ensure_from_threads(url: str) -> int:
+    """Workers joining a study at once each make sure its row exists; the count it holds."""
+    engine = create_engine(url)
+    Budget(engine, study_id=1)  # creates the tables
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def join() -> None:
+        own = create_engine(url)
+        start.wait()
+        try:
+            Budget(own, study_id=1).ensure(optuna.create_study())
+        except BaseException as exc:
+            errors.append(exc)
+        own.dispose()
+
+    threads = [threading.Thread(target=join) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    claimed = Budget(engine, study_id=1).claimed()
+    engine.dispose()
+    return claimed
+
+
+def test_workers_that_join_at_once_create_the_budget_row_once(tmp_path: Path) -> None:
+    assert ensure_from_threads(f"sqlite:///{tmp_path / 'b.db'}") == 0
+
+
+@pytest.mark.slow
+def test_workers_that_join_at_once_create_the_budget_row_once_on_postgresql(
+    postgres_url: str,
+) -> None:
+    assert ensure_from_threads(postgres_url) == 0
+
+
+def test_ensure_keeps_an_existing_count(tmp_path: Path) -> None:
+    budget = Budget(create_engine(f"sqlite:///{tmp_path / 'b.db'}"), study_id=1)
+    budget.ensure(optuna.create_study())
+    assert budget.claim(5)
+    budget.ensure(optuna.create_study())
+    assert budget.claimed() == 1
+
+
 def test_release_gives_a_slot_back(tmp_path: Path) -> None:
     budget = Budget(create_engine(f"sqlite:///{tmp_path / 'b.db'}"), study_id=1)
     budget.reconcile(optuna.create_study())

@@ -48,11 +48,15 @@ CHECKPOINTS = sa.Table(
 
 def ensure_tables(engine: sa.Engine) -> None:
     """Creates the project's tables where they are missing (idempotent, safe in parallel)."""
-    try:
-        METADATA.create_all(engine)
-    except sa.exc.OperationalError as exc:
-        # Two workers creating the tables at once: the loser finds them there.
-        if "already exists" not in str(exc):
-            raise
-    except sa.exc.IntegrityError:
-        pass  # PostgreSQL's catalog race between concurrent CREATE TABLEs
+    for _ in range(len(METADATA.tables)):
+        try:
+            METADATA.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+            # Workers creating the tables at once: the loser of one table's race finds it
+            # there, and goes on with the tables after it.
+            if "already exists" not in str(exc):
+                raise
+        except sa.exc.IntegrityError:
+            pass  # PostgreSQL's catalog race between concurrent CREATE TABLEs
+    METADATA.create_all(engine)

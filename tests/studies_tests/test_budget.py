@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from studies._budget import Budget
 from studies._storage import create_engine, database_url, open_storage
+from studies._tables import ensure_tables
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
@@ -136,3 +137,27 @@ def test_reconcile_counts_the_trials_that_hold_a_slot(tmp_path: Path) -> None:
     budget = Budget(create_engine(url), study_id=1)
     assert budget.reconcile(study) == 4
     assert budget.claimed() == 4
+
+
+@pytest.mark.slow
+def test_workers_that_start_at_once_create_the_tables_once_on_postgresql(
+    postgres_url: str,
+) -> None:
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def create_tables() -> None:
+        engine = create_engine(postgres_url)
+        start.wait()
+        try:
+            ensure_tables(engine)
+        except BaseException as exc:
+            errors.append(exc)
+        engine.dispose()
+
+    threads = [threading.Thread(target=create_tables) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors

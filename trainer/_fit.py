@@ -1,8 +1,9 @@
 """`fit`: trains a config on tensors held on the device, one `EpochResult` per epoch.
 
-The hot path has no per-sample Python and no host sync per batch: each epoch permutes the
-training tensors once and slices batches from them; losses, accuracies and gradient norms
-are summed on the device and read once per epoch.
+The hot path has no per-sample Python and no host sync per batch: each epoch draws one
+permutation and gathers each batch's rows with it; losses, accuracies and gradient norms
+are summed on the device and read once per epoch (and checked for divergence every
+`DIVERGENCE_CHECK_EVERY` steps).
 """
 
 from __future__ import annotations
@@ -122,6 +123,11 @@ def fit(
 
     Returns:
         The epochs run, why the run ended, and the model with the best epoch's weights.
+        On a CPU the same config gives the same result again with the same number of torch
+        threads (a different count changes the rounding of matrix products).
+
+    Raises:
+        ValueError: the checkpoint holds a run of another config.
     """
     start = time.perf_counter()
     device = resolve_device(config.device)

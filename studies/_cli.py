@@ -209,6 +209,99 @@ class Specs(Command):
         return specs_command(args)
 
 
+class Dashboard(Command):
+    name = "dashboard"
+    help = "browse the studies in optuna-dashboard, with learning curves and diagnoses"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
+        )
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="address to listen on (default 127.0.0.1: this machine only; the dashboard "
+            "has no login)",
+        )
+        parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._dashboard import serve
+        from studies._spec import DEFAULT_STORAGE
+
+        serve(args.storage or DEFAULT_STORAGE, host=args.host, port=args.port)
+        return 0
+
+
+class Export(Command):
+    name = "export"
+    help = "write the best trial's complete config plus provenance, ready for hpstudy train"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study")
+        parser.add_argument(
+            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
+        )
+        parser.add_argument(
+            "-o",
+            "--output",
+            default="best.toml",
+            help="the file, .toml, .json or .yaml (default: best.toml)",
+        )
+        parser.add_argument("--trial", type=int, help="export trial N instead of the best")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._export import export_best
+
+        path, about = export_best(
+            args.study, url=args.storage, output=args.output, number=args.trial
+        )
+        value = about.get("value")
+        shown = "" if value is None else f", {about['metric']} {value:.4f}"
+        print(f"wrote {path}: trial {about['trial']} of '{about['study']}'{shown}")
+        print(f"train it again and score the test set: hpstudy train {path} --test")
+        return 0
+
+
+class Reproduce(Command):
+    name = "reproduce"
+    help = "train a trial again from its stored config and seed; compare curves, report test"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study")
+        parser.add_argument(
+            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
+        )
+        parser.add_argument("--trial", type=int, help="reproduce trial N instead of the best")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._reproduce import reproduce
+
+        outcome = reproduce(args.study, url=args.storage, number=args.trial)
+        return 0 if outcome.comparison.equal else 1
+
+
+class Report(Command):
+    name = "report"
+    help = "write one self-contained HTML page about a study (opens offline)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study")
+        parser.add_argument(
+            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
+        )
+        parser.add_argument(
+            "-o", "--output", default="report.html", help="the page (default: report.html)"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies._report import write_report
+
+        path = write_report(args.study, url=args.storage, output=args.output)
+        print(f"wrote {path}")
+        return 0
+
+
 COMMANDS: list[Command] = [
     Run(),
     Worker(),
@@ -219,6 +312,10 @@ COMMANDS: list[Command] = [
     Specs(),
     Train(),
     Fetch(),
+    Dashboard(),
+    Export(),
+    Reproduce(),
+    Report(),
 ]
 
 

@@ -39,6 +39,10 @@ class Thresholds:
     # Rise of the last dev loss above its minimum, relative to that minimum; smaller rises are
     # epoch-to-epoch noise of a dev set of a few thousand examples.
     overfit_min_dev_rise: float = 0.05
+    # ... and by more than this many times the dev loss's typical epoch-to-epoch change (the
+    # median absolute change): on a dev set of a few hundred examples the last epoch of a noisy
+    # but flat curve often lies well above a lucky minimum.
+    overfit_min_noise_multiple: float = 2.0
     # Fall of the train loss after the best dev epoch, relative to its value there, needed to
     # say "train loss kept falling" (a flat train loss with a rising dev loss is noise or a
     # schedule effect, not memorisation).
@@ -142,8 +146,9 @@ _NOTES = {
     ),
     "overfitting": (
         "the dev loss was lowest at epoch {best_epoch:.0f} ({best_dev_loss:.3f}, train-dev gap "
-        "{gap_at_best:.3f}), then rose by {dev_rise:.3f} while the train loss kept falling to "
-        "{final_train_loss:.3f} (final gap {gap_final:.3f}). Stop earlier, or add "
+        "{gap_at_best:.3f}), then rose by {dev_rise:.3f}, more than its epoch-to-epoch noise "
+        "({dev_noise:.3f}), while the train loss kept falling to {final_train_loss:.3f} (final "
+        "gap {gap_final:.3f}). Stop earlier, or add "
         "regularisation (weight decay, dropout, augmentation) or data."
     ),
     "good_fit": (
@@ -187,8 +192,9 @@ def diagnose(
       loss means the model does not fit, whatever dev does), nor is flatness: a high but still
       falling run gets both underfitting and still_improving.
     - overfitting: the last dev loss is above its minimum by more than `t.overfit_min_dev_rise`
-      of it, and the train loss fell after the best epoch by more than
-      `t.overfit_min_train_drop` of its value there.
+      of it and by more than `t.overfit_min_noise_multiple` times `dev_noise` (the median
+      absolute change of the dev loss from one epoch to the next), and the train loss fell
+      after the best epoch by more than `t.overfit_min_train_drop` of its value there.
     - good_fit: none of the three above.
     - still_improving: the last epoch is the best one and its dev loss is at least
       `t.improving_min_gain` below the epoch before's (needs two epochs).
@@ -254,6 +260,9 @@ def _curve_numbers(
             _put(numbers, "dev_rise", dev[-1] - dev[best])
         if len(dev) >= 2:
             _put(numbers, "last_dev_improvement", (dev[-2] - dev[-1]) / dev[-2])
+            steps = np.abs(np.diff(dev))
+            if np.isfinite(steps).any():
+                _put(numbers, "dev_noise", float(np.median(steps[np.isfinite(steps)])))
         broken = ~np.isfinite(train + dev) | (train > t.diverged_loss_factor * chance)
     if broken.any():
         numbers["diverged_epoch"] = float(ids[int(np.argmax(broken))])
@@ -270,6 +279,7 @@ def _curve_labels(numbers: dict[str, float], t: Thresholds) -> set[str]:
     train_drop = numbers["train_loss_at_best"] - numbers["final_train_loss"]
     if (
         numbers["dev_rise"] > t.overfit_min_dev_rise * numbers["best_dev_loss"]
+        and numbers["dev_rise"] > t.overfit_min_noise_multiple * numbers.get("dev_noise", 0.0)
         and train_drop > t.overfit_min_train_drop * numbers["train_loss_at_best"]
     ):
         labels.add("overfitting")

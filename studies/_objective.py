@@ -105,7 +105,9 @@ class Objective:
         reporter = Reporter(trial, trial_id, self.store, self.spec.metric)
         checkpoint = self.checkpoints(trial, config) if self.checkpoints else None
         try:
-            result = fit(config, self.data(config), on_epoch=reporter, checkpoint=checkpoint)
+            data = self.data(config)
+            trial.set_user_attr("data", data.identity)  # provenance for export
+            result = fit(config, data, on_epoch=reporter, checkpoint=checkpoint)
         except optuna.TrialPruned:
             self._finish(trial, config, reporter.epochs, "pruned")
             raise

@@ -5,6 +5,8 @@
 that parallel workers start exactly as many trials as the spec asks for.
 `hpstudy_checkpoints` holds the training state of unfinished trials, so that a trial re-queued
 after its worker died resumes on any machine that reaches the database.
+`hpstudy_artifacts` holds the bytes of Optuna artifacts (the learning-curve pictures), so that
+workers on several machines and the dashboard share them through the one database.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ CHECKPOINTS = sa.Table(
     sa.Column("epochs", sa.Integer, nullable=False),  # finished epochs the state holds
     sa.Column("state", sa.LargeBinary, nullable=False),  # `torch.save` bytes of the run's state
     sa.Column("saved", sa.DateTime, nullable=False),  # UTC, when it was written
+)
+
+ARTIFACTS = sa.Table(
+    "hpstudy_artifacts",
+    METADATA,
+    sa.Column("artifact_id", sa.String(64), primary_key=True),  # Optuna's artifact id (a UUID)
+    sa.Column("content", sa.LargeBinary, nullable=False),  # the file's bytes (tens of kB)
 )
 
 

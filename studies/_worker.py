@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from studies._artifacts import DatabaseArtifactStore
 from studies._budget import Budget
 from studies._buffer import (
     FLUSH_INTERVAL,
@@ -32,6 +33,7 @@ from studies._buffer import (
     WriteBehind,
 )
 from studies._checkpoints import MIN_INTERVAL, Checkpoints
+from studies._dashboard import TrialPublisher
 from studies._errors import StudyError
 from studies._locks import LockRetryStorage
 from studies._objective import Objective, TrialFinisher, store_diagnosis
@@ -140,7 +142,11 @@ class _Worker:
             self.spec,
             BufferedEpochStore(self.engine, self.writes),
             self.storage,
-            finishers=[store_diagnosis, *options.finishers],
+            finishers=[
+                store_diagnosis,
+                TrialPublisher(DatabaseArtifactStore(self.engine)),
+                *options.finishers,
+            ],
             checkpoints=self.checkpoints.for_trial if options.checkpoints else None,
         )
         self.summary = WorkerSummary()

@@ -152,6 +152,17 @@ def test_small_dev_wiggle_is_not_overfitting() -> None:
     assert diagnose(records(decay(CHANCE, 0.1, 1.0, 10), dev)).labels == ("good_fit",)
 
 
+def test_a_rise_within_the_epoch_to_epoch_noise_is_not_overfitting() -> None:
+    # A small dev set: the dev loss jumps by about 0.15 from epoch to epoch around its floor,
+    # so ending 0.1 above a lucky minimum says nothing.
+    dev = [*decay(CHANCE, 0.3, 1.0, 6), 0.45, 0.28, 0.46, 0.3, 0.44, 0.38]
+    run = records(decay(CHANCE, 0.1, 0.5, 12), dev)
+    assert diagnose(run).numbers["dev_noise"] == pytest.approx(0.15, abs=0.03)
+    assert "overfitting" not in diagnose(run).labels
+    noise_blind = Thresholds(overfit_min_noise_multiple=0.0)
+    assert "overfitting" in diagnose(run, thresholds=noise_blind).labels
+
+
 def test_rising_dev_loss_with_flat_train_loss_is_not_overfitting() -> None:
     train = decay(CHANCE, 0.1, 1.0, 6)
     train += [train[-1]] * 4

@@ -1,0 +1,80 @@
+"""The learning-curve picture of one trial: loss and accuracy per epoch, best epoch marked.
+
+Drawn with matplotlib's Agg backend (no display needed) into PNG bytes, for the trial's
+artifact in optuna-dashboard and for `hpstudy report`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+LOG_SCALE_RATIO = 50.0  # losses spanning more than this factor get a log axis (diverged runs)
+
+
+def plot_learning_curves(
+    epochs: Sequence[Mapping[str, Any]],
+    *,
+    best_epoch: int | None = None,
+    title: str = "",
+) -> bytes:
+    """A PNG with two panels: train/dev loss and train/dev accuracy against the epoch.
+
+    Args:
+        epochs: per-epoch records (`EpochResult.to_dict()`), oldest first; non-finite values
+            leave gaps.
+        best_epoch: the epoch model selection kept, marked in both panels.
+        title: the picture's title, e.g. the trial number and its diagnosis.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    x = [int(record.get("epoch", i)) for i, record in enumerate(epochs)]
+    # Fixed margins: a layout engine would double the drawing time, paid once per trial.
+    figure = Figure(figsize=(9, 3.4), dpi=100)
+    FigureCanvasAgg(figure)  # Agg draws without a display, and leaves pyplot's backend alone
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.89, wspace=0.2)
+    loss_axes, accuracy_axes = figure.subplots(1, 2, sharex=True)
+    for axes, kind in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+        for split in ("train", "dev"):
+            values = [_finite(record.get(f"{split}_{kind}")) for record in epochs]
+            axes.plot(x, values, marker="o", markersize=3, label=f"{split} {kind}")
+        if best_epoch is not None and best_epoch in x:
+            axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
+            value = _finite(epochs[x.index(best_epoch)].get(f"dev_{kind}"))
+            if not math.isnan(value):
+                axes.plot([best_epoch], [value], "*", color="black", markersize=11, zorder=3)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(kind)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+    losses = [
+        v
+        for record in epochs
+        for v in (_finite(record.get("train_loss")), _finite(record.get("dev_loss")))
+        if v > 0
+    ]
+    if losses and max(losses) / min(losses) > LOG_SCALE_RATIO:
+        loss_axes.set_yscale("log")
+    accuracy_axes.set_ylim(0.0, 1.02)
+    accuracy_axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if best_epoch is not None:
+        loss_axes.plot([], [], "*", color="black", label=f"best epoch ({best_epoch})")
+    loss_axes.legend(fontsize="small")
+    accuracy_axes.legend(fontsize="small")
+    if title:
+        figure.suptitle(title, fontsize="medium")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _finite(value: Any) -> float:
+    """A float, or NaN (a gap in the line) for a missing or non-finite value."""
+    if value is None:
+        return math.nan
+    value = float(value)
+    return value if math.isfinite(value) else math.nan

@@ -1,0 +1,145 @@
+"""`hpstudy export`: a trial's complete `TrainConfig` plus provenance, as a file to run again.
+
+The file holds `[train]`, every field of the config the trial trained (not just the sampled
+ones, and with the trial's seed), and `[provenance]`: where it came from (study, trial, value,
+seed, data set identity, package versions, date). `TrainConfig.load` reads `[train]` only, so
+`hpstudy train FILE [--test]` runs the file as it is, without the database.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from studies._errors import StudyError
+from studies._results import open_study, trial_config
+from studies._storage import redact
+from studies._study import best_trial
+from trainer import DataUnavailableError, TrainConfig, load_data
+
+SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+PACKAGES = ("hpstudy", "torch", "optuna", "numpy")  # versions recorded, besides Python's
+
+
+def versions() -> dict[str, str]:
+    """The versions of Python and the packages that decide what a run computes."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def data_identity(trial: optuna.trial.FrozenTrial, config: TrainConfig) -> dict[str, Any]:
+    """The data set the trial trained on: name, content fingerprint and split sizes.
+
+    Read from the trial when the worker stored it, else computed from the data here.
+    """
+    stored = trial.user_attrs.get("data")
+    if stored:
+        return dict(stored)
+    try:
+        return dict(load_data(config, device="cpu").identity)
+    except DataUnavailableError as exc:
+        return {"dataset": config.dataset, "fingerprint": f"unknown ({exc})"}
+
+
+def provenance(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, config: TrainConfig, *, url: str = ""
+) -> dict[str, Any]:
+    """Where an exported config came from: enough to trace it back and to trust a rerun."""
+    attrs = trial.user_attrs
+    out: dict[str, Any] = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "state": trial.state.name.lower(),
+        "metric": (study.metric_names or ["value"])[0],
+        "direction": study.direction.name.lower(),
+        "value": trial.value,
+        "seed": config.seed,
+        "best_epoch": attrs.get("best_epoch"),
+        "epochs_run": attrs.get("epochs_run"),
+        "stop_reason": attrs.get("stop_reason"),
+        "diagnosis": list(attrs.get("diagnosis", [])),
+        "storage": redact(url) if url else None,
+        "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "data": data_identity(trial, config),
+    }
+    return {key: value for key, value in out.items() if value is not None}
+
+
+def check_output(path: str | Path, suffixes: tuple[str, ...]) -> Path:
+    """The output path, once its suffix is known and its folder exists.
+
+    Raises:
+        StudyError: for another suffix or a missing folder.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise StudyError(
+            f"cannot write '{path}': use a name ending in {', '.join(suffixes)}, "
+            f"e.g. -o best{suffixes[0]}"
+        )
+    try:
+        if not path.parent.is_dir():
+            raise StudyError(f"cannot write '{path}': the folder '{path.parent}' does not exist")
+        if path.is_dir():
+            raise StudyError(f"cannot write '{path}': it is a folder; give a file name")
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise StudyError(
+            f"cannot write '{path}': {exc.strerror or exc}; choose a path you can write to"
+        ) from None
+    return path
+
+
+def export_trial(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, path: str | Path, *, url: str = ""
+) -> dict[str, Any]:
+    """Writes the trial's config and provenance to `path` (.toml, .json or .yaml).
+
+    Returns:
+        The provenance written.
+
+    Raises:
+        StudyError: for an unfinished trial, a bad suffix, or a path that cannot be written.
+    """
+    path = check_output(path, SUFFIXES)
+    config = trial_config(trial)
+    about = provenance(study, trial, config, url=url)
+    try:
+        config.save(path, extra={"provenance": about})
+    except OSError as exc:
+        raise StudyError(
+            f"cannot write '{path}': {exc.strerror or exc}; choose a path you can write to"
+        ) from None
+    return about
+
+
+def export_best(
+    name: str,
+    *,
+    url: str | None = None,
+    output: str | Path = "best.toml",
+    number: int | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Exports the best complete trial of study `name`, or its trial `number`.
+
+    Returns:
+        The file written and its provenance.
+
+    Raises:
+        StudyError: for an unknown study or trial, a study with no finished trial, or an
+            output path that cannot be written.
+    """
+    check_output(output, SUFFIXES)
+    opened = open_study(name, url)
+    trial = best_trial(opened.study, number)
+    return Path(output), export_trial(opened.study, trial, output, url=opened.url)

@@ -1,0 +1,180 @@
+"""`hpstudy report`: one self-contained HTML page about a study that opens offline.
+
+Optuna's plotly figures (optimisation history, parameter importances, parallel coordinates,
+intermediate values) with plotly.js inlined once, the learning curves of the best trials as
+embedded PNGs, and the diagnosis of every finished trial. Nothing is fetched from a network.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from studies._curves import plot_learning_curves
+from studies._diagnosis import Diagnosis
+from studies._errors import StudyError
+from studies._export import check_output
+from studies._results import FINISHED, OpenStudy, open_study
+from studies._storage import redact
+from studies._study import best_trial, finished_trials
+
+SUFFIXES = (".html", ".htm")
+TOP_TRIALS = 4  # learning curves shown, best first
+IMPORTANCE_SEED = 0  # fANOVA's forest is random; a fixed seed keeps the report repeatable
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } .meta { color: #555; } .missing { color: #a33; }
+img { max-width: 100%; }
+"""
+
+
+def _figures(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
+    """The report's plotly figures, each made only when its section is written."""
+    vis = optuna.visualization
+    importance = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+    return [
+        ("Optimisation history", lambda: vis.plot_optimization_history(study)),
+        (
+            "Parameter importances",
+            lambda: vis.plot_param_importances(study, evaluator=importance),
+        ),
+        ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study)),
+        ("Intermediate values (the metric per epoch)", lambda: vis.plot_intermediate_values(study)),
+    ]
+
+
+def render_report(opened: OpenStudy, *, top: int = TOP_TRIALS) -> str:
+    """The report of an opened study as one HTML document.
+
+    Raises:
+        StudyError: for a study with no complete trial.
+    """
+    from plotly.offline import get_plotlyjs
+
+    study = opened.study
+    best = best_trial(study)  # raises the "no finished trial" error
+    metric = (study.metric_names or ["value"])[0]
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in FINISHED]
+    parts = [
+        f"<h1>Study {_e(study.study_name)}</h1>",
+        f"<p class='meta'>{_e(redact(opened.url))}; {metric} is "
+        f"{study.direction.name.lower()}d. {len(trials)} trials: "
+        + ", ".join(
+            f"{n} {state.name.lower()}"
+            for state in optuna.trial.TrialState
+            if (n := sum(t.state == state for t in trials))
+        )
+        + f". Best: trial {best.number}, {metric} {best.value:.4f}. Written "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.</p>",
+    ]
+    for title, make in _figures(study):
+        parts.append(f"<h2>{_e(title)}</h2>")
+        try:
+            figure = make()
+        except (ValueError, RuntimeError) as exc:  # e.g. importances need two complete trials
+            parts.append(f"<p class='missing'>not available: {_e(str(exc))}</p>")
+            continue
+        parts.append(figure.to_html(full_html=False, include_plotlyjs=False))
+    parts.append(_curves_section(opened, finished_trials(study)[:top], metric))
+    parts.append(_diagnosis_section(finished, metric))
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>hpstudy report: {_e(study.study_name)}</title><style>{_STYLE}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )
+
+
+def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metric: str) -> str:
+    parts = [f"<h2>Learning curves of the {len(top)} best trials</h2>"]
+    epochs = opened.epochs(t.number for t in top)
+    for trial in top:
+        labels = ", ".join(trial.user_attrs.get("diagnosis", []))
+        png = plot_learning_curves(
+            epochs[trial.number],
+            best_epoch=trial.user_attrs.get("best_epoch"),
+            title=f"trial {trial.number}: {metric} {trial.value:.4f}; {labels}",
+        )
+        parts.append(
+            f"<h3 id='trial-{trial.number}'>Trial {trial.number}</h3>"
+            f"<p>{_e(_params(trial))}</p>"
+            f"<img alt='learning curves of trial {trial.number}' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        )
+    return "\n".join(parts)
+
+
+def _diagnosis_section(trials: list[optuna.trial.FrozenTrial], metric: str) -> str:
+    rows = []
+    for trial in sorted(trials, key=lambda t: t.number):
+        attrs = trial.user_attrs
+        summary = "-"
+        if "diagnosis" in attrs:
+            summary = Diagnosis.from_dict(
+                {"labels": attrs["diagnosis"], "numbers": attrs.get("diagnosis_numbers", {})}
+            ).summary()
+        value = (
+            "-" if trial.value is None or not math.isfinite(trial.value) else f"{trial.value:.4f}"
+        )
+        cells = (
+            trial.number,
+            trial.state.name.lower(),
+            value,
+            attrs.get("epochs_run", "-"),
+            attrs.get("best_epoch", "-"),
+            attrs.get("stop_reason", "-"),
+            summary,
+            _params(trial),
+        )
+        rows.append("<tr>" + "".join(f"<td>{_e(str(c))}</td>" for c in cells) + "</tr>")
+    head = ("#", "state", metric, "epochs", "best epoch", "stop", "diagnosis", "params")
+    return (
+        "<h2>Diagnosis of every finished trial</h2>\n<table id='diagnosis'><tr>"
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr>\n"
+        + "\n".join(rows)
+        + "\n</table>"
+    )
+
+
+def _params(trial: optuna.trial.FrozenTrial) -> str:
+    return " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
+    )
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def write_report(
+    name: str, *, url: str | None = None, output: str | Path = "report.html", top: int = TOP_TRIALS
+) -> Path:
+    """Writes the report of study `name` to `output` (.html).
+
+    Raises:
+        StudyError: for an unknown study, a study with no complete trial, or an output path
+            that cannot be written.
+    """
+    path = check_output(output, SUFFIXES)
+    page = render_report(open_study(name, url), top=top)
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise StudyError(
+            f"cannot write '{path}': {exc.strerror or exc}; choose a path you can write to"
+        ) from None
+    return path

@@ -1,0 +1,79 @@
+"""Reading a study's results back for export, reproduce and report: trials, configs, epochs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+
+from studies._errors import StudyError
+from studies._metrics import EpochStore
+from studies._spec import DEFAULT_STORAGE
+from studies._storage import create_engine, open_storage, sqlite_path
+from studies._study import load_study
+from trainer import ConfigError, TrainConfig
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenStudy:
+    """A study opened for reading, with the storage and URL it came from."""
+
+    study: optuna.Study
+    storage: optuna.storages.BaseStorage
+    url: str
+
+    def epochs(self, numbers: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """The stored per-epoch records of the trials `numbers`, oldest epoch first."""
+        study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        engine = create_engine(self.url)
+        try:
+            store = EpochStore(engine)
+            return {
+                number: store.epochs(
+                    self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+                )
+                for number in numbers
+            }
+        finally:
+            engine.dispose()
+
+
+def open_study(name: str, url: str | None = None) -> OpenStudy:
+    """Loads study `name` from `url` (default: sqlite:///hpstudy.db) for reading.
+
+    Raises:
+        StudyError: for a SQLite file that does not exist, or an unknown study name.
+    """
+    url = url or DEFAULT_STORAGE
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StudyError(
+            f"there is no study database at {path}; run the study first (hpstudy run SPEC) "
+            f"or name its database with --storage URL"
+        )
+    storage = open_storage(url, heartbeat_interval=None)
+    return OpenStudy(load_study(storage, name, url=url), storage, url)
+
+
+def trial_config(trial: optuna.trial.FrozenTrial) -> TrainConfig:
+    """The complete config a trial trained, seed included, from its `config` user attribute.
+
+    Raises:
+        StudyError: for a trial that has not finished or was not made by hpstudy.
+    """
+    if trial.state not in FINISHED:
+        raise StudyError(
+            f"trial {trial.number} is {trial.state.name.lower()}; pick a complete or pruned "
+            f"trial (hpstudy trials NAME lists them)"
+        )
+    values = trial.user_attrs.get("config")
+    if values is None:
+        raise StudyError(f"trial {trial.number} has no stored config: it was not made by hpstudy")
+    try:
+        return TrainConfig.from_dict(values, source=f"the config of trial {trial.number}")
+    except ConfigError as exc:
+        raise StudyError(f"{exc}\n(the stored config does not load in this hpstudy)") from None

@@ -1,0 +1,102 @@
+"""`hpstudy reproduce`: a stored trial trained again gives its dev curve back, then the test set."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from studies._cli import main
+from studies._errors import StudyError
+from studies._reproduce import TOLERANCE, compare_curves, reproduce
+from studies._spec import StudySpec
+from studies._storage import open_storage
+from studies._study import create_or_resume
+from studies._worker import WorkerOptions, run_worker
+
+NAME = "tiny"
+
+
+@pytest.fixture(scope="module")
+def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A finished two-trial digits study, made by an hpstudy worker."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('reproduce') / 'study.db'}"
+    spec = StudySpec.from_dict(
+        {
+            "study": {"name": NAME, "n_trials": 2, "seed": 4, "sampler": {"name": "random"}},
+            "train": {"dataset": "digits", "hidden": [16], "epochs": 3, "device": "cpu"},
+            "space": {
+                "lr": {"low": 0.01, "high": 0.5, "log": True},
+                "dropout": {"low": 0.1, "high": 0.3},  # random masks: the seed must fix them
+            },
+        },
+        source="test",
+    ).replace(storage=url)
+    create_or_resume(spec, open_storage(url, heartbeat_interval=None))
+    run_worker(NAME, url, options=WorkerOptions(flush_interval=0))
+    return url
+
+
+def curve(*values: float) -> list[dict[str, float]]:
+    return [{"dev_loss": v, "dev_accuracy": 1 - v / 3} for v in values]
+
+
+def test_equal_curves_differ_by_nothing() -> None:
+    comparison = compare_curves(curve(2.0, 1.0), curve(2.0, 1.0))
+    assert comparison.max_abs_difference == 0.0
+    assert comparison.equal
+
+
+def test_the_largest_difference_and_where_it_is() -> None:
+    comparison = compare_curves(curve(2.0, 1.0), curve(2.0, 1.3))
+    assert comparison.max_abs_difference == pytest.approx(0.3)
+    assert comparison.where == "dev_loss at epoch 1"
+    assert not comparison.equal
+
+
+def test_a_diverged_epoch_matches_a_diverged_epoch() -> None:
+    assert compare_curves(curve(2.0, math.nan), curve(2.0, math.nan)).equal
+    assert not compare_curves(curve(2.0, math.nan), curve(2.0, 1.0)).equal
+
+
+def test_only_the_stored_epochs_are_compared_and_all_must_be_there() -> None:
+    assert compare_curves(curve(2.0), curve(2.0, 1.0)).equal  # a pruned trial's stored part
+    assert compare_curves(curve(2.0, 1.0), curve(2.0)).max_abs_difference == math.inf
+
+
+def test_the_best_trial_is_reproduced_within_the_tolerance(study_url: str) -> None:
+    lines: list[str] = []
+    outcome = reproduce(NAME, url=study_url, echo=lines.append)
+    assert outcome.comparison.epochs == 3
+    assert outcome.comparison.max_abs_difference <= TOLERANCE
+    assert outcome.test_loss is not None and math.isfinite(outcome.test_loss)
+    assert outcome.test_accuracy is not None and 0.0 <= outcome.test_accuracy <= 1.0
+    assert outcome.test_examples == 359  # digits' fixed test split
+    assert any("reproduced" in line and "max abs difference" in line for line in lines)
+
+
+def test_the_cli_reports_the_comparison_and_the_test_set(
+    study_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["reproduce", NAME, "--storage", study_url, "--trial", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "training trial 1 again" in out
+    assert f"tolerance {TOLERANCE:g}: reproduced" in out
+    assert "test loss" in out and "(359 examples)" in out
+
+
+def test_an_unknown_trial_number(study_url: str) -> None:
+    with pytest.raises(StudyError, match="has no trial 7"):
+        reproduce(NAME, url=study_url, number=7)
+
+
+def test_an_unknown_study(study_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reproduce", "other", "--storage", study_url]) == 2
+    err = capsys.readouterr().err
+    assert "no study named 'other'" in err and "Traceback" not in err
+
+
+def test_a_missing_database(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match="no study database at"):
+        reproduce(NAME, url=f"sqlite:///{tmp_path / 'none.db'}")

@@ -110,7 +110,7 @@ def finish(process: subprocess.Popen[str], timeout: float) -> str:
 def test_killed_workers_trial_is_failed_requeued_and_resumed_from_its_checkpoint(
     tmp_path: Path,
 ) -> None:
-    spec = write_spec(tmp_path, n_trials=3)
+    spec = write_spec(tmp_path, n_trials=2)
     run = start_run(spec, "--workers", "2", "--heartbeat", "1", "--grace", "3")
     try:
         wait_for(
@@ -140,7 +140,7 @@ def test_killed_workers_trial_is_failed_requeued_and_resumed_from_its_checkpoint
     assert retry.user_attrs["resumed_from_epoch"] >= saved
     assert sorted(retry.intermediate_values) == list(range(EPOCHS))  # earlier epochs re-reported
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(done) == 3
+    assert len(done) == 2
     assert all(t.value is not None for t in done)
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert checkpoint_epochs(spec) == {}  # deleted once the chain finished

@@ -121,7 +121,8 @@ def assert_clean_logs(folder: Path) -> None:
 # The parent's share-out of cores and GPUs -----------------------------------------------------
 
 
-def test_threads_are_split_between_workers() -> None:
+def test_threads_are_split_between_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPSTUDY_THREADS", raising=False)
     cores = os.cpu_count() or 1
     assert threads_per_worker(1) == cores
     assert threads_per_worker(cores * 4) == 1

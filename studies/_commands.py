@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from typing import Any
 
 import optuna
 from rich.console import Console
+from rich.table import Table
 
 from studies._errors import StudyError
 from studies._progress import count, trials_table
-from studies._runner import run_study
-from studies._spec import DEFAULT_STORAGE, builtin_specs, load_spec
-from studies._storage import open_storage, redact
-from studies._study import load_study
-from studies._train import parse_overrides
-from studies._worker import WorkerOptions, run_worker
+from studies._spec import DEFAULT_STORAGE, StudySpec, builtin_specs, check_data, load_spec
+from studies._storage import open_storage, redact, sqlite_path
+from studies._study import SPEC_ATTR, load_study
+
+# The runner, the worker and `hpstudy train` import torch (seconds): each command imports what
+# it needs, so that the commands that only read (specs, status, studies, trials) start quickly.
 
 SUMMARY_ROWS = 10  # best trials shown after a run
 
@@ -26,22 +27,20 @@ def _console() -> Console:
     return Console(width=max(Console().width, 120) if sys.stdout.isatty() else 160)
 
 
+def _quiet_optuna() -> None:
+    """Hides Optuna's INFO lines ("A new study created ..."): our progress says it better.
+
+    Its warnings stay visible; only the experimental-feature notes of the choices hpstudy
+    makes itself are silenced, where they are made (`_samplers`, `_study`).
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def run_command(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    changes: dict[str, Any] = {}
-    if args.storage:
-        changes["storage"] = args.storage
-    if args.name:
-        changes["name"] = args.name
-    if args.n_trials is not None:
-        if args.n_trials < 1:
-            raise StudyError(f"--n-trials must be at least 1, got {args.n_trials}")
-        changes["n_trials"] = args.n_trials
-    if args.timeout is not None:
-        changes["timeout"] = args.timeout
-    if args.set:
-        changes["train"] = spec.train.replace(**parse_overrides(args.set))
-    spec = spec.replace(**changes)
+    from studies._runner import run_study
+
+    _quiet_optuna()
+    spec = _with_overrides(load_spec(args.spec), args)
     console = _console()
     study = run_study(
         spec,
@@ -58,15 +57,45 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
+    """The spec with the command line's changes, validated again as a whole.
+
+    Raises:
+        SpecError: naming the spec file, the flags and the key of each problem.
+    """
+    from studies._train import parse_overrides
+
+    data = spec.to_dict()
+    flags = []
+    for key, flag in (("storage", "storage"), ("name", "name"), ("n_trials", "n-trials")):
+        value = getattr(args, key)
+        if value is not None:
+            data["study"][key] = value
+            flags.append(f"--{flag} {value}")
+    if args.timeout is not None:
+        data["study"]["timeout"] = args.timeout
+        flags.append(f"--timeout {args.timeout:g}")
+    if args.set:
+        data["train"].update(parse_overrides(args.set))
+        flags += [f"--set {pair}" for pair in args.set]
+    if not flags:
+        return spec
+    changed = StudySpec.from_dict(data, source=f"{spec.source} (with {' '.join(flags)})")
+    check_data(changed)
+    return changed
+
+
 def _next_steps(console: Console, name: str, storage: str) -> None:
     flag = "" if storage == DEFAULT_STORAGE else f" --storage {storage}"
-    console.print(
-        "next:\n"
-        f"  hpstudy dashboard{flag}                  browse the study in optuna-dashboard\n"
-        f"  hpstudy export {name}{flag} -o best.toml   the best config, ready for hpstudy train\n"
-        f"  hpstudy train best.toml --test           retrain it and report the test set",
-        highlight=False,
-    )
+    steps = [
+        (f"hpstudy export {name}{flag} -o best.toml", "the best config, ready for hpstudy train"),
+        ("hpstudy train best.toml --test", "train it again and report the test set"),
+        (f"hpstudy dashboard{flag}", "browse the study in optuna-dashboard"),
+        (f"hpstudy report {name}{flag}", "one HTML page about the study"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    lines = [f"  {command:<{width}}   {what}" for command, what in steps]
+    console.print("next:\n" + "\n".join(lines), highlight=False, soft_wrap=True)
 
 
 def worker_command(args: argparse.Namespace) -> int:
@@ -74,6 +103,7 @@ def worker_command(args: argparse.Namespace) -> int:
     import warnings
 
     from studies._signals import Stop
+    from studies._worker import WorkerOptions, run_worker
 
     threads = os.environ.get("HPSTUDY_THREADS")
     if threads:
@@ -105,7 +135,19 @@ def worker_command(args: argparse.Namespace) -> int:
 
 
 def _storage(args: argparse.Namespace) -> tuple[str, optuna.storages.BaseStorage]:
+    """The storage a reading command names, never creating a database that is not there.
+
+    Raises:
+        StudyError: for a SQLite file that does not exist, or a storage that cannot be reached.
+    """
+    _quiet_optuna()
     url = args.storage or DEFAULT_STORAGE
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise StudyError(
+            f"there is no study database at {path}; run a study first (hpstudy run SPEC) "
+            f"or name its database with --storage URL"
+        )
     return url, open_storage(url, heartbeat_interval=None)
 
 
@@ -113,15 +155,11 @@ def status_command(args: argparse.Namespace) -> int:
     url, storage = _storage(args)
     study = load_study(storage, args.study, url=url)
     counts = count(study)
-    console = _console()
-    raw_spec = study.user_attrs.get("hpstudy_spec")
-    budget = None
-    if raw_spec:
-        import json
-
-        budget = json.loads(raw_spec)["study"].get("n_trials")
+    raw_spec = study.user_attrs.get(SPEC_ATTR)
+    budget = json.loads(raw_spec)["study"].get("n_trials") if raw_spec else None
     metric = (study.metric_names or ["value"])[0]
     best = "-" if counts.best is None else f"{counts.best:.4f} (trial {counts.best_trial})"
+    console = _console()
     console.print(
         f"study '{study.study_name}' in {redact(url)}\n"
         f"  {metric} ({study.direction.name.lower()}), budget {budget or '-'} trials\n"
@@ -140,10 +178,8 @@ def studies_command(args: argparse.Namespace) -> int:
     summaries = optuna.get_all_study_summaries(storage)
     console = _console()
     if not summaries:
-        console.print(f"no studies in {redact(url)}")
+        console.print(f"no studies in {redact(url)}", highlight=False)
         return 0
-    from rich.table import Table
-
     table = Table(title=f"studies in {redact(url)}", title_justify="left")
     for column in ("name", "trials", "best", "direction", "started"):
         table.add_column(column)
@@ -168,7 +204,18 @@ def trials_command(args: argparse.Namespace) -> int:
 
 
 def specs_command(args: argparse.Namespace) -> int:
+    table = Table(title="built-in study specs (hpstudy run NAME)", title_justify="left")
+    for column in ("name", "trials", "epochs", "metric", "searches", "description"):
+        table.add_column(column, overflow="fold")
     for name, path in sorted(builtin_specs().items()):
         spec = load_spec(str(path))
-        print(f"{name:<12} {spec.description}")
+        table.add_row(
+            name,
+            str(spec.n_trials or "-"),
+            str(spec.train.epochs),
+            spec.metric,
+            ", ".join(spec.space.names),
+            spec.description,
+        )
+    _console().print(table)
     return 0

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from studies._locks import retry_locked
 from studies._tables import EPOCHS, ensure_tables
-from trainer import EpochResult
+
+if TYPE_CHECKING:  # torch: only the workers that train need it
+    from trainer import EpochResult
 
 _FLOATS = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "lr", "seconds")
 

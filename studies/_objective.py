@@ -6,26 +6,36 @@ reports the study's metric at that step, and raises `TrialPruned` when the prune
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import optuna
 
+import trainer
 from search_space import suggest
 from studies._diagnosis import diagnose
 from studies._metrics import EpochStore
 from studies._spec import StudySpec
-from trainer import CheckpointStore, Data, EpochResult, TrainConfig, fit, load_data
+
+if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not on import
+    from trainer import CheckpointStore, Data, EpochResult, TrainConfig
+
+_log = logging.getLogger("hpstudy.objective")
 
 # Called when a trial has ended (completed, pruned or diverged), before Optuna is told:
 # (trial, config, epochs, stop_reason). Pictures and notes for the dashboard hook in here.
-TrialFinisher = Callable[[optuna.Trial, TrainConfig, Sequence[EpochResult], str], None]
-CheckpointFactory = Callable[[optuna.Trial, TrainConfig], CheckpointStore | None]
+TrialFinisher: TypeAlias = "Callable[[optuna.Trial, TrainConfig, Sequence[EpochResult], str], None]"
+CheckpointFactory: TypeAlias = "Callable[[optuna.Trial, TrainConfig], CheckpointStore | None]"
 
 
 class Reporter:
-    """Stores each epoch, reports `metric` to the trial, and prunes when told to."""
+    """Stores each epoch, reports `metric` to the trial, and prunes when told to.
+
+    The reported metric is the study's own (dev loss by default), so that the pruner compares
+    trials in the direction the study optimises.
+    """
 
     def __init__(self, trial: optuna.Trial, trial_id: int, store: EpochStore, metric: str):
         self.trial, self.trial_id, self.store, self.metric = trial, trial_id, store, metric
@@ -34,9 +44,10 @@ class Reporter:
     def __call__(self, result: EpochResult) -> None:
         self.epochs.append(result)
         self.store.add(self.trial_id, result)
+        if not (math.isfinite(result.train_loss) and math.isfinite(result.dev_loss)):
+            return  # diverged: `fit` ends the run here, and the objective prunes it as such
         value = result.metric(self.metric)
-        if math.isfinite(value):  # a diverged epoch has nothing to compare
-            self.trial.report(value, result.epoch)
+        self.trial.report(value, result.epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned after epoch {result.epoch}: {self.metric} {value:.4g}"
@@ -93,7 +104,7 @@ class Objective:
             config.device,
         )
         if self._data is None or self._data[0] != key:
-            self._data = (key, load_data(config))
+            self._data = (key, trainer.load_data(config))
         return self._data[1]
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -107,7 +118,7 @@ class Objective:
         try:
             data = self.data(config)
             trial.set_user_attr("data", data.identity)  # provenance for export
-            result = fit(config, data, on_epoch=reporter, checkpoint=checkpoint)
+            result = trainer.fit(config, data, on_epoch=reporter, checkpoint=checkpoint)
         except optuna.TrialPruned:
             self._finish(trial, config, reporter.epochs, "pruned")
             raise
@@ -129,7 +140,10 @@ class Objective:
         trial.set_user_attr("stop_reason", reason)
         trial.set_user_attr("epochs_run", len(epochs))
         for finisher in self.finishers:
-            finisher(trial, config, epochs, reason)
+            try:
+                finisher(trial, config, epochs, reason)
+            except Exception:  # a picture or a note that fails must not change the trial
+                _log.warning("trial %d: %r failed", trial.number, finisher, exc_info=True)
 
 
 def store_diagnosis(

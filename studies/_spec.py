@@ -7,11 +7,18 @@ with the study, so a worker on another machine needs only the study's name and s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import optuna
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from search_space import SearchSpace, SpaceError
 from studies._errors import StudyError
@@ -32,6 +39,12 @@ STUDY_KEYS = (
     "seed",
     "description",
 )
+BUILTIN_DATASETS = ("mnist", "digits")  # the names `trainer.load_data` knows besides paths
+# `TrainConfig` fields that hpstudy sets for every trial, so a spec may not.
+SET_BY_STUDY = {
+    "seed": "each trial gets its own seed from study.seed",
+    "monitor": "it is study.metric",
+}
 
 
 class SpecError(StudyError):
@@ -107,10 +120,7 @@ class StudySpec:
         if not isinstance(name, str) or not name.strip():
             problems.append("study.name: required, a non-empty string")
         storage = study.get("storage", DEFAULT_STORAGE)
-        if not isinstance(storage, str) or "://" not in storage:
-            problems.append(
-                f"study.storage: {storage!r} is not a database URL such as {DEFAULT_STORAGE!r}"
-            )
+        problems += _storage_problems(storage)
         metric = study.get("metric", "dev_loss")
         if metric not in METRICS:
             problems.append(f"study.metric: '{metric}' is unknown; choose dev_loss or dev_accuracy")
@@ -120,15 +130,19 @@ class StudySpec:
                 f"not '{study['direction']}'"
             )
         n_trials = study.get("n_trials")
-        if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
+        if n_trials is not None and (not _is_int(n_trials) or n_trials < 1):
             problems.append(f"study.n_trials: must be a whole number >= 1, got {n_trials!r}")
         timeout = study.get("timeout")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < math.inf
+        ):
             problems.append(f"study.timeout: must be seconds > 0, got {timeout!r}")
         if n_trials is None and timeout is None:
             problems.append("study: set n_trials and/or timeout, or the study never ends")
         seed = study.get("seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool):
+        if not _is_int(seed):
             problems.append(f"study.seed: must be a whole number, got {seed!r}")
 
         sampler = _named(study.get("sampler", {"name": "tpe"}), "sampler", "tpe", problems)
@@ -137,22 +151,20 @@ class StudySpec:
         problems += check_pruner(pruner, prefix="study.pruner")
 
         train: TrainConfig | None = None
+        problems += _set_by_study(train_values, space_values, metric)
         if metric in METRICS:
             train_values = {**train_values, "monitor": metric}
         try:
             train = TrainConfig.from_dict(train_values)
         except ConfigError as exc:
-            problems += [f"train: {p}" for p in exc.problems]
+            problems += [_train_problem(p) for p in exc.problems]
         space: SearchSpace | None = None
         try:
             space = SearchSpace.from_dict(space_values, fields=field_names(), prefix="space")
         except SpaceError as exc:
             problems += exc.problems
         if space is not None and sampler.get("name") == "grid":
-            try:
-                space.grid()
-            except SpaceError as exc:
-                problems += [f"study.sampler: {p}" for p in exc.problems]
+            problems += _grid_problems(space, n_trials)
         if train is not None and space is not None and not problems:
             problems += _check_samples(train, space)
 
@@ -206,7 +218,30 @@ def load_spec(name_or_path: str) -> StudySpec:
         data = read_config_file(path)
     except ConfigError as exc:
         raise SpecError(exc.problems, source=str(path)) from None
-    return StudySpec.from_dict(data, source=str(path))
+    spec = StudySpec.from_dict(data, source=str(path))
+    check_data(spec)
+    return spec
+
+
+def check_data(spec: StudySpec) -> None:
+    """Checks that the spec's data set is a built-in name or a path that exists here.
+
+    Kept out of `StudySpec.from_dict`, which reads specs stored with studies whose data may
+    live on another machine.
+
+    Raises:
+        SpecError: naming `train.dataset`.
+    """
+    dataset = spec.train.dataset
+    if dataset not in BUILTIN_DATASETS and not Path(dataset).exists():
+        raise SpecError(
+            [
+                f"train.dataset: '{dataset}' is neither a built-in data set "
+                f"({', '.join(BUILTIN_DATASETS)}) nor an .npz file or image folder that exists "
+                f"(relative paths start in {Path.cwd()})"
+            ],
+            source=spec.source,
+        )
 
 
 def _table(data: dict[str, Any], key: str, problems: list[str]) -> dict[str, Any]:
@@ -236,23 +271,89 @@ def _check_samples(train: TrainConfig, space: SearchSpace) -> list[str]:
     Draws a few random samples and builds each config; a problem seen here would otherwise
     fail trials one by one after the study has started.
     """
-    import optuna
-
     from search_space import suggest
 
     problems: list[str] = []
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(32):
-        trial = study.ask()
-        params = suggest(trial, space, base=train.to_dict())
-        try:
-            train.replace(**params)
-        except ConfigError as exc:
-            problems += [
-                f"space: the sample {params} makes an invalid config: {p}" for p in exc.problems
-            ]
-            break
+    with _quiet_optuna():
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(32):
+            trial = study.ask()
+            params = suggest(trial, space, base=train.to_dict())
+            try:
+                train.replace(**params)
+            except ConfigError as exc:
+                problems += [
+                    f"space: the sample {params} makes an invalid config: {p}" for p in exc.problems
+                ]
+                break
     return problems
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Without "A new study created in memory": the check's study is no concern of the user."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _storage_problems(storage: Any) -> list[str]:
+    """A storage URL must name a database SQLAlchemy knows (postgres:// is not one)."""
+    if not isinstance(storage, str) or "://" not in storage:
+        return [f"study.storage: {storage!r} is not a database URL such as {DEFAULT_STORAGE!r}"]
+    try:
+        url = make_url(storage)
+        url.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        return [
+            f"study.storage: cannot use '{storage.split('://')[0]}://...': {exc}; "
+            f"use e.g. {DEFAULT_STORAGE} or postgresql://user@host:5432/dbname"
+        ]
+    return []
+
+
+def _set_by_study(train: dict[str, Any], space: dict[str, Any], metric: Any) -> list[str]:
+    """Problems with `[train]` or `[space]` entries for the fields hpstudy sets itself."""
+    problems = []
+    for name, why in SET_BY_STUDY.items():
+        if isinstance(space, dict) and name in space:
+            problems.append(f"space.{name}: cannot be searched: {why}")
+    if train.get("seed", 0) != 0:
+        problems.append(f"train.seed: {SET_BY_STUDY['seed']}; set study.seed instead")
+    if "monitor" in train and train["monitor"] != metric:
+        problems.append(f"train.monitor: {SET_BY_STUDY['monitor']}; leave it out")
+    return problems
+
+
+def _train_problem(problem: str) -> str:
+    """Leads a `ConfigError` problem with its key: "lr must be ..." -> "train.lr: lr must ..."."""
+    if problem.startswith("unknown key '"):
+        key, _, rest = problem.removeprefix("unknown key '").partition("'")
+        return f"train.{key}: unknown key{rest}"
+    first = problem.split(" ", 1)[0]
+    return f"train.{first}: {problem}" if first in field_names() else f"train: {problem}"
+
+
+def _grid_problems(space: SearchSpace, n_trials: Any) -> list[str]:
+    """A grid must be expressible, and the budget must not repeat its points."""
+    try:
+        grid = space.grid()
+    except SpaceError as exc:
+        return [f"study.sampler: {p}" for p in exc.problems]
+    points = math.prod(len(values) for values in grid.values())
+    if _is_int(n_trials) and n_trials > points:
+        return [
+            f"study.n_trials: the grid has {points} points; {n_trials} trials would repeat "
+            f"some of them (set n_trials = {points})"
+        ]
+    return []
 
 
 def _did_you_mean(word: str, known: Any) -> str:

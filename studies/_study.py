@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import optuna
@@ -47,7 +48,9 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage) -> o
             f"metric {spec.metric} is {spec.direction}d; use a new study.name"
         )
     study.set_user_attr(SPEC_ATTR, json.dumps(spec.to_dict()))
-    study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
+    with warnings.catch_warnings():  # "experimental since 3.2": a note for Optuna's users
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
     return study
 
 

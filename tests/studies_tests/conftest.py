@@ -1,0 +1,122 @@
+"""A small real study on scikit-learn's digits, shared by the tests that read one back.
+
+Its trials are chosen (`enqueue_trial`), so the tests know what each one did: three that
+learn, one with a hopeless learning rate that the median pruner stops, and one whose learning
+rate makes it diverge. It runs in this process through the real worker, on one torch thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+
+from studies import StudySpec, create_or_resume, load_spec, open_storage, run_worker
+
+EPOCHS = 6
+GOOD = [
+    {"lr": 0.01, "optimizer": "adam"},
+    {"lr": 0.003, "optimizer": "adam"},
+    {"lr": 0.02, "optimizer": "adam"},
+]
+HOPELESS = {"lr": 1e-6, "optimizer": "sgd", "momentum": 0.0}  # learns nothing in 6 epochs
+DIVERGING = {"lr": 1e6, "optimizer": "sgd", "momentum": 0.0}  # NaN within an epoch or two
+
+
+def write_digits_spec(
+    folder: Path,
+    *,
+    name: str = "digits-test",
+    n_trials: int = 5,
+    epochs: int = EPOCHS,
+    pruner: str = '{ name = "median", n_startup_trials = 3, n_warmup_steps = 1 }',
+    sampler: str = '{ name = "tpe", n_startup_trials = 3 }',
+    storage: str | None = None,
+) -> Path:
+    """A digits spec in `folder` (its database there too); returns its path."""
+    path = folder / f"{name}.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            [study]
+            name = "{name}"
+            storage = "{storage or f"sqlite:///{folder / 's.db'}"}"
+            metric = "dev_loss"
+            n_trials = {n_trials}
+            seed = 3
+            sampler = {sampler}
+            pruner = {pruner}
+
+            [train]
+            dataset = "digits"
+            hidden = [32]
+            epochs = {epochs}
+            batch_size = 64
+            dev_fraction = 0.2
+
+            [space.lr]
+            low = 1e-6
+            high = 1e6
+            log = true
+
+            [space.optimizer]
+            choices = ["sgd", "adam"]
+
+            [space.momentum]
+            low = 0.0
+            high = 0.9
+            when = {{ optimizer = ["sgd"] }}
+            """
+        )
+    )
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedStudy:
+    spec: StudySpec
+    url: str
+    study: optuna.Study
+    hopeless: int  # the number of the trial with the hopeless learning rate
+    diverging: int  # the number of the trial that diverges
+    epochs: int = EPOCHS
+
+
+@pytest.fixture(scope="session")
+def digits_spec() -> Callable[..., Path]:
+    """`write_digits_spec(folder, *, name=, n_trials=, epochs=, pruner=, sampler=, storage=)`."""
+    return write_digits_spec
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread: two fighting other jobs for this machine's two cores run far slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def digits_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
+    import torch
+
+    folder = tmp_path_factory.mktemp("digits-study")
+    spec = load_spec(str(write_digits_spec(folder)))
+    study = create_or_resume(spec, open_storage(spec.storage, heartbeat_interval=None))
+    for params in [*GOOD, HOPELESS, DIVERGING]:
+        study.enqueue_trial(params)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_worker(spec.name, spec.storage)
+    finally:
+        torch.set_num_threads(threads)
+    loaded = optuna.load_study(study_name=spec.name, storage=spec.storage)
+    return FinishedStudy(spec, spec.storage, loaded, hopeless=3, diverging=4)

@@ -1,0 +1,89 @@
+"""Every sampler and pruner of the registries builds from a spec entry and runs a study."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+import pytest
+
+from search_space import SearchSpace, suggest
+from studies import PRUNERS, SAMPLERS, make_pruner, make_sampler
+
+# Int and categorical only, so that the grid sampler can take it too.
+SPACE = SearchSpace.from_dict(
+    {"batch_size": {"low": 16, "high": 64, "step": 16}, "optimizer": {"choices": ["sgd", "adam"]}}
+)
+PRUNER_ARGUMENTS: dict[str, dict[str, Any]] = {"percentile": {"percentile": 25.0}}
+
+
+def objective(trial: optuna.Trial) -> float:
+    params = suggest(trial, SPACE)
+    value = params["batch_size"] / 64 + (params["optimizer"] == "sgd")
+    for step in range(3):
+        trial.report(value + 1 / (step + 1), step)
+        if trial.should_prune():
+            raise optuna.TrialPruned
+    return value
+
+
+@pytest.fixture(autouse=True)
+def quiet_optuna() -> Iterator[None]:
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yield
+    optuna.logging.set_verbosity(verbosity)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:.*CmaEsSampler.*:UserWarning")  # categorical fallback
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_each_sampler_runs_a_study(name: str) -> None:
+    study = optuna.create_study(sampler=make_sampler({"name": name}, seed=0, space=SPACE))
+    study.optimize(objective, n_trials=2)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all(16 <= t.params["batch_size"] <= 64 for t in study.trials)
+
+
+@pytest.mark.parametrize("name", sorted(PRUNERS))
+def test_each_pruner_runs_a_study(name: str) -> None:
+    pruner = make_pruner({"name": name, **PRUNER_ARGUMENTS.get(name, {})})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner)
+    study.optimize(objective, n_trials=2)
+    assert len(study.trials) == 2
+    assert all(t.state.is_finished() for t in study.trials)
+
+
+def test_spec_arguments_reach_the_pruner() -> None:
+    pruner = make_pruner({"name": "median", "n_startup_trials": 7, "n_warmup_steps": 2})
+    study = optuna.create_study(pruner=pruner)
+    for value in (1.0, 1.0, 1.0):
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={0: value}))
+    trial = study.ask()
+    trial.report(100.0, 2)
+    assert not trial.should_prune()  # 3 finished trials are fewer than n_startup_trials = 7
+
+
+def test_the_same_seed_samples_the_same_points() -> None:
+    def points(seed: int) -> list[dict[str, Any]]:
+        study = optuna.create_study(sampler=make_sampler({"name": "tpe"}, seed=seed, space=SPACE))
+        study.optimize(objective, n_trials=4)
+        return [t.params for t in study.trials]
+
+    assert points(5) == points(5)
+
+
+def test_hpstudys_own_sampler_defaults_raise_no_experimental_warning() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_sampler({"name": "tpe"}, seed=0, space=SPACE)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_an_experimental_sampler_the_user_picks_still_says_so() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_sampler({"name": "qmc"}, seed=0, space=SPACE)
+    assert any(issubclass(w.category, optuna.exceptions.ExperimentalWarning) for w in caught)

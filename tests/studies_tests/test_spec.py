@@ -1,0 +1,220 @@
+"""Study specs: the built-in ones, the round trip, and every validation error with file and key."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import tomli_w
+
+from search_space import suggest
+from studies import SpecError, StudySpec, builtin_specs, load_spec
+
+BASE: dict[str, Any] = {
+    "study": {"name": "t", "storage": "sqlite:///t.db", "n_trials": 4, "seed": 1},
+    "train": {"dataset": "digits", "hidden": [16], "epochs": 2},
+    "space": {
+        "lr": {"low": 1e-4, "high": 1.0, "log": True},
+        "optimizer": {"choices": ["sgd", "adam"]},
+        "momentum": {"low": 0.0, "high": 0.9, "when": {"optimizer": ["sgd"]}},
+    },
+}
+
+
+def write(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def problems_of(tmp_path: Path, data: dict[str, Any]) -> tuple[str, list[str]]:
+    """The message and problems of loading `data` from a file; fails if it loads."""
+    path = write(tmp_path, data)
+    with pytest.raises(SpecError) as caught:
+        load_spec(str(path))
+    assert str(path) in str(caught.value)
+    return str(caught.value), caught.value.problems
+
+
+def changed(**tables: dict[str, Any]) -> dict[str, Any]:
+    """BASE with keys set (None deletes) in the named tables."""
+    data = copy.deepcopy(BASE)
+    for table, values in tables.items():
+        for key, value in values.items():
+            if value is None:
+                data[table].pop(key, None)
+            else:
+                data[table][key] = value
+    return data
+
+
+@pytest.mark.parametrize("name", sorted(builtin_specs()))
+def test_each_builtin_spec_validates(name: str) -> None:
+    spec = load_spec(name)
+    assert spec.name == name
+    assert spec.n_trials is not None and spec.train.epochs >= 1 and len(spec.space) >= 3
+
+
+@pytest.mark.parametrize("name", sorted(builtin_specs()))
+def test_a_spec_survives_the_dict_round_trip(name: str) -> None:
+    spec = load_spec(name)
+    again = StudySpec.from_dict(spec.to_dict(), source=spec.source)
+    assert again == spec
+
+
+def test_a_spec_survives_the_file_round_trip(tmp_path: Path) -> None:
+    spec = load_spec(str(write(tmp_path, BASE)))
+    path = tmp_path / "again.toml"
+    path.write_text(tomli_w.dumps(spec.to_dict()))
+    assert load_spec(str(path)).to_dict() == spec.to_dict()
+
+
+def test_the_mnist_mlp_spec_searches_the_lectures_choices() -> None:
+    names = set(load_spec("mnist-mlp").space.names)
+    lecture = {"lr", "momentum", "dropout", "weight_decay", "init", "schedule", "optimizer"}
+    assert lecture | {"batch_norm"} <= names
+
+
+def test_the_metric_is_the_trainers_monitor() -> None:
+    spec = StudySpec.from_dict(changed(study={"metric": "dev_accuracy"}))
+    assert spec.train.monitor == "dev_accuracy" and spec.direction == "maximize"
+
+
+@pytest.mark.parametrize(
+    ("tables", "key"),
+    [
+        ({"study": {"colour": "red"}}, "study.colour"),
+        ({"study": {"name": None}}, "study.name"),
+        ({"study": {"n_trials": None}}, "study: set n_trials"),
+        ({"study": {"n_trials": 0}}, "study.n_trials"),
+        ({"study": {"n_trials": True}}, "study.n_trials"),
+        ({"study": {"timeout": -5}}, "study.timeout"),
+        ({"study": {"seed": 1.5}}, "study.seed"),
+        ({"study": {"metric": "dev_acc"}}, "study.metric"),
+        ({"study": {"direction": "maximize"}}, "study.direction"),
+        ({"study": {"storage": "hpstudy.db"}}, "study.storage"),
+        ({"study": {"storage": "postgres://u@h/db"}}, "study.storage"),
+        ({"study": {"sampler": {"name": "bayes"}}}, "study.sampler.name"),
+        ({"study": {"sampler": {"name": "tpe", "n_startup": 3}}}, "study.sampler.n_startup"),
+        ({"study": {"sampler": {"name": "tpe", "seed": 3}}}, "study.sampler.seed"),
+        ({"study": {"pruner": {"name": "median", "warmup": 2}}}, "study.pruner.warmup"),
+        ({"study": {"pruner": {"name": "hyper"}}}, "study.pruner.name"),
+        ({"study": {"pruner": {"name": "percentile"}}}, "study.pruner.percentile"),
+        ({"study": {"pruner": {"name": "median", "n_warmup_steps": -1}}}, "study.pruner"),
+        ({"study": {"sampler": "grid"}}, "study.sampler: space.lr"),
+        ({"train": {"epoch": 3}}, "train.epoch"),
+        ({"train": {"lr": -1.0}}, "train.lr"),
+        ({"train": {"hidden": "wide"}}, "train.hidden"),
+        ({"train": {"seed": 7}}, "train.seed"),
+        ({"train": {"monitor": "dev_accuracy"}}, "train.monitor"),
+        ({"space": {"optimiser": {"choices": ["sgd"]}}}, "space.optimiser"),
+        ({"space": {"lr": {"low": 1.0, "high": 0.1}}}, "space.lr"),
+        ({"space": {"lr": {"low": 0.0, "high": 0.1, "log": True}}}, "space.lr"),
+        ({"space": {"optimizer": {"choices": []}}}, "space.optimizer"),
+        ({"space": {"seed": {"low": 1, "high": 3}}}, "space.seed"),
+        (
+            {"space": {"momentum": {"low": 0.0, "high": 0.9, "when": {"opt": ["sgd"]}}}},
+            "space.momentum",
+        ),
+        ({"space": {"nesterov": {"choices": [False, True]}}}, "space: the sample"),
+    ],
+)
+def test_a_bad_spec_names_its_file_and_key(
+    tmp_path: Path, tables: dict[str, dict[str, Any]], key: str
+) -> None:
+    message, problems = problems_of(tmp_path, changed(**tables))
+    assert any(p.startswith(key) for p in problems), message
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    data = changed(study={"colour": "red"}, train={"epoch": 3}, space={"lr": {"low": 2, "high": 1}})
+    _, problems = problems_of(tmp_path, data)
+    assert {p.split(":")[0] for p in problems} >= {"study.colour", "train.epoch", "space.lr"}
+
+
+def test_a_budget_larger_than_the_grid_is_refused(tmp_path: Path) -> None:
+    data = changed(
+        study={"sampler": "grid", "n_trials": 5},
+        space={"lr": None, "momentum": None, "batch_size": {"choices": [16, 32]}},
+    )
+    _, problems = problems_of(tmp_path, data)
+    assert problems == [
+        "study.n_trials: the grid has 4 points; 5 trials would repeat some of them "
+        "(set n_trials = 4)"
+    ]
+
+
+def test_a_grid_spec_that_fits_validates(tmp_path: Path) -> None:
+    data = changed(
+        study={"sampler": "grid", "n_trials": 4},
+        space={"lr": None, "momentum": None, "batch_size": {"choices": [16, 32]}},
+    )
+    assert load_spec(str(write(tmp_path, data))).sampler == {"name": "grid"}
+
+
+def test_a_missing_dataset_file_is_named(tmp_path: Path) -> None:
+    message, problems = problems_of(tmp_path, changed(train={"dataset": "nothere.npz"}))
+    assert problems[0].startswith("train.dataset") and "nothere.npz" in message
+
+
+def test_an_unparsable_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[study\nname = 1\n")
+    with pytest.raises(SpecError, match=r"broken\.toml"):
+        load_spec(str(path))
+
+
+def test_an_unknown_builtin_name_suggests_the_closest() -> None:
+    with pytest.raises(SpecError, match="did you mean 'mnist-mlp'"):
+        load_spec("mnist-mpl")
+
+
+def test_loading_a_spec_logs_and_warns_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(logging.INFO)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_spec("digits-mlp")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    assert [str(w.message) for w in caught] == []
+    assert "A new study created" not in capfd.readouterr().err
+
+
+def test_a_fixed_trial_suggests_from_a_spec_space() -> None:
+    spec = load_spec("digits-mlp")
+    values = {
+        "lr": 0.01,
+        "optimizer": "adam",
+        "dropout": 0.1,
+        "weight_decay": 1e-4,
+        "init": "he_normal",
+        "batch_norm": True,
+    }
+    params = suggest(optuna.trial.FixedTrial(values), spec.space, base=spec.train.to_dict())
+    assert params == values  # momentum is inactive for adam: not suggested
+    assert spec.train.replace(**params).optimizer == "adam"
+
+
+def test_a_fixed_trial_for_sgd_needs_its_momentum() -> None:
+    spec = load_spec("digits-mlp")
+    values = {"lr": 0.1, "optimizer": "sgd", "dropout": 0.0, "weight_decay": 1e-5}
+    values |= {"init": "default", "batch_norm": False}
+    with pytest.raises(ValueError, match="momentum"):
+        suggest(optuna.trial.FixedTrial(values), spec.space, base=spec.train.to_dict())
+    params = suggest(
+        optuna.trial.FixedTrial({**values, "momentum": 0.9}), spec.space, base=spec.train.to_dict()
+    )
+    assert params["momentum"] == 0.9
+
+
+def test_builtin_specs_ship_as_package_files() -> None:
+    for name, path in builtin_specs().items():
+        assert tomllib.loads(path.read_text())["study"]["name"] == name

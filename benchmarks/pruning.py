@@ -39,6 +39,7 @@ class Run:
     epochs: int  # epochs trained over all trials
     seconds: float  # wall time of run_study
     best: float
+    best_trial: int
     complete: int
     pruned: int
     failed: int
@@ -76,6 +77,7 @@ def measure(base: StudySpec, seed: int, pruner: dict[str, Any]) -> Run:
             epochs=epochs_trained(study, url),
             seconds=seconds,
             best=study.best_value,
+            best_trial=study.best_trial.number,
             complete=states.count(optuna.trial.TrialState.COMPLETE),
             pruned=states.count(optuna.trial.TrialState.PRUNED),
             failed=states.count(optuna.trial.TrialState.FAIL),
@@ -95,12 +97,14 @@ def report(spec: StudySpec, runs: list[Run], command: str, loads: tuple[str, str
         f'thread(s)), a fresh SQLite file per run. "epochs" counts every epoch any trial '
         f"trained (the rows of `hpstudy_epochs`); wall time includes the worker's start-up.",
         "",
-        "| seed | pruner | epochs | wall (s) | best dev loss | complete / pruned / failed |",
+        "| seed | pruner | epochs | wall (s) | best dev loss (trial) | complete / pruned / failed"
+        " |",
         "| ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for run in runs:
         lines.append(
-            f"| {run.seed} | {run.pruner} | {run.epochs} | {run.seconds:.0f} | {run.best:.4f} "
+            f"| {run.seed} | {run.pruner} | {run.epochs} | {run.seconds:.0f} "
+            f"| {run.best:.4f} ({run.best_trial}) "
             f"| {run.complete} / {run.pruned} / {run.failed} |"
         )
     saved, faster, gaps = [], [], []

@@ -71,7 +71,7 @@ def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
         value = getattr(args, key)
         if value is not None:
             data["study"][key] = value
-            flags.append(f"--{flag} {value}")
+            flags.append(f"--{flag} {redact(value) if key == 'storage' else value}")
     if args.timeout is not None:
         data["study"]["timeout"] = args.timeout
         flags.append(f"--timeout {args.timeout:g}")

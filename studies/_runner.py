@@ -53,7 +53,13 @@ def log_dir(spec: StudySpec) -> Path:
 
 
 def threads_per_worker(workers: int) -> int:
-    """Splits the cores so N workers do not oversubscribe them (at least one thread each)."""
+    """Splits the cores so N workers do not oversubscribe them (at least one thread each).
+
+    The user's HPSTUDY_THREADS wins: on a busy 2-core machine one thread runs far faster.
+    """
+    chosen = os.environ.get("HPSTUDY_THREADS", "")
+    if chosen.isdigit() and int(chosen) > 0:
+        return int(chosen)
     return max(1, (os.cpu_count() or 1) // workers)
 
 
@@ -77,8 +83,7 @@ def worker_command(spec: StudySpec, index: int, timeout: float | None) -> list[s
 def worker_env(index: int, workers: int) -> dict[str, str]:
     """Thread limits, and on a GPU machine a device per worker (round robin)."""
     env = dict(os.environ)
-    # The user's HPSTUDY_THREADS first: on a busy 2-core machine 1 thread runs far faster.
-    threads = os.environ.get("HPSTUDY_THREADS") or str(threads_per_worker(workers))
+    threads = str(threads_per_worker(workers))
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, HPSTUDY_THREADS=threads)
     env.setdefault("PYTHONUNBUFFERED", "1")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -86,7 +86,7 @@ def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 
 
 def _next_steps(console: Console, name: str, storage: str) -> None:
-    flag = "" if storage == DEFAULT_STORAGE else f" --storage {storage}"
+    flag = "" if storage == DEFAULT_STORAGE else f" --storage {redact(storage)}"
     steps = [
         (f"hpstudy export {name}{flag} -o best.toml", "the best config, ready for hpstudy train"),
         ("hpstudy train best.toml --test", "train it again and report the test set"),

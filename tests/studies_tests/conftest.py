@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -92,17 +92,6 @@ def digits_spec() -> Callable[..., Path]:
     return write_digits_spec
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread: two fighting other jobs for this machine's two cores run far slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def digits_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
     import torch
@@ -113,7 +102,7 @@ def digits_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
     for params in [*GOOD, HOPELESS, DIVERGING]:
         study.enqueue_trial(params)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # two threads fighting other jobs for two cores crawl
     try:
         run_worker(spec.name, spec.storage)
     finally:

@@ -11,12 +11,23 @@ import optuna
 
 from search_space import SearchSpace
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, minus its `study.stop()` when the grid is used up.
+
+    That call works only inside `study.optimize`; hpstudy's workers ask and tell themselves,
+    and the study's budget (checked against the grid's size in the spec) ends the study.
+    """
+
+    def after_trial(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do: the budget, not the sampler, ends a grid study."""
+
+
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
     "qmc": optuna.samplers.QMCSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
-    "grid": optuna.samplers.GridSampler,
+    "grid": GridSampler,
 }
 
 # Our defaults differ from Optuna's where parallel workers and conditional spaces need it:

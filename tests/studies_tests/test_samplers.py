@@ -87,3 +87,18 @@ def test_an_experimental_sampler_the_user_picks_still_says_so() -> None:
         warnings.simplefilter("always")
         make_sampler({"name": "qmc"}, seed=0, space=SPACE)
     assert any(issubclass(w.category, optuna.exceptions.ExperimentalWarning) for w in caught)
+
+
+def test_a_grid_study_is_told_every_point_with_ask_and_tell() -> None:
+    # hpstudy's workers ask and tell themselves; Optuna's grid sampler would call study.stop()
+    # there when the grid runs out, which raises outside study.optimize.
+    study = optuna.create_study(
+        sampler=make_sampler({"name": "grid"}, seed=0, space=SPACE),
+        pruner=make_pruner({"name": "none"}),
+    )
+    for _ in range(8):  # the grid's 4 batch sizes x 2 optimizers
+        trial = study.ask()
+        study.tell(trial, objective(trial))
+    points = {(t.params["batch_size"], t.params["optimizer"]) for t in study.trials}
+    assert len(points) == 8
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

@@ -153,7 +153,9 @@ def store_diagnosis(
     if not epochs:
         return
     records = [e.to_dict() for e in epochs]
-    diagnosis = diagnose(records, diverged=reason == "diverged")
+    # The chance-level loss, ln(classes), sets what "high" means for underfitting.
+    classes = int(trial.user_attrs.get("data", {}).get("classes", 10))
+    diagnosis = diagnose(records, diverged=reason == "diverged", num_classes=classes)
     trial.set_user_attr("diagnosis", list(diagnosis.labels))
     trial.set_user_attr("diagnosis_numbers", diagnosis.numbers)
     sign = -1.0 if config.monitor == "dev_accuracy" else 1.0

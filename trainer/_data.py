@@ -173,6 +173,7 @@ def load_data(
             "train": len(train_idx),
             "dev": len(dev_idx),
             "test": 0 if arrays.y_test is None else len(arrays.y_test),
+            "classes": _num_classes(arrays),
         },
     )
     return data.to(device if device is not None else resolve_device(config.device))

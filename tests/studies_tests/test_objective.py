@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import optuna
 import pytest
 
-from studies import EpochStore, create_engine, trial_seed
+from studies import EpochStore, create_engine, store_diagnosis, trial_seed
+from trainer import EpochResult, TrainConfig
 
 if TYPE_CHECKING:
     from conftest import FinishedStudy
@@ -99,3 +100,19 @@ def test_the_stored_config_is_the_base_with_the_sampled_values(
     config = trial.user_attrs["config"]
     assert config["lr"] == trial.params["lr"] and config["optimizer"] == "adam"
     assert config["hidden"] == [32] and config["epochs"] == digits_study.epochs
+
+
+@pytest.mark.parametrize(("classes", "underfits"), [(2, True), (10, False)])
+def test_the_diagnosis_reads_chance_level_from_the_data_sets_classes(
+    classes: int, underfits: bool
+) -> None:
+    # A loss of 0.45 is most of ln 2 = 0.69 (a two-class model near chance), but a small part
+    # of ln 10 = 2.30.
+    trial = optuna.trial.FixedTrial({})
+    trial.set_user_attr("data", {"classes": classes})
+    epochs = [
+        EpochResult(e, 0.45, 0.8, 0.45, 0.8, 0.1, {"fc1.weight": 1.0}, {"fc1.weight": 1.0}, 1.0)
+        for e in range(3)
+    ]
+    store_diagnosis(trial, TrainConfig(dataset="digits"), epochs, "completed")
+    assert ("underfitting" in trial.user_attrs["diagnosis"]) is underfits

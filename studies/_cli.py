@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import ClassVar
 
-from studies._errors import UserError
+from studies._errors import StudyError, UserError
 
 
 class Command:
@@ -40,10 +40,21 @@ class Train(Command):
             default=[],
             help="override a field, e.g. --set epochs=3 (TOML value syntax)",
         )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            help="torch CPU threads (default: torch's choice; 1 is safest on a busy machine)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from studies._train import train_file
 
+        if args.threads is not None:
+            if args.threads < 1:
+                raise StudyError(f"--threads must be at least 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
         train_file(args.config, test=args.test, overrides=args.set)
         return 0
 

@@ -13,7 +13,7 @@ from trainer import EpochResult, FitResult, TrainConfig, evaluate, fit, load_dat
 def format_epoch(result: EpochResult, epochs: int) -> str:
     """One progress line: losses, accuracies in percent, learning rate, seconds."""
     return (
-        f"epoch {result.epoch + 1:>3}/{epochs}  "
+        f"epoch {result.epoch:>3} [{result.epoch + 1}/{epochs}]  "
         f"train loss {result.train_loss:.4f} acc {100 * result.train_accuracy:6.2f}%  "
         f"dev loss {result.dev_loss:.4f} acc {100 * result.dev_accuracy:6.2f}%  "
         f"lr {result.lr:.3g}  {result.seconds:.1f}s"
@@ -54,7 +54,7 @@ def train_file(
         return result, {}
     echo(
         f"{result.status} after {len(result.epochs)} epochs in {result.seconds:.1f}s; "
-        f"best epoch {best.epoch + 1}: dev loss {best.dev_loss:.4f}, "
+        f"best epoch {best.epoch}: dev loss {best.dev_loss:.4f}, "
         f"dev accuracy {100 * best.dev_accuracy:.2f}%"
     )
     scores: dict[str, float] = {}

@@ -31,7 +31,8 @@ def test_train_prints_a_line_per_epoch(config_file: Path, capsys: pytest.Capture
     assert main(["train", str(config_file)]) == 0
     out = capsys.readouterr().out
     epochs = [line for line in out.splitlines() if line.startswith("epoch")]
-    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
+    # Epochs count from 0, as in the stored trials and the dashboard; [k/n] is the progress.
+    assert [line.split()[1:3] for line in epochs] == [["0", "[1/2]"], ["1", "[2/2]"]]
     assert all(re.search(r"dev loss [\d.]+ acc +[\d.]+%", line) for line in epochs)
     assert re.search(r"completed after 2 epochs .* dev accuracy [\d.]+%", out)
     assert "test" not in out
@@ -49,7 +50,7 @@ def test_train_with_test_reports_the_test_set(
 
 def test_overrides_apply(config_file: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", str(config_file), "--set", "epochs=1"]) == 0
-    assert "epoch   1/1" in capsys.readouterr().out
+    assert "epoch   0 [1/1]" in capsys.readouterr().out
 
 
 def test_a_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -57,3 +58,19 @@ def test_a_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureF
     path.write_text('[train]\ndataset = "digits"\nlr = 0\n')
     assert main(["train", str(path)]) == 2
     assert "lr must be a positive number" in capsys.readouterr().err
+
+
+def test_train_takes_a_thread_count(config_file: Path, capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", str(config_file), "--set", "epochs=1", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_train_refuses_zero_threads(config_file: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", str(config_file), "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import optuna
 
 from search_space import SearchSpace
 
+
 class GridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler, minus its `study.stop()` when the grid is used up.
 

@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 DATA_DIR ?= data
 # pytest arguments, e.g. `make test PYTEST_ARGS='-m "not slow"'`
 PYTEST_ARGS ?=
+# `make run`: the default study and its worker processes (one per core on a 2-core machine)
+SPEC ?= mnist-mlp
+WORKERS ?= 2
 
 .PHONY: run test lint venv data clean
 
@@ -22,14 +25,15 @@ $(DATA_DIR)/MNIST/raw/train-images-idx3-ubyte: | $(BIN)/.installed
 data: $(DATA_DIR)/MNIST/raw/train-images-idx3-ubyte
 
 run: venv data
-	$(BIN)/hpstudy train configs/mnist-mlp.toml --test
+	$(BIN)/hpstudy run $(SPEC) --workers $(WORKERS)
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# MNIST too, so that the tests which read the real files run.
+test: lint data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -11,6 +11,7 @@ the study, so every worker that joins it uses the same ones.
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from studies._errors import StudyError
 from studies._recovery import RequeueStale
 
+CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a SQLite connection waits for a lock before failing
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 60  # seconds without a heartbeat after which a RUNNING trial counts as dead
@@ -85,8 +87,12 @@ def prepare_sqlite(url: str) -> None:
 
 def engine_kwargs(url: str) -> dict[str, object]:
     """SQLAlchemy engine arguments: a busy timeout for SQLite, liveness checks for servers."""
-    if parse_url(url).get_backend_name() == "sqlite":
+    backend = parse_url(url).get_backend_name()
+    if backend == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    if backend == "postgresql":
+        # A host that drops packets would otherwise hang the command for minutes.
+        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
     return {"pool_pre_ping": True}
 
 
@@ -141,11 +147,14 @@ def open_storage(
             "heartbeat_stale_trial_callback": stale_trial_callback or RequeueStale(max_retry),
         }
     try:
-        storage = optuna.storages.RDBStorage(
-            database_url(url),
-            engine_kwargs=engine_kwargs(url),
-            **heartbeat,  # type: ignore[arg-type]
-        )
+        with warnings.catch_warnings():
+            # Heartbeats are "experimental" in Optuna; hpstudy relies on them by design.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                database_url(url),
+                engine_kwargs=engine_kwargs(url),
+                **heartbeat,  # type: ignore[arg-type]
+            )
         _tune_sqlite(storage.engine)
         return storage
     except (OperationalError, SQLAlchemyError, ImportError) as exc:

@@ -28,6 +28,7 @@ EPOCHS = sa.Table(
     sa.Column("grad_norm_mean", sa.JSON),  # weight layer -> mean gradient L2 norm per step
     sa.Column("grad_norm_max", sa.JSON),  # weight layer -> largest gradient L2 norm
     sa.Column("seconds", sa.Float),
+    sa.Column("finished_at", sa.Float),  # Unix seconds at the end of the epoch
 )
 
 BUDGET = sa.Table(

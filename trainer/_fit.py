@@ -41,6 +41,7 @@ class EpochResult:
     grad_norm_mean: dict[str, float]
     grad_norm_max: dict[str, float]  # weight layer -> largest such norm in the epoch
     seconds: float  # wall time of the epoch, training and dev evaluation
+    finished_at: float = 0.0  # when the epoch ended, in Unix seconds (0 = not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -158,6 +159,7 @@ def fit(
             dev_accuracy=dev_accuracy,
             lr=optimizer.param_groups[0]["lr"],
             seconds=time.perf_counter() - tic,
+            finished_at=time.time(),
             **train,
         )
         status = run.record(result)

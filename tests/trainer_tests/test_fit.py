@@ -55,6 +55,15 @@ def test_epoch_results_describe_each_epoch(tiny_data: Data) -> None:
     assert seen[-1].dev_accuracy > 0.8  # the synthetic classes are easy
 
 
+def test_each_epoch_records_when_it_ended(tiny_data: Data) -> None:
+    import time
+
+    before = time.time()
+    result = fit(cfg(), tiny_data)
+    ends = [e.finished_at for e in result.epochs]
+    assert before <= ends[0] <= ends[1] <= ends[2] <= time.time()
+
+
 def test_fit_is_repeatable(tiny_data: Data) -> None:
     config = cfg(dropout=0.3)
     first, second = fit(config, tiny_data), fit(config, tiny_data)

@@ -191,7 +191,11 @@ def run_study(
         stop.uninstall()
         for _, opened in processes:
             opened.close()
-    echo(("\r" if live else "") + progress_line(count(study), spec.n_trials, started))
+    final = progress_line(count(study), spec.n_trials, started)
+    if live:
+        echo("\r" + final)
+    elif final.split("|")[0] != last.split("|")[0]:
+        echo(final)
     codes = [p.returncode for p, _ in processes]
     if all(code != 0 for code in codes):
         raise StudyError(f"every worker failed (exit codes {codes}); see the logs in {logs}")

@@ -135,6 +135,9 @@ def fit(
     data = (load_data(config) if data is None else data).to(device)
     torch.manual_seed(config.seed)
     model = build_model(config, data.input_shape, data.num_classes).to(device)
+    if config.model == "cnn":
+        # Convolutions and max pooling run ~1.7x faster on a CPU in channels-last layout.
+        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
     schedule = make_schedule(optimizer, config)
     order = torch.Generator(device=device).manual_seed(config.seed)
@@ -301,7 +304,7 @@ def train_epoch(
         index = perm[begin : begin + size]
         # index_select: a third of the cost of x[index] for a batch of rows on a CPU
         x, y = data.x_train.index_select(0, index), data.y_train.index_select(0, index)
-        logits = model(x)
+        logits = model(_layout(x, model))
         loss = F.cross_entropy(logits, y)
         objective = loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
         optimizer.zero_grad(set_to_none=True)
@@ -339,7 +342,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for begin in range(0, len(y), EVAL_BATCH):
         xb, yb = x[begin : begin + EVAL_BATCH], y[begin : begin + EVAL_BATCH]
-        logits = model(xb)
+        logits = model(_layout(xb, model))
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         correct += (logits.argmax(dim=1) == yb).sum()
     return loss_sum.item() / len(y), correct.item() / len(y)
+
+
+def _layout(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """Image batches in the channels-last layout that `fit` gives convolutional models."""
+    if x.dim() == 4 and isinstance(
+        model[0] if isinstance(model, nn.Sequential) else None, nn.Conv2d
+    ):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x

@@ -206,6 +206,9 @@ def test_cnn_trains_on_images(shape: tuple[int, ...]) -> None:
     result = fit(config, data)
     assert result.status == "completed"
     assert [n for n, _ in weight_layers(result.model)][:2] == ["conv1.weight", "conv2.weight"]
+    # Channels-last: the layout in which CPU convolutions and pooling run fastest.
+    kernel = dict(weight_layers(result.model))["conv2.weight"]
+    assert kernel.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_l1_penalty_shrinks_weights(tiny_data: Data) -> None:

@@ -115,6 +115,13 @@ def test_every_optimizer_takes_a_step(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizers_use_the_fused_kernels_where_torch_has_them(name: str) -> None:
+    optimizer = make_optimizer(build_model(TrainConfig(), (4,), 2), TrainConfig(optimizer=name))
+    has_fused = "fused" in optimizer.defaults
+    assert optimizer.defaults.get("fused") is (True if has_fused else None)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_weight_decay_spares_biases(name: str) -> None:
     model = build_model(TrainConfig(batch_norm=True, hidden=(4,)), (4,), 2)
     optimizer = make_optimizer(model, TrainConfig(optimizer=name, weight_decay=0.1))

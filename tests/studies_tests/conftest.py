@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy as sa
 
 from studies import StudySpec, create_or_resume, load_spec, open_storage, run_worker
+from studies._storage import database_url
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the local server tests may use
 
 EPOCHS = 6
 GOOD = [
@@ -109,3 +114,21 @@ def digits_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
         torch.set_num_threads(threads)
     loaded = optuna.load_study(study_name=spec.name, storage=spec.storage)
     return FinishedStudy(spec, spec.storage, loaded, hopeless=3, diverging=4)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
+    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
+    name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {exc}")
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

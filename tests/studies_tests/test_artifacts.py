@@ -8,39 +8,18 @@ from __future__ import annotations
 
 import io
 import math
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy as sa
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from studies._artifacts import DatabaseArtifactStore
 from studies._curves import plot_learning_curves
-from studies._storage import create_engine, database_url, open_storage
+from studies._storage import create_engine, open_storage
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
-    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
-    name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {exc}")
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy as sa
 
 from studies._budget import Budget
-from studies._storage import create_engine, database_url, open_storage
+from studies._storage import create_engine, open_storage
 from studies._tables import ensure_tables
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
-    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
-    name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {exc}")
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def claims_from_threads(url: str, *, threads: int, budget: int) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,6 @@ from studies._locks import LockRetryStorage, is_lock_error, retry_locked
 from studies._metrics import EpochStore
 from studies._storage import (
     create_engine,
-    database_url,
     open_storage,
     store_heartbeat,
     stored_heartbeat,
@@ -29,25 +26,6 @@ from studies._storage import (
 from trainer import EpochResult
 
 TrialState = optuna.trial.TrialState
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
-    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
-    name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {exc}")
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def epoch(number: int, loss: float = 1.0) -> EpochResult:

@@ -14,8 +14,6 @@ import textwrap
 import threading
 import time
 import tomllib
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -26,32 +24,13 @@ from studies._recovery import requeue
 from studies._runner import threads_per_worker, worker_command, worker_env
 from studies._signals import Interrupted, Stop
 from studies._spec import StudySpec
-from studies._storage import create_engine, database_url, open_storage
+from studies._storage import create_engine, open_storage
 from studies._study import create_or_resume
 from studies._worker import run_worker
 
 TrialState = optuna.trial.TrialState
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 NAME = "workers"
 RUN = [sys.executable, "-m", "studies", "run"]
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
-    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
-    name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {exc}")
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def spec_text(storage: str, *, n_trials: int, epochs: int = 3) -> str:

@@ -8,6 +8,7 @@ rate makes it diverge. It runs in this process through the real worker, on one t
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 
 from studies import StudySpec, create_or_resume, load_spec, open_storage, run_worker
 from studies._storage import database_url
+from studies._worker import WorkerOptions
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the local server tests may use
 
@@ -132,3 +134,66 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+TINY = "tiny"  # the name of every tiny study below
+
+
+def create_tiny_study(folder: Path, *, n_trials: int = 3, seed: int = 0, run: bool = False) -> str:
+    """A random-sampler study on digits (lr and dropout, 3 epochs) in `folder/study.db`.
+
+    With `run`, an hpstudy worker in this process finishes its trials. Returns the storage URL.
+    """
+    url = f"sqlite:///{folder / 'study.db'}"
+    spec = StudySpec.from_dict(
+        {
+            "study": {
+                "name": TINY,
+                "n_trials": n_trials,
+                "seed": seed,
+                "sampler": {"name": "random"},
+            },
+            "train": {"dataset": "digits", "hidden": [16], "epochs": 3, "device": "cpu"},
+            "space": {
+                "lr": {"low": 0.01, "high": 0.5, "log": True},
+                "dropout": {"low": 0.0, "high": 0.3},
+            },
+        },
+        source="test",
+    ).replace(storage=url)
+    create_or_resume(spec, open_storage(url, heartbeat_interval=None))
+    if run:
+        run_worker(TINY, url, options=WorkerOptions(flush_interval=0))
+    return url
+
+
+@pytest.fixture(scope="session")
+def tiny_study() -> Callable[..., str]:
+    """`create_tiny_study(folder, *, n_trials=3, seed=0, run=False) -> url`."""
+    return create_tiny_study
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+)
+
+
+@pytest.fixture
+def chromium() -> list[str]:
+    """Headless Chromium's command line up to its per-run flags; skips when none is on PATH."""
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return [path, *CHROMIUM_FLAGS]
+    pytest.skip(
+        f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)} on PATH); "
+        f"install Debian's chromium to run the browser tests, as .ci/run does"
+    )

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import wsgiref.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,45 +23,16 @@ import pytest
 from studies._artifacts import DatabaseArtifactStore
 from studies._dashboard import CURVES_FILENAME, serve
 from studies._errors import StudyError
-from studies._spec import StudySpec
 from studies._storage import create_engine, open_storage
-from studies._study import create_or_resume
-from studies._worker import WorkerOptions, run_worker
 
 NAME = "tiny"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-)
-
-
-def run_tiny_study(folder: Path, *, n_trials: int = 3) -> str:
-    """A finished three-trial study on digits, made by an hpstudy worker; returns its URL."""
-    url = f"sqlite:///{folder / 'study.db'}"
-    spec = StudySpec.from_dict(
-        {
-            "study": {"name": NAME, "n_trials": n_trials, "seed": 0, "sampler": {"name": "random"}},
-            "train": {"dataset": "digits", "hidden": [16], "epochs": 3, "device": "cpu"},
-            "space": {"lr": {"low": 0.01, "high": 0.5, "log": True}},
-        },
-        source="test",
-    ).replace(storage=url)
-    create_or_resume(spec, open_storage(url, heartbeat_interval=None))
-    run_worker(NAME, url, options=WorkerOptions(flush_interval=0))
-    return url
 
 
 @pytest.fixture(scope="module")
-def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return run_tiny_study(tmp_path_factory.mktemp("dashboard"))
+def study_url(tmp_path_factory: pytest.TempPathFactory, tiny_study: Callable[..., str]) -> str:
+    """A finished three-trial digits study, made by an hpstudy worker."""
+    return tiny_study(tmp_path_factory.mktemp("dashboard"), run=True)
 
 
 @pytest.fixture(scope="module")
@@ -194,25 +164,15 @@ def test_a_busy_port_is_a_clear_error(study_url: str) -> None:
 # In a real browser -------------------------------------------------------------------------------
 
 
-def chromium() -> str:
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip(
-        f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)} on PATH); "
-        f"install Debian's chromium to run the browser test, as .ci/run does"
-    )
-
-
-def browse(url: str, folder: Path, *extra: str, expect: tuple[str, ...] = ()) -> str:
+def browse(
+    chromium: list[str], url: str, folder: Path, *extra: str, expect: tuple[str, ...] = ()
+) -> str:
     """The DOM of `url` after headless Chromium ran its scripts; retried while slow to render."""
     dom = ""
     for attempt in range(3):
         done = subprocess.run(
             [
-                chromium(),
-                *CHROMIUM_FLAGS,
+                *chromium,
                 f"--user-data-dir={folder / f'profile-{attempt}'}",
                 "--window-size=1300,1500",
                 f"--virtual-time-budget={15_000 * (attempt + 1)}",
@@ -233,12 +193,12 @@ def browse(url: str, folder: Path, *extra: str, expect: tuple[str, ...] = ()) ->
 @pytest.mark.slow
 @pytest.mark.browser
 def test_the_trial_view_shows_the_study_its_trials_and_the_picture(
-    server: tuple[str, list[str]], tmp_path: Path
+    server: tuple[str, list[str]], tmp_path: Path, chromium: list[str]
 ) -> None:
     url, _ = server
     page = f"{url}/dashboard/studies/1/trials?numbers=0"
     expect = (NAME, "Trial 0", "Trial 1", "Trial 2", CURVES_FILENAME, "Diagnosis:")
-    dom = browse(page, tmp_path, expect=expect)
+    dom = browse(chromium, page, tmp_path, expect=expect)
     for text in expect:
         assert text in dom, f"{text!r} is not in the trial view:\n{dom[:3000]}"
     assert '<img class="MuiCardMedia' in dom  # the artifact's preview
@@ -246,8 +206,7 @@ def test_the_trial_view_shows_the_study_its_trials_and_the_picture(
     shot = tmp_path / "trial-view.png"
     subprocess.run(
         [
-            chromium(),
-            *CHROMIUM_FLAGS,
+            *chromium,
             f"--user-data-dir={tmp_path / 'profile-shot'}",
             "--window-size=1300,1500",
             "--virtual-time-budget=15000",

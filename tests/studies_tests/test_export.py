@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -12,39 +12,17 @@ import pytest
 from studies._cli import main
 from studies._errors import StudyError
 from studies._export import export_best
-from studies._spec import StudySpec
 from studies._storage import open_storage
-from studies._study import create_or_resume
 from studies._train import train_file
-from studies._worker import WorkerOptions, run_worker
 from trainer import TrainConfig, read_config_file
 
 NAME = "tiny"
 
 
-def create_tiny_study(folder: Path, *, n_trials: int) -> str:
-    url = f"sqlite:///{folder / 'study.db'}"
-    spec = StudySpec.from_dict(
-        {
-            "study": {"name": NAME, "n_trials": n_trials, "seed": 0, "sampler": {"name": "random"}},
-            "train": {"dataset": "digits", "hidden": [16], "epochs": 3, "device": "cpu"},
-            "space": {
-                "lr": {"low": 0.01, "high": 0.5, "log": True},
-                "dropout": {"low": 0.0, "high": 0.3},
-            },
-        },
-        source="test",
-    ).replace(storage=url)
-    create_or_resume(spec, open_storage(url, heartbeat_interval=None))
-    return url
-
-
 @pytest.fixture(scope="module")
-def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def study_url(tmp_path_factory: pytest.TempPathFactory, tiny_study: Callable[..., str]) -> str:
     """A finished three-trial digits study, made by an hpstudy worker."""
-    url = create_tiny_study(tmp_path_factory.mktemp("export"), n_trials=3)
-    run_worker(NAME, url, options=WorkerOptions(flush_interval=0))
-    return url
+    return tiny_study(tmp_path_factory.mktemp("export"), run=True)
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +128,8 @@ def test_an_unknown_trial_number(
     assert "has no trial 99" in err
 
 
-def test_a_study_without_finished_trials(tmp_path: Path) -> None:
-    url = create_tiny_study(tmp_path, n_trials=3)
+def test_a_study_without_finished_trials(tmp_path: Path, tiny_study: Callable[..., str]) -> None:
+    url = tiny_study(tmp_path)
     with pytest.raises(StudyError, match="no finished trial yet; run it first"):
         export_best(NAME, url=url, output=tmp_path / "best.toml")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,10 +12,6 @@ import pytest
 from studies._cli import main
 from studies._errors import StudyError
 from studies._report import write_report
-from studies._spec import StudySpec
-from studies._storage import open_storage
-from studies._study import create_or_resume
-from studies._worker import WorkerOptions, run_worker
 
 NAME = "tiny"
 SECTIONS = (
@@ -28,29 +24,11 @@ SECTIONS = (
 )
 
 
-def create_tiny_study(folder: Path, *, n_trials: int) -> str:
-    url = f"sqlite:///{folder / 'study.db'}"
-    spec = StudySpec.from_dict(
-        {
-            "study": {"name": NAME, "n_trials": n_trials, "seed": 1, "sampler": {"name": "random"}},
-            "train": {"dataset": "digits", "hidden": [16], "epochs": 3, "device": "cpu"},
-            "space": {
-                "lr": {"low": 0.01, "high": 0.5, "log": True},
-                "dropout": {"low": 0.0, "high": 0.3},
-            },
-        },
-        source="test",
-    ).replace(storage=url)
-    create_or_resume(spec, open_storage(url, heartbeat_interval=None))
-    return url
-
-
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def report(tmp_path_factory: pytest.TempPathFactory, tiny_study: Callable[..., str]) -> Path:
     """The report of a finished three-trial digits study made by an hpstudy worker."""
     folder = tmp_path_factory.mktemp("report")
-    url = create_tiny_study(folder, n_trials=3)
-    run_worker(NAME, url, options=WorkerOptions(flush_interval=0))
+    url = tiny_study(folder, seed=1, run=True)
     return write_report(NAME, url=url, output=folder / "report.html")
 
 
@@ -88,8 +66,8 @@ def test_the_diagnosis_table_has_a_row_per_finished_trial(report: Path) -> None:
     assert "good fit" in table or "underfitting" in table or "diverged" in table
 
 
-def test_a_study_without_finished_trials(tmp_path: Path) -> None:
-    url = create_tiny_study(tmp_path, n_trials=2)
+def test_a_study_without_finished_trials(tmp_path: Path, tiny_study: Callable[..., str]) -> None:
+    url = tiny_study(tmp_path, n_trials=2)
     with pytest.raises(StudyError, match="no finished trial yet"):
         write_report(NAME, url=url, output=tmp_path / "report.html")
     assert not (tmp_path / "report.html").exists()
@@ -111,24 +89,12 @@ def test_an_unknown_study_is_a_one_line_error(
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_the_page_draws_its_charts_offline_in_a_browser(report: Path, tmp_path: Path) -> None:
-    browser = next(
-        (p for n in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(n))),
-        None,
-    )
-    if browser is None:
-        pytest.skip("no Chromium found on PATH; install Debian's chromium, as .ci/run does")
+def test_the_page_draws_its_charts_offline_in_a_browser(
+    report: Path, tmp_path: Path, chromium: list[str]
+) -> None:
     done = subprocess.run(
         [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
+            *chromium,
             f"--user-data-dir={tmp_path / 'profile'}",
             "--virtual-time-budget=10000",
             # Offline: every host name resolves nowhere.

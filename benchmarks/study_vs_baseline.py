@@ -15,9 +15,12 @@ config. `--cnn` runs the built-in `mnist-cnn` study once and retrains its best c
 
     .venv/bin/python benchmarks/study_vs_baseline.py --budget 1500
     .venv/bin/python benchmarks/study_vs_baseline.py --cnn --budget 1800
+    .venv/bin/python benchmarks/study_vs_baseline.py --budget 600 --seed 1 --no-report \
+        --results benchmarks/study_vs_baseline_seed1.json   # another draw of both searches
 
-Results go to benchmarks/study_vs_baseline.json (and .png); the study report to
-benchmarks/study_vs_baseline_report.html. Run it on an otherwise idle machine.
+Results go to benchmarks/study_vs_baseline.json (and .png); each study's report to
+benchmarks/bench_mlp_report.html and bench_cnn_report.html. Run it on an otherwise idle
+machine.
 """
 
 from __future__ import annotations
@@ -59,8 +62,12 @@ def one_thread_env() -> dict[str, str]:
 
 
 def retrain(config: Path, log: Path) -> dict[str, float]:
-    """`hpstudy train CONFIG --test`; the test loss and accuracy it prints."""
-    out = run([HPSTUDY, "train", str(config), "--test", "--threads", "2"], log=log)
+    """`hpstudy train CONFIG --test`; the test loss and accuracy it prints.
+
+    On one torch thread, as every trial of both searches trained: hpstudy's exported best
+    then repeats its trial exactly (same summation order).
+    """
+    out = run([HPSTUDY, "train", str(config), "--test", "--threads", "1"], log=log)
     match = re.search(r"test loss ([\d.]+), test accuracy ([\d.]+)%", out)
     if match is None:
         raise RuntimeError(f"no test line in:\n{out}")
@@ -84,7 +91,9 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return {s.lower(): states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
 
 
-def hpstudy_side(spec: str, name: str, work: Path, budget: float) -> dict[str, Any]:
+def hpstudy_side(
+    spec: str, name: str, work: Path, budget: float, *, seed: int = 0, report: bool = True
+) -> dict[str, Any]:
     url = f"sqlite:///{work / (name + '.db')}"
     start = time.time()
     run(
@@ -102,6 +111,8 @@ def hpstudy_side(spec: str, name: str, work: Path, budget: float) -> dict[str, A
             "100000",
             "--timeout",
             str(budget),
+            "--seed",
+            str(seed),
         ],
         env=one_thread_env(),
         log=work / f"{name}-run.log",
@@ -128,18 +139,19 @@ def hpstudy_side(spec: str, name: str, work: Path, budget: float) -> dict[str, A
         "best_params": study.best_params,
         "retrained": retrain(best, work / f"{name}-train.log"),
     }
-    run([HPSTUDY, "report", name, "--storage", url, "-o", str(OUT / f"{name}_report.html")])
+    if report:
+        run([HPSTUDY, "report", name, "--storage", url, "-o", str(OUT / f"{name}_report.html")])
     return result
 
 
-def baseline_side(work: Path, budget: float) -> dict[str, Any]:
+def baseline_side(work: Path, budget: float, *, seed: int = 0) -> dict[str, Any]:
     url = f"sqlite:///{work / 'baseline.db'}"
     optuna.create_study(study_name="baseline", storage=url, direction="minimize")
     start = time.time()
     processes = []
     for index in range(2):
         command = [sys.executable, str(ROOT / "benchmarks" / "baseline_optuna.py")]
-        command += ["--storage", url, "--timeout", str(budget), "--seed", str(index)]
+        command += ["--storage", url, "--timeout", str(budget), "--seed", str(2 * seed + index)]
         command += ["--log", str(work / f"baseline-{index}.jsonl")]
         log = open(work / f"baseline-{index}.log", "w")  # noqa: SIM115 - closed below
         processes.append(
@@ -234,12 +246,21 @@ def main() -> None:
     parser.add_argument("--cnn", action="store_true", help="run the mnist-cnn study instead")
     parser.add_argument("--only", choices=["hpstudy", "baseline"], help="run one side only")
     parser.add_argument("--work", help="folder for databases and logs (default: a temp dir)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="hpstudy's study seed; the baseline's are 2S, 2S+1"
+    )
+    parser.add_argument(
+        "--results",
+        default=str(OUT / "study_vs_baseline.json"),
+        help="the JSON file (its picture goes beside it as .png)",
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip the hpstudy report page")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     load = os.getloadavg()
     work = Path(args.work or tempfile.mkdtemp(prefix="hpbench-"))
     work.mkdir(parents=True, exist_ok=True)
-    results_file = OUT / "study_vs_baseline.json"
+    results_file = Path(args.results)
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     print(f"work folder: {work}", flush=True)
     results["machine"] = f"{os.cpu_count()} cores; load average before: {load}"
@@ -248,19 +269,29 @@ def main() -> None:
         results_file.write_text(json.dumps(results, indent=2) + "\n")
 
     if args.cnn:
-        results["cnn"] = hpstudy_side("mnist-cnn", "bench_cnn", work, args.budget)
+        results["cnn"] = hpstudy_side(
+            "mnist-cnn", "bench_cnn", work, args.budget, seed=args.seed, report=not args.no_report
+        )
         results["cnn"]["budget_seconds"] = args.budget
         save()
     else:
         check_same_problem()
         results["budget_seconds"] = args.budget
+        results["seed"] = args.seed
         if args.only in (None, "hpstudy"):
-            results["hpstudy"] = hpstudy_side("mnist-mlp", "bench_mlp", work, args.budget)
+            results["hpstudy"] = hpstudy_side(
+                "mnist-mlp",
+                "bench_mlp",
+                work,
+                args.budget,
+                seed=args.seed,
+                report=not args.no_report,
+            )
             save()
         if args.only in (None, "baseline"):
-            results["baseline"] = baseline_side(work, args.budget)
+            results["baseline"] = baseline_side(work, args.budget, seed=args.seed)
             save()
-        plot(results, OUT / "study_vs_baseline.png")
+        plot(results, results_file.with_suffix(".png"))
     print(json.dumps({k: v for k, v in results.items()}, indent=2, default=str)[:4000])
 
 

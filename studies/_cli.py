@@ -43,19 +43,15 @@ class Train(Command):
         parser.add_argument(
             "--threads",
             type=int,
-            help="torch CPU threads (default: torch's choice; 1 is safest on a busy machine)",
+            help="torch CPU threads (default: those of the exported trial, else torch's choice)",
         )
 
     def run(self, args: argparse.Namespace) -> int:
         from studies._train import train_file
 
-        if args.threads is not None:
-            if args.threads < 1:
-                raise StudyError(f"--threads must be at least 1, got {args.threads}")
-            import torch
-
-            torch.set_num_threads(args.threads)
-        train_file(args.config, test=args.test, overrides=args.set)
+        if args.threads is not None and args.threads < 1:
+            raise StudyError(f"--threads must be at least 1, got {args.threads}")
+        train_file(args.config, test=args.test, overrides=args.set, threads=args.threads)
         return 0
 
 
@@ -87,6 +83,9 @@ class Run(Command):
             "--n-trials", type=int, help="the study's total trial budget (overrides the spec)"
         )
         parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
+        parser.add_argument(
+            "--seed", type=int, help="the sampler's and the trials' seed (overrides the spec)"
+        )
         parser.add_argument(
             "--set",
             metavar="KEY=VALUE",

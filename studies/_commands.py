@@ -67,8 +67,13 @@ def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 
     data = spec.to_dict()
     flags = []
-    for key, flag in (("storage", "storage"), ("name", "name"), ("n_trials", "n-trials")):
-        value = getattr(args, key)
+    for key, flag in (
+        ("storage", "storage"),
+        ("name", "name"),
+        ("n_trials", "n-trials"),
+        ("seed", "seed"),
+    ):
+        value = getattr(args, key, None)
         if value is not None:
             data["study"][key] = value
             flags.append(f"--{flag} {redact(value) if key == 'storage' else value}")

@@ -64,6 +64,7 @@ def provenance(
         "direction": study.direction.name.lower(),
         "value": trial.value,
         "seed": config.seed,
+        "torch_threads": attrs.get("torch_threads"),
         "best_epoch": attrs.get("best_epoch"),
         "epochs_run": attrs.get("epochs_run"),
         "stop_reason": attrs.get("stop_reason"),

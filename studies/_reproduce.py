@@ -18,7 +18,7 @@ import optuna
 from studies._errors import StudyError
 from studies._results import open_study, trial_config
 from studies._study import best_trial
-from studies._train import format_epoch
+from studies._train import format_epoch, torch_threads
 from trainer import EpochResult, evaluate, fit, load_data
 
 TOLERANCE = 1e-4  # largest |stored - new| of a dev loss or accuracy that counts as the same
@@ -90,17 +90,22 @@ def reproduce_trial(
     if not stored:
         raise StudyError(f"trial {trial.number} has no stored epochs to compare with")
     data = load_data(config, with_test=True)
-    echo(
-        f"training trial {trial.number} again: seed {config.seed}, up to {config.epochs} epochs "
-        f"on {data.x_train.device}; the trial stored {len(stored)}"
-    )
+    threads = trial.user_attrs.get("torch_threads")
+    on_cpu = data.x_train.device.type == "cpu"
     new: list[EpochResult] = []
 
     def on_epoch(result: EpochResult) -> None:
         new.append(result)
         echo(format_epoch(result, config.epochs))
 
-    result = fit(config, data, on_epoch=on_epoch)
+    # The trial's own thread count, so that the summation order and the numbers are its own.
+    with torch_threads(threads if on_cpu and isinstance(threads, int) else None) as count:
+        where = f"{data.x_train.device}" + (f" with {count} torch threads" if on_cpu else "")
+        echo(
+            f"training trial {trial.number} again: seed {config.seed}, up to {config.epochs} "
+            f"epochs on {where}; the trial stored {len(stored)}"
+        )
+        result = fit(config, data, on_epoch=on_epoch)
     comparison = compare_curves(stored, [e.to_dict() for e in new])
     test_loss = test_accuracy = None
     examples = 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from studies._errors import StudyError
-from trainer import EpochResult, FitResult, TrainConfig, evaluate, fit, load_data
+from trainer import EpochResult, FitResult, TrainConfig, evaluate, fit, load_data, read_config_file
 
 
 def format_epoch(result: EpochResult, epochs: int) -> str:
@@ -34,20 +35,63 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[int]:
+    """Runs the block with `count` torch CPU threads (None: as they are); yields the count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count is None:
+        yield before
+        return
+    if count < 1:
+        raise StudyError(f"the torch thread count must be at least 1, got {count}")
+    torch.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(before)
+
+
+def provenance_threads(path: str) -> int | None:
+    """The thread count an exported trial trained with (`[provenance] torch_threads`), if any."""
+    count = read_config_file(path).get("provenance", {}).get("torch_threads")
+    return count if isinstance(count, int) and count >= 1 else None
+
+
 def train_file(
-    path: str, *, test: bool = False, overrides: Sequence[str] = (), echo: Any = print
+    path: str,
+    *,
+    test: bool = False,
+    overrides: Sequence[str] = (),
+    threads: int | None = None,
+    echo: Any = print,
 ) -> tuple[FitResult, dict[str, float]]:
-    """Trains the config in `path`; returns the fit and, with `test`, test loss/accuracy."""
+    """Trains the config in `path`; returns the fit and, with `test`, test loss/accuracy.
+
+    On a CPU, `threads` torch threads train it; without `threads`, an exported config runs on
+    the thread count its trial had, which repeats the trial's numbers exactly (a different
+    count changes the summation order, and with it the run).
+    """
     config = TrainConfig.load(path)
     if overrides:
         config = config.replace(**parse_overrides(overrides))
     data = load_data(config, with_test=test)
-    echo(
-        f"training {config.model} on {config.dataset}: {data.identity['train']} train / "
-        f"{data.identity['dev']} dev examples, up to {config.epochs} epochs "
-        f"on {data.x_train.device}"
-    )
-    result = fit(config, data, on_epoch=lambda e: echo(format_epoch(e, config.epochs)))
+    where = str(data.x_train.device)
+    origin = ""
+    if data.x_train.device.type == "cpu":
+        if threads is None and (threads := provenance_threads(path)) is not None:
+            origin = ", as its trial did (--threads changes it)"
+    else:
+        threads = None
+    with torch_threads(threads) as count:
+        if data.x_train.device.type == "cpu":
+            where += f" with {count} torch thread{'s' if count != 1 else ''}{origin}"
+        echo(
+            f"training {config.model} on {config.dataset}: {data.identity['train']} train / "
+            f"{data.identity['dev']} dev examples, up to {config.epochs} epochs on {where}"
+        )
+        result = fit(config, data, on_epoch=lambda e: echo(format_epoch(e, config.epochs)))
     best = result.best
     if best is None:
         echo(f"run {result.status}: no epoch had a finite dev loss")

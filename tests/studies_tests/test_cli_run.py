@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -140,3 +141,17 @@ def test_a_bad_override_fails_before_anything_runs(
     assert "--set optimizer=adamax" in err and "train.optimizer" in err
     assert "study.n_trials" in err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_a_seed_override_reseeds_the_sampler_and_the_trials(
+    tmp_path: Path, digits_spec: Callable[..., Path]
+) -> None:
+    from studies._objective import trial_seed
+    from studies._study import SPEC_ATTR
+
+    path = digits_spec(tmp_path, name="seeded", n_trials=1, epochs=1)
+    done = hpstudy("run", str(path), "--seed", "7")
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="seeded", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert json.loads(study.user_attrs[SPEC_ATTR])["study"]["seed"] == 7
+    assert study.trials[0].user_attrs["seed"] == trial_seed(7, 0) != trial_seed(0, 0)

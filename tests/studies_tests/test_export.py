@@ -73,6 +73,7 @@ def test_provenance_names_study_trial_value_seed_versions_and_data(
     assert about["data"]["dataset"] == "digits"
     assert len(about["data"]["fingerprint"]) == 16
     assert about["exported"].endswith("+00:00")
+    assert about["torch_threads"] == best.user_attrs["torch_threads"] >= 1
 
 
 def test_another_trial_by_number(study_url: str, tmp_path: Path) -> None:
@@ -91,6 +92,24 @@ def test_train_runs_the_exported_file_alone_and_finds_the_trials_dev_loss(
     assert result.best.dev_loss == pytest.approx(study.best_value, abs=1e-4)
     assert 0.0 <= scores["test_accuracy"] <= 1.0
     assert not list(elsewhere.glob("*.db"))  # no database was needed, or made
+
+
+def test_train_runs_on_the_thread_count_of_the_trial_unless_told(
+    study_url: str, study: optuna.Study, elsewhere: Path
+) -> None:
+    import torch
+
+    export_best(NAME, url=study_url, output=elsewhere / "best.toml")
+    count = study.best_trial.user_attrs["torch_threads"]
+    before = torch.get_num_threads()
+    lines: list[str] = []
+    train_file("best.toml", overrides=["epochs=1"], echo=lines.append)
+    plural = "s" if count != 1 else ""
+    assert f"on cpu with {count} torch thread{plural}, as its trial did" in lines[0]
+    lines.clear()
+    train_file("best.toml", overrides=["epochs=1"], threads=count + 1, echo=lines.append)
+    assert f"on cpu with {count + 1} torch threads\n" in lines[0] + "\n"
+    assert torch.get_num_threads() == before
 
 
 def test_the_cli_writes_the_file_and_says_how_to_run_it(

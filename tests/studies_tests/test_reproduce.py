@@ -82,6 +82,7 @@ def test_the_cli_reports_the_comparison_and_the_test_set(
     assert main(["reproduce", NAME, "--storage", study_url, "--trial", "1"]) == 0
     out = capsys.readouterr().out
     assert "training trial 1 again" in out
+    assert "torch threads" in out  # the trial's own count, so that its numbers come back
     assert f"tolerance {TOLERANCE:g}: reproduced" in out
     assert "test loss" in out and "(359 examples)" in out
 

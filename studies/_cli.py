@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import ClassVar
 
-from studies._errors import StudyError, UserError
+from studies._errors import UserError
 
 
 class Command:
@@ -49,8 +49,6 @@ class Train(Command):
     def run(self, args: argparse.Namespace) -> int:
         from studies._train import train_file
 
-        if args.threads is not None and args.threads < 1:
-            raise StudyError(f"--threads must be at least 1, got {args.threads}")
         train_file(args.config, test=args.test, overrides=args.set, threads=args.threads)
         return 0
 

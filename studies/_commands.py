@@ -73,7 +73,7 @@ def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
         ("n_trials", "n-trials"),
         ("seed", "seed"),
     ):
-        value = getattr(args, key, None)
+        value = getattr(args, key)
         if value is not None:
             data["study"][key] = value
             flags.append(f"--{flag} {redact(value) if key == 'storage' else value}")

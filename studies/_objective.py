@@ -54,13 +54,6 @@ class Reporter:
             )
 
 
-def torch_threads() -> int:
-    """The torch CPU thread count this process trains with."""
-    import torch
-
-    return int(torch.get_num_threads())
-
-
 def root_number(trial: optuna.Trial) -> int:
     """The number of the first trial in a retry chain (the trial itself when not a retry).
 
@@ -115,13 +108,15 @@ class Objective:
         return self._data[1]
 
     def __call__(self, trial: optuna.Trial) -> float:
+        import torch
+
         config = self.config(trial)
         trial.set_user_attr("root_trial", root_number(trial))
         trial.set_user_attr("seed", config.seed)
         trial.set_user_attr("config", config.to_dict())
         # CPU results repeat exactly only with the same thread count (summation order), so
         # export and reproduce read it back from here.
-        trial.set_user_attr("torch_threads", torch_threads())
+        trial.set_user_attr("torch_threads", torch.get_num_threads())
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
         reporter = Reporter(trial, trial_id, self.store, self.spec.metric)
         checkpoint = self.checkpoints(trial, config) if self.checkpoints else None

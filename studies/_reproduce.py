@@ -18,7 +18,7 @@ import optuna
 from studies._errors import StudyError
 from studies._results import open_study, trial_config
 from studies._study import best_trial
-from studies._train import format_epoch, torch_threads
+from studies._train import cpu_threads, format_epoch
 from trainer import EpochResult, evaluate, fit, load_data
 
 TOLERANCE = 1e-4  # largest |stored - new| of a dev loss or accuracy that counts as the same
@@ -91,7 +91,6 @@ def reproduce_trial(
         raise StudyError(f"trial {trial.number} has no stored epochs to compare with")
     data = load_data(config, with_test=True)
     threads = trial.user_attrs.get("torch_threads")
-    on_cpu = data.x_train.device.type == "cpu"
     new: list[EpochResult] = []
 
     def on_epoch(result: EpochResult) -> None:
@@ -99,8 +98,7 @@ def reproduce_trial(
         echo(format_epoch(result, config.epochs))
 
     # The trial's own thread count, so that the summation order and the numbers are its own.
-    with torch_threads(threads if on_cpu and isinstance(threads, int) else None) as count:
-        where = f"{data.x_train.device}" + (f" with {count} torch threads" if on_cpu else "")
+    with cpu_threads(data.x_train.device, threads if isinstance(threads, int) else None) as where:
         echo(
             f"training trial {trial.number} again: seed {config.seed}, up to {config.epochs} "
             f"epochs on {where}; the trial stored {len(stored)}"

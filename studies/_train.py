@@ -36,27 +36,26 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[int]:
-    """Runs the block with `count` torch CPU threads (None: as they are); yields the count."""
+def cpu_threads(device: Any, count: int | None, *, why: str = "") -> Iterator[str]:
+    """Runs the block on `count` torch CPU threads when `device` is a CPU (None: as they are).
+
+    Yields where it trains, for the first progress line: "cuda:0", or "cpu with 2 torch
+    threads" followed by `why` when `count` was given.
+    """
+    if device.type != "cpu":
+        yield str(device)
+        return
     import torch
 
     before = torch.get_num_threads()
-    if count is None:
-        yield before
-        return
-    if count < 1:
-        raise StudyError(f"the torch thread count must be at least 1, got {count}")
-    torch.set_num_threads(count)
+    if count is not None:
+        torch.set_num_threads(count)
     try:
-        yield count
+        now = torch.get_num_threads()
+        plural = "s" if now != 1 else ""
+        yield f"{device} with {now} torch thread{plural}{why if count is not None else ''}"
     finally:
         torch.set_num_threads(before)
-
-
-def provenance_threads(path: str) -> int | None:
-    """The thread count an exported trial trained with (`[provenance] torch_threads`), if any."""
-    count = read_config_file(path).get("provenance", {}).get("torch_threads")
-    return count if isinstance(count, int) and count >= 1 else None
 
 
 def train_file(
@@ -73,20 +72,18 @@ def train_file(
     the thread count its trial had, which repeats the trial's numbers exactly (a different
     count changes the summation order, and with it the run).
     """
+    if threads is not None and threads < 1:
+        raise StudyError(f"--threads must be at least 1, got {threads}")
     config = TrainConfig.load(path)
     if overrides:
         config = config.replace(**parse_overrides(overrides))
     data = load_data(config, with_test=test)
-    where = str(data.x_train.device)
-    origin = ""
-    if data.x_train.device.type == "cpu":
-        if threads is None and (threads := provenance_threads(path)) is not None:
-            origin = ", as its trial did (--threads changes it)"
-    else:
-        threads = None
-    with torch_threads(threads) as count:
-        if data.x_train.device.type == "cpu":
-            where += f" with {count} torch thread{'s' if count != 1 else ''}{origin}"
+    why = ""
+    if threads is None:  # an exported trial's own count: `[provenance] torch_threads`
+        stored = read_config_file(path).get("provenance", {}).get("torch_threads")
+        if isinstance(stored, int) and stored >= 1:
+            threads, why = stored, ", as its trial did (--threads changes it)"
+    with cpu_threads(data.x_train.device, threads, why=why) as where:
         echo(
             f"training {config.model} on {config.dataset}: {data.identity['train']} train / "
             f"{data.identity['dev']} dev examples, up to {config.epochs} epochs on {where}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import optuna
 import pytest
 
 from studies._cli import main
@@ -82,7 +83,11 @@ def test_the_cli_reports_the_comparison_and_the_test_set(
     assert main(["reproduce", NAME, "--storage", study_url, "--trial", "1"]) == 0
     out = capsys.readouterr().out
     assert "training trial 1 again" in out
-    assert "torch threads" in out  # the trial's own count, so that its numbers come back
+    # The trial's own count, so that its numbers come back.
+    count = (
+        optuna.load_study(study_name=NAME, storage=study_url).trials[1].user_attrs["torch_threads"]
+    )
+    assert f"on cpu with {count} torch thread" in out
     assert f"tolerance {TOLERANCE:g}: reproduced" in out
     assert "test loss" in out and "(359 examples)" in out
 

@@ -39,14 +39,13 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 
-import studies._objective
-import studies._worker
+import studies.workers._objective
+import studies.workers._worker
 import trainer
 from search_space import suggest
 from studies import load_spec
-from studies._storage import database_url, open_storage
-from studies._study import create_or_resume
-from studies._worker import WorkerOptions, run_worker
+from studies.storage import create_or_resume, database_url, open_storage
+from studies.workers import WorkerOptions, run_worker
 from trainer import EpochResult
 
 EPOCHS = 20
@@ -118,14 +117,14 @@ def _hpstudy_worker(
 ) -> None:
     costs: list[float] = []
     fake = _fake_fit(sleep, costs)
-    for module in (trainer, studies._objective):  # however the objective reaches them
+    for module in (trainer, studies.workers._objective):  # however the objective reaches them
         if hasattr(module, "fit"):
             module.fit = fake  # type: ignore[attr-defined]
         if hasattr(module, "load_data"):
             module.load_data = lambda config: _NO_DATA  # type: ignore[attr-defined]
     # The learning-curve picture (matplotlib, about a second of CPU a trial) measures
     # matplotlib, not storage; it is left out.
-    studies._worker.TrialPublisher = lambda store: _no_picture  # type: ignore[attr-defined]
+    studies.workers._worker.TrialPublisher = lambda store: _no_picture  # type: ignore[attr-defined]
     ready.put(index)
     go.wait()
     summary = run_worker(name, url, options=WorkerOptions(index=index))
@@ -138,7 +137,7 @@ def _hpstudy_setup(url: str, name: str, n_trials: int) -> None:
     spec = load_spec("digits-mlp").replace(
         name=name, storage=url, n_trials=n_trials, pruner=dict(PRUNER)
     )
-    storage = open_storage(url, heartbeat_interval=None)
+    storage = open_storage(url)
     create_or_resume(spec, storage)
     storage.engine.dispose()
 

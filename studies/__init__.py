@@ -1,45 +1,70 @@
-"""The study service: specs, storage, the Optuna objective, workers, export and dashboard."""
+"""The study service, in layers: each imports only the layers below it.
+
+    cli -> results -> workers -> storage, analysis -> spec
+
+`spec` reads and checks study specs; `storage` keeps studies, trials and the project's own tables
+in one database; `analysis` reads learning curves; `workers` trains trials in worker processes;
+`results` reads a study back (export, reproduce, report); `cli` is the `hpstudy` command.
+"""
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from studies._diagnosis import LABELS, Diagnosis, Thresholds, diagnose
 from studies._errors import StudyError, UserError
-from studies._metrics import EpochStore
-from studies._objective import Objective, Reporter, store_diagnosis, trial_seed
-from studies._samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler
-from studies._spec import DEFAULT_STORAGE, SpecError, StudySpec, builtin_specs, load_spec
-from studies._storage import create_engine, open_storage
-from studies._study import best_trial, create_or_resume, finished_trials, load_study, stored_spec
+from studies.analysis import LABELS, Diagnosis, Thresholds, diagnose
+from studies.spec import (
+    DEFAULT_STORAGE,
+    PRUNERS,
+    SAMPLERS,
+    SpecError,
+    StudySpec,
+    builtin_specs,
+    load_spec,
+    make_pruner,
+    make_sampler,
+)
+from studies.storage import (
+    EpochStore,
+    TrialAttrs,
+    best_trial,
+    create_engine,
+    create_or_resume,
+    finished_trials,
+    load_study,
+    open_storage,
+    stored_spec,
+)
 
 if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
-    from studies._artifacts import DatabaseArtifactStore
-    from studies._copy import copy_study
-    from studies._curves import plot_learning_curves
-    from studies._dashboard import TrialPublisher
-    from studies._export import export_best, export_trial
-    from studies._report import write_report
-    from studies._reproduce import reproduce
-    from studies._runner import run_study
-    from studies._worker import WorkerOptions, WorkerSummary, run_worker
+    from studies.results import export_best, export_trial, reproduce, write_report
+    from studies.workers import (
+        Objective,
+        Reporter,
+        WorkerOptions,
+        WorkerSummary,
+        run_study,
+        run_worker,
+        store_diagnosis,
+        trial_seed,
+    )
 
 # The runner and the worker import torch, which takes seconds; commands that only read specs
 # and studies (hpstudy specs, status, trials) never need them.
 _LAZY = {
-    "DatabaseArtifactStore": "studies._artifacts",
-    "TrialPublisher": "studies._dashboard",
-    "copy_study": "studies._copy",
-    "export_best": "studies._export",
-    "export_trial": "studies._export",
-    "plot_learning_curves": "studies._curves",
-    "reproduce": "studies._reproduce",
-    "write_report": "studies._report",
-    "run_study": "studies._runner",
-    "WorkerOptions": "studies._worker",
-    "WorkerSummary": "studies._worker",
-    "run_worker": "studies._worker",
+    "export_best": "studies.results",
+    "export_trial": "studies.results",
+    "reproduce": "studies.results",
+    "write_report": "studies.results",
+    "Objective": "studies.workers",
+    "Reporter": "studies.workers",
+    "WorkerOptions": "studies.workers",
+    "WorkerSummary": "studies.workers",
+    "run_study": "studies.workers",
+    "run_worker": "studies.workers",
+    "store_diagnosis": "studies.workers",
+    "trial_seed": "studies.workers",
 }
 
 
@@ -55,7 +80,6 @@ __all__ = [
     "LABELS",
     "PRUNERS",
     "SAMPLERS",
-    "DatabaseArtifactStore",
     "Diagnosis",
     "EpochStore",
     "Objective",
@@ -64,13 +88,12 @@ __all__ = [
     "StudyError",
     "StudySpec",
     "Thresholds",
-    "TrialPublisher",
+    "TrialAttrs",
     "UserError",
     "WorkerOptions",
     "WorkerSummary",
     "best_trial",
     "builtin_specs",
-    "copy_study",
     "create_engine",
     "create_or_resume",
     "diagnose",
@@ -82,7 +105,6 @@ __all__ = [
     "make_pruner",
     "make_sampler",
     "open_storage",
-    "plot_learning_curves",
     "reproduce",
     "run_study",
     "run_worker",

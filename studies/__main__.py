@@ -2,6 +2,6 @@
 
 import sys
 
-from studies._cli import main
+from studies.cli import main
 
 sys.exit(main())

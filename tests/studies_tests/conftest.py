@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from studies import StudySpec, create_or_resume, load_spec, open_storage, run_worker
-from studies._storage import database_url
-from studies._worker import WorkerOptions
+from studies.storage import database_url
+from studies.workers import WorkerOptions
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the local server tests may use
 
@@ -105,7 +105,7 @@ def digits_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
 
     folder = tmp_path_factory.mktemp("digits-study")
     spec = load_spec(str(write_digits_spec(folder)))
-    study = create_or_resume(spec, open_storage(spec.storage, heartbeat_interval=None))
+    study = create_or_resume(spec, open_storage(spec.storage))
     for params in [*GOOD, HOPELESS, DIVERGING]:
         study.enqueue_trial(params)
     threads = torch.get_num_threads()
@@ -161,7 +161,7 @@ def create_tiny_study(folder: Path, *, n_trials: int = 3, seed: int = 0, run: bo
         },
         source="test",
     ).replace(storage=url)
-    create_or_resume(spec, open_storage(url, heartbeat_interval=None))
+    create_or_resume(spec, open_storage(url))
     if run:
         run_worker(TINY, url, options=WorkerOptions(flush_interval=0))
     return url

@@ -15,9 +15,8 @@ import optuna
 import pytest
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from studies._artifacts import DatabaseArtifactStore
-from studies._curves import plot_learning_curves
-from studies._storage import create_engine, open_storage
+from studies.analysis import plot_learning_curves
+from studies.storage import DatabaseArtifactStore, create_engine, open_storage
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -64,7 +63,7 @@ class TestDatabaseArtifactStore:
     def test_optuna_uploads_and_downloads_through_it(
         self, store: DatabaseArtifactStore, url: str, tmp_path: Path
     ) -> None:
-        study = optuna.create_study(storage=open_storage(url, heartbeat_interval=None))
+        study = optuna.create_study(storage=open_storage(url))
         source = tmp_path / "curve.png"
         source.write_bytes(PNG_MAGIC + b"rest")
         artifact_id = optuna.artifacts.upload_artifact(

@@ -8,9 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studies._budget import Budget
-from studies._storage import create_engine, open_storage
-from studies._tables import ensure_tables
+from studies.storage import Budget, create_engine, ensure_tables, open_storage
 
 
 def claims_from_threads(url: str, *, threads: int, budget: int) -> int:
@@ -105,7 +103,7 @@ def test_release_gives_a_slot_back(tmp_path: Path) -> None:
 
 def test_reconcile_counts_the_trials_that_hold_a_slot(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'b.db'}"
-    study = optuna.create_study(storage=open_storage(url, heartbeat_interval=None))
+    study = optuna.create_study(storage=open_storage(url))
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)  # complete: they count
     failed = study.ask()
     study.tell(failed, state=optuna.trial.TrialState.FAIL)  # failed: gives its slot back

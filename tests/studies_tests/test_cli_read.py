@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from studies._cli import main  # the console script's entry point
+from studies.cli import main  # the console script's entry point
 
 if TYPE_CHECKING:
     from conftest import FinishedStudy
@@ -60,7 +60,7 @@ def test_specs_lists_the_builtin_specs(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_the_reading_commands_never_import_torch() -> None:
     script = (
-        "import sys; from studies._cli import main; main(['specs']); "
+        "import sys; from studies.cli import main; main(['specs']); "
         "sys.exit(3 if 'torch' in sys.modules else 0)"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)

@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 import pytest
 
-from studies._cli import main  # the console script's entry point
+from studies.cli import main  # the console script's entry point
 
 NAME = "resume"
 
@@ -146,8 +146,8 @@ def test_a_bad_override_fails_before_anything_runs(
 def test_a_seed_override_reseeds_the_sampler_and_the_trials(
     tmp_path: Path, digits_spec: Callable[..., Path]
 ) -> None:
-    from studies._objective import trial_seed
-    from studies._study import SPEC_ATTR
+    from studies.storage import SPEC_ATTR
+    from studies.workers import trial_seed
 
     path = digits_spec(tmp_path, name="seeded", n_trials=1, epochs=1)
     done = hpstudy("run", str(path), "--seed", "7")

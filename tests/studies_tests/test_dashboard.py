@@ -20,10 +20,10 @@ from typing import Any
 import optuna_dashboard
 import pytest
 
-from studies._artifacts import DatabaseArtifactStore
-from studies._dashboard import CURVES_FILENAME, serve
-from studies._errors import StudyError
-from studies._storage import create_engine, open_storage
+from studies import StudyError
+from studies.cli import serve
+from studies.storage import DatabaseArtifactStore, create_engine, open_storage
+from studies.workers import CURVES_FILENAME
 
 NAME = "tiny"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,7 +39,7 @@ def study_url(tmp_path_factory: pytest.TempPathFactory, tiny_study: Callable[...
 def app(study_url: str) -> Iterator[Any]:
     engine = create_engine(study_url)
     yield optuna_dashboard.wsgi(
-        open_storage(study_url, heartbeat_interval=None),
+        open_storage(study_url),
         artifact_store=DatabaseArtifactStore(engine),
     )
     engine.dispose()

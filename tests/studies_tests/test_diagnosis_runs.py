@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
-from studies._cli import main
-from studies._diagnosis import Diagnosis, diagnose
-from studies._spec import StudySpec
-from studies._storage import open_storage
-from studies._study import create_or_resume
-from studies._worker import WorkerOptions, run_worker
+from studies.analysis import Diagnosis, diagnose
+from studies.cli import main
+from studies.spec import StudySpec
+from studies.storage import create_or_resume, open_storage
+from studies.workers import WorkerOptions, run_worker
 from trainer import TrainConfig, fit
 
 DIGITS = {"dataset": "digits", "dev_fraction": 0.2, "device": "cpu"}
@@ -84,7 +83,7 @@ def test_the_trials_table_shows_the_labels_stored_on_each_trial(
         },
         source="test",
     ).replace(storage=url)
-    study = create_or_resume(spec, open_storage(url, heartbeat_interval=None))
+    study = create_or_resume(spec, open_storage(url))
     study.enqueue_trial({"lr": 0.01})
     study.enqueue_trial({"lr": 100.0})
     run_worker("sick", url, options=WorkerOptions(flush_interval=0))

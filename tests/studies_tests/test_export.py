@@ -9,11 +9,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studies._cli import main
-from studies._errors import StudyError
-from studies._export import export_best
-from studies._storage import open_storage
-from studies._train import train_file
+from studies import StudyError
+from studies.cli import main
+from studies.results import export_best, train_file
+from studies.storage import open_storage
 from trainer import TrainConfig, read_config_file
 
 NAME = "tiny"
@@ -27,9 +26,7 @@ def study_url(tmp_path_factory: pytest.TempPathFactory, tiny_study: Callable[...
 
 @pytest.fixture(scope="module")
 def study(study_url: str) -> optuna.Study:
-    return optuna.load_study(
-        study_name=NAME, storage=open_storage(study_url, heartbeat_interval=None)
-    )
+    return optuna.load_study(study_name=NAME, storage=open_storage(study_url))
 
 
 @pytest.fixture

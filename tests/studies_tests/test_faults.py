@@ -21,9 +21,7 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from studies._checkpoints import CheckpointTable
-from studies._recovery import WORKER_ATTR
-from studies._storage import open_storage
+from studies.storage import WORKER_ATTR, CheckpointTable, chain_root, open_storage
 
 TrialState = optuna.trial.TrialState
 NAME = "faults"
@@ -79,7 +77,7 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
 
 
 def load(spec: Path) -> optuna.Study:
-    storage = open_storage(f"sqlite:///{spec.parent / 'study.db'}", heartbeat_interval=None)
+    storage = open_storage(f"sqlite:///{spec.parent / 'study.db'}")
     return optuna.load_study(study_name=NAME, storage=storage)
 
 
@@ -177,7 +175,7 @@ def test_sigint_stops_run_within_seconds_and_a_rerun_resumes_the_interrupted_tri
         t.number for t in interrupted
     )
     table_roots = set(checkpoint_epochs(spec))
-    assert {t.user_attrs["root_trial"] for t in waiting} <= table_roots
+    assert {chain_root(t) for t in waiting} <= table_roots
 
     rerun = start_run(spec, "--workers", "2")
     output = finish(rerun, timeout=300)

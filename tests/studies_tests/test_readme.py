@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from studies._cli import build_parser
+from studies.cli import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

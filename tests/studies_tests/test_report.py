@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from studies._cli import main
-from studies._errors import StudyError
-from studies._report import write_report
+from studies import StudyError
+from studies.cli import main
+from studies.results import write_report
 
 NAME = "tiny"
 SECTIONS = (

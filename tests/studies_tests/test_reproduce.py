@@ -8,13 +8,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studies._cli import main
-from studies._errors import StudyError
-from studies._reproduce import TOLERANCE, compare_curves, reproduce
-from studies._spec import StudySpec
-from studies._storage import open_storage
-from studies._study import create_or_resume
-from studies._worker import WorkerOptions, run_worker
+from studies import StudyError
+from studies.cli import main
+from studies.results import TOLERANCE, compare_curves, reproduce
+from studies.spec import StudySpec
+from studies.storage import create_or_resume, open_storage
+from studies.workers import WorkerOptions, run_worker
 
 NAME = "tiny"
 
@@ -34,7 +33,7 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         },
         source="test",
     ).replace(storage=url)
-    create_or_resume(spec, open_storage(url, heartbeat_interval=None))
+    create_or_resume(spec, open_storage(url))
     run_worker(NAME, url, options=WorkerOptions(flush_interval=0))
     return url
 

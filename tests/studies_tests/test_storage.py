@@ -1,9 +1,12 @@
-"""The storage stack of a worker: lock retries, write-behind, checkpoints, and `hpstudy copy`."""
+"""Lock retries, write-behind, the project's tables, checkpoints, and `hpstudy copy`.
+
+The worker storage itself is tested in test_worker_storage.py and, against Optuna's own
+contract suite, in test_worker_storage_contract.py.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,13 +16,17 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from studies._buffer import BufferedEpochStore, BufferedStorage, WriteBehind
-from studies._checkpoints import Checkpoints, CheckpointTable, TrialCheckpoint
-from studies._locks import LockRetryStorage, is_lock_error, retry_locked
-from studies._metrics import EpochStore
-from studies._storage import (
+from studies.storage import (
+    BufferedEpochStore,
+    Checkpoints,
+    CheckpointTable,
+    EpochStore,
+    TrialCheckpoint,
+    WriteBehind,
     create_engine,
+    is_lock_error,
     open_storage,
+    retry_locked,
     store_heartbeat,
     stored_heartbeat,
 )
@@ -92,55 +99,6 @@ def test_retry_locked_gives_up_after_its_attempts() -> None:
         retry_locked(lambda: (_ for _ in ()).throw(locked()), attempts=3)
 
 
-class FlakyStorage(optuna.storages.InMemoryStorage):
-    """Fails the next `failures` state writes with a lock error, optionally after applying it."""
-
-    def __init__(self, failures: int, *, apply_first: bool = False) -> None:
-        super().__init__()
-        self.failures, self.apply_first = failures, apply_first
-
-    def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
-        if state.is_finished() and self.failures:
-            self.failures -= 1
-            if self.apply_first:
-                super().set_trial_state_values(trial_id, state, values)
-            raise locked()
-        return super().set_trial_state_values(trial_id, state, values)
-
-
-def test_lock_retry_storage_finishes_a_tell_that_met_lock_errors() -> None:
-    storage = LockRetryStorage(FlakyStorage(failures=2))
-    study = optuna.create_study(storage=storage)
-    trial = study.ask()
-    study.tell(trial, 1.0)
-    assert study.trials[0].state == TrialState.COMPLETE
-    assert storage.retries == 2
-
-
-def test_lock_retry_storage_counts_a_state_write_that_did_commit_as_done() -> None:
-    storage = LockRetryStorage(FlakyStorage(failures=1, apply_first=True))
-    study = optuna.create_study(storage=storage)
-    study.tell(study.ask(), 1.0)
-    assert study.trials[0].state == TrialState.COMPLETE
-
-
-def test_final_tell_survives_a_real_sqlite_lock_held_past_the_busy_timeout(
-    tmp_path: Path,
-) -> None:
-    url = f"sqlite:///{tmp_path / 'locked.db'}"
-    rdb = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 0.01}})
-    locks = LockRetryStorage(rdb)
-    study = optuna.create_study(storage=locks)
-    trial = study.ask()
-    holder = sqlite3.connect(tmp_path / "locked.db", check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock for a moment
-    threading.Timer(0.5, holder.commit).start()
-    study.tell(trial, 1.0)
-    holder.close()
-    assert study.trials[0].state == TrialState.COMPLETE
-    assert locks.retries >= 1  # without the retry, tell would have failed
-
-
 # Write-behind ------------------------------------------------------------------------------
 
 
@@ -156,17 +114,33 @@ def test_write_behind_writes_in_order_and_keeps_only_the_newest_when_replacing()
     writes.close()
 
 
-def test_write_behind_keeps_items_whose_write_failed() -> None:
+def test_write_behind_keeps_items_whose_write_met_a_lock_for_the_next_round() -> None:
     writes = WriteBehind(interval=60)
 
     def fail(items: list[int]) -> None:
-        raise RuntimeError("down")
+        raise locked()
 
     writes.submit("a", 1, fail)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(optuna.exceptions.StorageInternalError):
         writes.flush()
     assert writes.pending("a") == [1]
     writes.discard("a")
+    writes.close()
+
+
+def test_write_behind_drops_a_refused_write_and_raises_it_only_once() -> None:
+    refused: list[Any] = []
+    writes = WriteBehind(interval=60, on_refused=lambda key, exc: refused.append((key, exc)))
+
+    def refuse(items: list[int]) -> None:
+        raise optuna.exceptions.UpdateFinishedTrialError("trial 3 has finished")
+
+    writes.submit("a", 1, refuse)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        writes.flush()
+    assert writes.pending("a") == []
+    assert [key for key, _ in refused] == ["a"]
+    writes.flush()  # nothing left to raise
     writes.close()
 
 
@@ -178,36 +152,6 @@ def test_write_behind_thread_flushes_by_itself() -> None:
     while not written and time.monotonic() < deadline:
         time.sleep(0.01)
     assert written == [1]
-    writes.close()
-
-
-def test_buffered_storage_writes_a_trials_reports_before_its_state(tmp_path: Path) -> None:
-    rdb = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=None)
-    writes = WriteBehind(interval=60)
-    storage = BufferedStorage(rdb, writes=writes, rdb=rdb)
-    study = optuna.create_study(storage=storage, study_name="s")
-    trial = study.ask()
-    trial.report(0.5, 0)
-    trial.report(0.4, 1)
-    trial.set_user_attr("note", "kept")
-    assert rdb.get_trial(trial._trial_id).intermediate_values == {}  # still in memory
-    assert storage.get_trial(trial._trial_id).intermediate_values == {0: 0.5, 1: 0.4}
-    study.tell(trial, 0.4)
-    stored = rdb.get_trial(trial._trial_id)
-    assert stored.intermediate_values == {0: 0.5, 1: 0.4}
-    assert stored.user_attrs == {"note": "kept"}
-    assert stored.state == TrialState.COMPLETE
-    writes.close()
-
-
-def test_buffered_storage_reads_again_after_its_own_state_changes(tmp_path: Path) -> None:
-    rdb = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=None)
-    writes = WriteBehind(interval=60)
-    study = optuna.create_study(
-        storage=BufferedStorage(rdb, writes=writes, refresh=3600), study_name="s"
-    )
-    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
     writes.close()
 
 
@@ -230,7 +174,7 @@ def test_buffered_epoch_store_writes_rows_when_flushed(tmp_path: Path) -> None:
 
 
 def test_heartbeat_settings_are_kept_with_the_study(tmp_path: Path) -> None:
-    storage = open_storage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat_interval=None)
+    storage = open_storage(f"sqlite:///{tmp_path / 'h.db'}")
     study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "h")
     assert stored_heartbeat(storage, study_id) == (10, 60)
     store_heartbeat(storage, study_id, interval=1, grace=3)
@@ -272,7 +216,7 @@ def test_trial_checkpoint_coalesces_saves_that_come_faster_than_its_interval(
 
 def test_checkpoints_of_finished_chains_are_pruned(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    storage = open_storage(url, heartbeat_interval=None)
+    storage = open_storage(url)
     study = optuna.create_study(storage=storage, study_name="p")
     running = study.ask()
     study.tell(study.ask(), 1.0)
@@ -299,7 +243,7 @@ def test_checkpoint_table_on_postgresql(postgres_url: str) -> None:
 
 def make_study_with_rows(url: str) -> None:
     """A finished trial with two epoch rows, and a waiting retry with a checkpoint."""
-    storage = open_storage(url, heartbeat_interval=None)
+    storage = open_storage(url)
     study = optuna.create_study(storage=storage, study_name="moved")
     study.set_user_attr("hpstudy_spec", "{}")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
@@ -312,13 +256,13 @@ def make_study_with_rows(url: str) -> None:
 
 
 def run_copy(source: str, target: str) -> int:
-    from studies._cli import main
+    from studies.cli import main
 
     return main(["copy", "moved", "--from", source, "--to", target])
 
 
 def check_copied(url: str) -> None:
-    storage = open_storage(url, heartbeat_interval=None)
+    storage = open_storage(url)
     study = optuna.load_study(study_name="moved", storage=storage)
     assert [t.state for t in study.trials] == [
         TrialState.COMPLETE,
@@ -331,7 +275,7 @@ def check_copied(url: str) -> None:
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, 1)
     assert [r["epoch"] for r in EpochStore(engine).epochs(trial_id)] == [0, 1]
     assert CheckpointTable(engine, study_id).load(1) == (2, b"state")
-    from studies._budget import Budget
+    from studies.storage import Budget
 
     assert Budget(engine, study_id).claimed() == 3
     engine.dispose()

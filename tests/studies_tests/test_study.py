@@ -51,7 +51,7 @@ def test_the_optuna_cli_reads_the_best_trial(digits_study: FinishedStudy) -> Non
 
 
 def test_the_spec_is_stored_with_the_study(digits_study: FinishedStudy) -> None:
-    storage = open_storage(digits_study.url, heartbeat_interval=None)
+    storage = open_storage(digits_study.url)
     stored = stored_spec(storage, digits_study.spec.name)
     assert stored.to_dict() == digits_study.spec.to_dict()
 
@@ -60,7 +60,7 @@ def test_a_changed_space_is_refused_on_resume(
     tmp_path: Path, digits_spec: Callable[..., Path]
 ) -> None:
     spec = load_spec(str(digits_spec(tmp_path)))
-    storage = open_storage(spec.storage, heartbeat_interval=None)
+    storage = open_storage(spec.storage)
     create_or_resume(spec, storage)
     narrower = spec.to_dict()
     narrower["space"]["lr"]["high"] = 1.0
@@ -73,7 +73,7 @@ def test_a_changed_budget_is_taken_over_on_resume(
     tmp_path: Path, digits_spec: Callable[..., Path]
 ) -> None:
     spec = load_spec(str(digits_spec(tmp_path, n_trials=2)))
-    storage = open_storage(spec.storage, heartbeat_interval=None)
+    storage = open_storage(spec.storage)
     create_or_resume(spec, storage)
     create_or_resume(spec.replace(n_trials=9), storage)
     assert stored_spec(storage, spec.name).n_trials == 9

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from studies._cli import main
+from studies.cli import main
 
 CONFIG = """\
 [train]

@@ -20,13 +20,17 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from studies._recovery import requeue
-from studies._runner import threads_per_worker, worker_command, worker_env
-from studies._signals import Interrupted, Stop
-from studies._spec import StudySpec
-from studies._storage import create_engine, open_storage
-from studies._study import create_or_resume
-from studies._worker import run_worker
+from studies.spec import StudySpec
+from studies.storage import create_engine, create_or_resume, open_storage
+from studies.workers import (
+    Interrupted,
+    Stop,
+    requeue,
+    run_worker,
+    threads_per_worker,
+    worker_command,
+    worker_env,
+)
 
 TrialState = optuna.trial.TrialState
 NAME = "workers"
@@ -81,7 +85,7 @@ def hpstudy(*args: str, cwd: Path, timeout: float = 400) -> str:
 
 
 def finished_trials(url: str) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=NAME, storage=open_storage(url, heartbeat_interval=None))
+    study = optuna.load_study(study_name=NAME, storage=open_storage(url))
     trials = study.get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -151,7 +155,7 @@ def create(folder: Path, *, n_trials: int) -> tuple[str, optuna.Study]:
     url = f"sqlite:///{folder / 'study.db'}"
     text = spec_text(url, n_trials=n_trials, epochs=2)
     spec = StudySpec.from_dict(tomllib.loads(text), source="test")
-    storage = open_storage(url, heartbeat_interval=None)
+    storage = open_storage(url)
     return url, create_or_resume(spec, storage)
 
 

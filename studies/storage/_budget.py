@@ -12,8 +12,8 @@ from __future__ import annotations
 import optuna
 import sqlalchemy as sa
 
-from studies._locks import retry_locked
-from studies._tables import BUDGET, ensure_tables
+from studies.storage._locks import retry_locked
+from studies.storage._tables import BUDGET, ensure_tables
 
 TrialState = optuna.trial.TrialState
 # Trials that hold a claim: finished ones, running ones, and those waiting to be retried.

@@ -1,7 +1,7 @@
 """Training checkpoints in the study database, so a re-queued trial resumes on any machine.
 
 A checkpoint belongs to a retry chain, not to one trial: it is keyed by the study and the
-number of the chain's first trial (`root_trial`), so the retry of a trial whose worker died
+number of the chain's first trial (`chain_root`), so the retry of a trial whose worker died
 finds the state its predecessor saved after its last finished epoch. It is deleted when the
 chain ends (the trial completes, is pruned, or fails for good).
 
@@ -20,13 +20,11 @@ from typing import Any
 
 import optuna
 import sqlalchemy as sa
-import torch
 
-from studies._buffer import WriteBehind
-from studies._locks import retry_locked
-from studies._objective import root_number
-from studies._tables import CHECKPOINTS, ensure_tables
-from trainer import TrainConfig
+from studies.storage._locks import retry_locked
+from studies.storage._tables import CHECKPOINTS, ensure_tables
+from studies.storage._trial_attrs import chain_root, write_attrs
+from studies.storage._write_behind import WriteBehind
 
 MIN_INTERVAL = 1.0  # seconds between two checkpoint writes of one trial
 
@@ -112,6 +110,8 @@ class TrialCheckpoint:
         if saved is None:
             return None
         epochs, blob = saved
+        import torch  # only a worker that trains gets here
+
         state: dict[str, Any] = torch.load(io.BytesIO(blob), weights_only=False)
         if self.on_resume is not None:
             self.on_resume(epochs)
@@ -119,6 +119,8 @@ class TrialCheckpoint:
 
     def save(self, state: dict[str, Any]) -> None:
         # Serialised now: the state holds the live model's tensors, which the next epoch changes.
+        import torch
+
         buffer = io.BytesIO()
         torch.save(state, buffer)
         item = (len(state["epochs"]), buffer.getvalue())
@@ -151,14 +153,14 @@ class Checkpoints:
         self.writes = writes
         self.min_interval = min_interval
 
-    def for_trial(self, trial: optuna.Trial, config: TrainConfig) -> TrialCheckpoint:
+    def for_trial(self, trial: optuna.Trial, root: int) -> TrialCheckpoint:
         """The `CheckpointFactory` of `Objective`: a retry notes the epoch it resumed from."""
         return TrialCheckpoint(
             self.table,
-            root_number(trial),
+            root,
             writes=self.writes,
             min_interval=self.min_interval,
-            on_resume=lambda epochs: trial.set_user_attr("resumed_from_epoch", epochs),
+            on_resume=lambda epochs: write_attrs(trial, resumed_from_epoch=epochs),
         )
 
     def _key(self, root: int) -> tuple[str, int, int]:
@@ -182,10 +184,7 @@ class Checkpoints:
             The root trial numbers whose checkpoints were deleted.
         """
         states = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
-        alive = {
-            int(t.user_attrs.get("root_trial", t.number))
-            for t in study.get_trials(deepcopy=False, states=states)
-        }
+        alive = {chain_root(t) for t in study.get_trials(deepcopy=False, states=states)}
         dead = [root for root in self.table.roots() if root not in alive]
         for root in dead:
             self.table.delete(root)

@@ -13,7 +13,7 @@ from typing import BinaryIO
 import sqlalchemy as sa
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from studies._tables import ARTIFACTS, ensure_tables
+from studies.storage._tables import ARTIFACTS, ensure_tables
 
 
 class DatabaseArtifactStore:

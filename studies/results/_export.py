@@ -17,9 +17,9 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError
-from studies._results import open_study, trial_config
-from studies._storage import redact
-from studies._study import best_trial
+from studies.results._files import check_output
+from studies.results._read import open_study, trial_config
+from studies.storage import TrialAttrs, best_trial, redact
 from trainer import DataUnavailableError, TrainConfig, load_data
 
 SUFFIXES = (".toml", ".json", ".yaml", ".yml")
@@ -42,7 +42,7 @@ def data_identity(trial: optuna.trial.FrozenTrial, config: TrainConfig) -> dict[
 
     Read from the trial when the worker stored it, else computed from the data here.
     """
-    stored = trial.user_attrs.get("data")
+    stored = TrialAttrs.of(trial).data
     if stored:
         return dict(stored)
     try:
@@ -55,7 +55,7 @@ def provenance(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, config: TrainConfig, *, url: str = ""
 ) -> dict[str, Any]:
     """Where an exported config came from: enough to trace it back and to trust a rerun."""
-    attrs = trial.user_attrs
+    attrs = TrialAttrs.of(trial)
     out: dict[str, Any] = {
         "study": study.study_name,
         "trial": trial.number,
@@ -64,41 +64,17 @@ def provenance(
         "direction": study.direction.name.lower(),
         "value": trial.value,
         "seed": config.seed,
-        "torch_threads": attrs.get("torch_threads"),
-        "best_epoch": attrs.get("best_epoch"),
-        "epochs_run": attrs.get("epochs_run"),
-        "stop_reason": attrs.get("stop_reason"),
-        "diagnosis": list(attrs.get("diagnosis", [])),
+        "torch_threads": attrs.torch_threads,
+        "best_epoch": attrs.best_epoch,
+        "epochs_run": attrs.epochs_run,
+        "stop_reason": attrs.stop_reason,
+        "diagnosis": list(attrs.diagnosis),
         "storage": redact(url) if url else None,
         "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "data": data_identity(trial, config),
     }
     return {key: value for key, value in out.items() if value is not None}
-
-
-def check_output(path: str | Path, suffixes: tuple[str, ...]) -> Path:
-    """The output path, once its suffix is known and its folder exists.
-
-    Raises:
-        StudyError: for another suffix or a missing folder.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in suffixes:
-        raise StudyError(
-            f"cannot write '{path}': use a name ending in {', '.join(suffixes)}, "
-            f"e.g. -o best{suffixes[0]}"
-        )
-    try:
-        if not path.parent.is_dir():
-            raise StudyError(f"cannot write '{path}': the folder '{path.parent}' does not exist")
-        if path.is_dir():
-            raise StudyError(f"cannot write '{path}': it is a folder; give a file name")
-    except OSError as exc:  # e.g. a name longer than the file system allows
-        raise StudyError(
-            f"cannot write '{path}': {exc.strerror or exc}; choose a path you can write to"
-        ) from None
-    return path
 
 
 def export_trial(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import math
 from collections.abc import Iterator
 from importlib import resources
@@ -21,8 +20,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from search_space import SearchSpace, SpaceError
-from studies._errors import StudyError
-from studies._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
+from studies._errors import StudyError, did_you_mean
+from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
 from trainer import ConfigError, TrainConfig, field_names, read_config_file
 
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
@@ -105,90 +104,136 @@ class StudySpec:
             SpecError: naming `source` and each bad key.
         """
         problems: list[str] = []
-        unknown = [k for k in data if k not in ("study", "train", "space")]
-        problems += [
-            f"unknown table [{k}]; a spec has [study], [train] and [space.*]" for k in unknown
-        ]
-        study = _table(data, "study", problems)
-        train_values = _table(data, "train", problems)
-        space_values = _table(data, "space", problems)
+        # 1. The three tables, each checked on its own.
+        tables = _tables(data, problems)
+        study = _StudyTable.read(tables["study"], problems)
+        train = _read_train(tables["train"], tables["space"], study.metric, problems)
+        space = _read_space(tables["space"], problems)
+        # 2. What only the tables together can tell.
+        if space is not None and study.sampler.get("name") == "grid":
+            problems += _grid_problems(space, study.n_trials)
+        if train is not None and space is not None and not problems:
+            problems += _check_samples(train, space)
+        if problems or train is None or space is None:
+            raise SpecError(problems, source=source)
+        return cls(**study.fields(), train=train, space=space, source=source)
 
+
+@dataclasses.dataclass(frozen=True)
+class _StudyTable:
+    """The `[study]` table's values, with defaults filled in (checked by `read`)."""
+
+    name: Any
+    storage: Any
+    metric: Any
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    n_trials: Any
+    timeout: Any
+    seed: Any
+    description: Any
+
+    @classmethod
+    def read(cls, study: dict[str, Any], problems: list[str]) -> _StudyTable:
+        """Reads `[study]`, adding a problem for each bad key to `problems`."""
         for key in study:
             if key not in STUDY_KEYS:
-                problems.append(f"study.{key}: unknown key{_did_you_mean(key, STUDY_KEYS)}")
-        name = study.get("name")
-        if not isinstance(name, str) or not name.strip():
-            problems.append("study.name: required, a non-empty string")
-        storage = study.get("storage", DEFAULT_STORAGE)
-        problems += _storage_problems(storage)
-        metric = study.get("metric", "dev_loss")
-        if metric not in METRICS:
-            problems.append(f"study.metric: '{metric}' is unknown; choose dev_loss or dev_accuracy")
-        elif "direction" in study and study["direction"] != METRICS[metric]:
-            problems.append(
-                f"study.direction: {metric} is always {METRICS[metric]}d, "
-                f"not '{study['direction']}'"
+                problems.append(f"study.{key}: unknown key{did_you_mean(key, STUDY_KEYS)}")
+        table = cls(
+            name=study.get("name"),
+            storage=study.get("storage", DEFAULT_STORAGE),
+            metric=study.get("metric", "dev_loss"),
+            sampler=_named(study.get("sampler", {"name": "tpe"}), "sampler", "tpe", problems),
+            pruner=_named(study.get("pruner", {"name": "median"}), "pruner", "median", problems),
+            n_trials=study.get("n_trials"),
+            timeout=study.get("timeout"),
+            seed=study.get("seed", 0),
+            description=study.get("description", ""),
+        )
+        problems += table.problems(study.get("direction"))
+        return table
+
+    def problems(self, direction: Any) -> list[str]:
+        found: list[str] = []
+        if not isinstance(self.name, str) or not self.name.strip():
+            found.append("study.name: required, a non-empty string")
+        found += _storage_problems(self.storage)
+        if self.metric not in METRICS:
+            found.append(
+                f"study.metric: '{self.metric}' is unknown; choose one of: {', '.join(METRICS)}"
             )
-        n_trials = study.get("n_trials")
+        elif direction is not None and direction != METRICS[self.metric]:
+            found.append(
+                f"study.direction: {self.metric} is always {METRICS[self.metric]}d, "
+                f"not '{direction}'"
+            )
+        n_trials, timeout = self.n_trials, self.timeout
         if n_trials is not None and (not _is_int(n_trials) or n_trials < 1):
-            problems.append(f"study.n_trials: must be a whole number >= 1, got {n_trials!r}")
-        timeout = study.get("timeout")
+            found.append(f"study.n_trials: must be a whole number >= 1, got {n_trials!r}")
         if timeout is not None and (
             isinstance(timeout, bool)
             or not isinstance(timeout, (int, float))
             or not 0 < timeout < math.inf
         ):
-            problems.append(f"study.timeout: must be seconds > 0, got {timeout!r}")
+            found.append(f"study.timeout: must be seconds > 0, got {timeout!r}")
         if n_trials is None and timeout is None:
-            problems.append("study: set n_trials and/or timeout, or the study never ends")
-        seed = study.get("seed", 0)
-        if not _is_int(seed):
-            problems.append(f"study.seed: must be a whole number, got {seed!r}")
+            found.append("study: set n_trials and/or timeout, or the study never ends")
+        if not _is_int(self.seed):
+            found.append(f"study.seed: must be a whole number, got {self.seed!r}")
+        found += check_sampler(self.sampler, prefix="study.sampler")
+        found += check_pruner(self.pruner, prefix="study.pruner")
+        return found
 
-        sampler = _named(study.get("sampler", {"name": "tpe"}), "sampler", "tpe", problems)
-        pruner = _named(study.get("pruner", {"name": "median"}), "pruner", "median", problems)
-        problems += check_sampler(sampler, prefix="study.sampler")
-        problems += check_pruner(pruner, prefix="study.pruner")
+    def fields(self) -> dict[str, Any]:
+        """`StudySpec`'s study fields, once `problems` found none."""
+        return {
+            "name": str(self.name),
+            "storage": str(self.storage),
+            "metric": str(self.metric),
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "n_trials": self.n_trials,
+            "timeout": None if self.timeout is None else float(self.timeout),
+            "seed": int(self.seed),
+            "description": str(self.description),
+        }
 
-        train: TrainConfig | None = None
-        problems += _set_by_study(train_values, space_values, metric)
-        if metric in METRICS:
-            train_values = {**train_values, "monitor": metric}
-        try:
-            train = TrainConfig.from_dict(train_values)
-        except ConfigError as exc:
-            problems += [_train_problem(p) for p in exc.problems]
-        space: SearchSpace | None = None
-        try:
-            space = SearchSpace.from_dict(space_values, fields=field_names(), prefix="space")
-        except SpaceError as exc:
-            problems += exc.problems
-        if space is not None and sampler.get("name") == "grid":
-            problems += _grid_problems(space, n_trials)
-        if train is not None and space is not None and not problems:
-            problems += _check_samples(train, space)
 
-        if problems or train is None or space is None:
-            raise SpecError(problems, source=source)
-        return cls(
-            name=str(name),
-            storage=str(storage),
-            metric=str(metric),
-            sampler=sampler,
-            pruner=pruner,
-            n_trials=n_trials,
-            timeout=None if timeout is None else float(timeout),
-            seed=int(seed),
-            train=train,
-            space=space,
-            description=str(study.get("description", "")),
-            source=source,
-        )
+def _tables(data: dict[str, Any], problems: list[str]) -> dict[str, dict[str, Any]]:
+    """`[study]`, `[train]` and `[space]` (empty where missing or not a table)."""
+    problems += [
+        f"unknown table [{k}]; a spec has [study], [train] and [space.*]"
+        for k in data
+        if k not in ("study", "train", "space")
+    ]
+    return {key: _table(data, key, problems) for key in ("study", "train", "space")}
+
+
+def _read_train(
+    values: dict[str, Any], space: dict[str, Any], metric: Any, problems: list[str]
+) -> TrainConfig | None:
+    """`[train]` as the base config; the study's metric is its monitor."""
+    problems += _set_by_study(values, space, metric)
+    if metric in METRICS:
+        values = {**values, "monitor": metric}
+    try:
+        return TrainConfig.from_dict(values)
+    except ConfigError as exc:
+        problems += [_train_problem(p) for p in exc.problems]
+        return None
+
+
+def _read_space(values: dict[str, Any], problems: list[str]) -> SearchSpace | None:
+    try:
+        return SearchSpace.from_dict(values, fields=field_names(), prefix="space")
+    except SpaceError as exc:
+        problems += exc.problems
+        return None
 
 
 def builtin_specs() -> dict[str, Path]:
     """Built-in spec names (e.g. 'mnist-mlp') and their files, shipped with the package."""
-    folder = resources.files("studies") / "specs"
+    folder = resources.files("studies.spec") / "specs"
     return {
         Path(entry.name).stem: Path(str(entry))
         for entry in folder.iterdir()
@@ -210,7 +255,7 @@ def load_spec(name_or_path: str) -> StudySpec:
         raise SpecError(
             [
                 f"no spec file or built-in spec named '{name_or_path}'"
-                f"{_did_you_mean(name_or_path, builtins)}; built-in: {', '.join(sorted(builtins))}"
+                f"{did_you_mean(name_or_path, builtins)}; built-in: {', '.join(sorted(builtins))}"
             ],
             source=name_or_path,
         )
@@ -354,8 +399,3 @@ def _grid_problems(space: SearchSpace, n_trials: Any) -> list[str]:
             f"some of them (set n_trials = {points})"
         ]
     return []
-
-
-def _did_you_mean(word: str, known: Any) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,16 +1,13 @@
-"""Reading a study back: counts, the best trials, and the tables the CLI prints."""
+"""A running study's progress: trials per state, the best value, one line to print."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-from typing import Any
 
 import optuna
-from rich.table import Table
 
-from studies._study import finished_trials
+from studies.storage import finished_trials
 
 TrialState = optuna.trial.TrialState
 
@@ -64,46 +61,3 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, (list, tuple)):
-        return "-".join(str(v) for v in value)
-    return str(value)
-
-
-def trials_table(
-    study: optuna.Study,
-    *,
-    limit: int | None = None,
-    states: tuple[TrialState, ...] | None = None,
-    title: str | None = None,
-) -> Table:
-    """A table of trials, best complete ones first, then the others by number."""
-    trials = study.get_trials(deepcopy=False, states=states)
-    done = finished_trials(study)
-    rank = {t.number: i for i, t in enumerate(done)}
-    trials = sorted(trials, key=lambda t: (rank.get(t.number, len(rank)), t.number))
-    if limit is not None:
-        trials = trials[:limit]
-    metric = (study.metric_names or ["value"])[0]
-    table = Table(title=title, title_justify="left")
-    for column in ("#", "state", metric, "epochs", "stop", "diagnosis", "params"):
-        table.add_column(column, overflow="fold")
-    for trial in trials:
-        value = (
-            "-" if trial.value is None or not math.isfinite(trial.value) else f"{trial.value:.4f}"
-        )
-        attrs = trial.user_attrs
-        table.add_row(
-            str(trial.number),
-            trial.state.name.lower(),
-            value,
-            str(attrs.get("epochs_run", "-")),
-            str(attrs.get("stop_reason", "-")),
-            ", ".join(attrs.get("diagnosis", [])) or "-",
-            " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()),
-        )
-    return table

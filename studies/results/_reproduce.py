@@ -16,9 +16,9 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError
-from studies._results import open_study, trial_config
-from studies._study import best_trial
-from studies._train import cpu_threads, format_epoch
+from studies.results._read import open_study, trial_config
+from studies.results._train import cpu_threads, format_epoch
+from studies.storage import TrialAttrs, best_trial
 from trainer import EpochResult, evaluate, fit, load_data
 
 TOLERANCE = 1e-4  # largest |stored - new| of a dev loss or accuracy that counts as the same
@@ -90,7 +90,7 @@ def reproduce_trial(
     if not stored:
         raise StudyError(f"trial {trial.number} has no stored epochs to compare with")
     data = load_data(config, with_test=True)
-    threads = trial.user_attrs.get("torch_threads")
+    threads = TrialAttrs.of(trial).torch_threads
     new: list[EpochResult] = []
 
     def on_epoch(result: EpochResult) -> None:

@@ -2,8 +2,8 @@
 
 `requeue` is Optuna's `RetryHeartbeatStaleTrialCallback` with one difference: the attributes
 that describe how the failed run ended are not inherited, so a retry that waits or runs does
-not look finished. Retries keep the params, the seed and the `root_trial` that names their
-checkpoint, and carry `failed_trial` / `retry_history` system attributes like Optuna's.
+not look finished. Retries keep the params and carry the `failed_trial` / `retry_history`
+system attributes like Optuna's; `failed_trial` names their chain, its seed and its checkpoint.
 """
 
 from __future__ import annotations
@@ -15,19 +15,9 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-WORKER_ATTR = "hpstudy:worker"  # system attribute of a running trial: "host:pid" of its worker
-# User attributes of a run's ending; a retry starts without them.
-OUTCOME_ATTRS = frozenset(
-    {
-        "stop_reason",
-        "fail_reason",
-        "epochs_run",
-        "diagnosis",
-        "diagnosis_numbers",
-        "best_epoch",
-        "resumed_from_epoch",
-    }
-)
+from studies.storage import WORKER_ATTR, chain_root, user_attrs_without_outcome
+
+MAX_RETRY = 3  # times a dead worker's trial is re-queued
 
 
 def worker_id() -> str:
@@ -41,7 +31,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, max_retry: int | None) -
         return False
     system_attrs = {
         **{k: v for k, v in trial.system_attrs.items() if k != WORKER_ATTR},
-        "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+        "failed_trial": chain_root(trial),
         "retry_history": history,
     }
     study.add_trial(
@@ -49,7 +39,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, max_retry: int | None) -
             state=TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
-            user_attrs={k: v for k, v in trial.user_attrs.items() if k not in OUTCOME_ATTRS},
+            user_attrs=user_attrs_without_outcome(trial.user_attrs),
             system_attrs=system_attrs,
         )
     )

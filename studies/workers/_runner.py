@@ -24,22 +24,22 @@ from typing import IO
 
 import optuna
 
-from studies._budget import Budget
-from studies._checkpoints import Checkpoints
 from studies._errors import StudyError
-from studies._progress import count, progress_line
-from studies._recovery import recover_dead_workers
-from studies._signals import Stop
-from studies._spec import StudySpec
-from studies._storage import (
-    MAX_RETRY,
+from studies.spec import StudySpec
+from studies.storage import (
+    Budget,
+    Checkpoints,
     create_engine,
+    create_or_resume,
     open_storage,
+    redact,
     sqlite_path,
     store_heartbeat,
     stored_heartbeat,
 )
-from studies._study import create_or_resume
+from studies.workers._progress import count, progress_line
+from studies.workers._recovery import MAX_RETRY, recover_dead_workers
+from studies.workers._signals import Stop
 
 POLL = 1.0  # seconds between progress updates
 STOP_GRACE = 15.0  # seconds workers get to re-queue their trials after Ctrl-C before being killed
@@ -128,7 +128,55 @@ def run_study(
     """
     if workers < 1:
         raise StudyError(f"--workers must be at least 1, got {workers}")
-    storage = open_storage(spec.storage, heartbeat_interval=None)
+    # 1. The study, with what earlier runs left behind settled.
+    study, storage, held = prepare_study(spec, echo=echo, heartbeat=heartbeat, grace=grace)
+    if spec.n_trials is not None and held >= spec.n_trials and not _unfinished(study):
+        echo(
+            f"study '{spec.name}' already has its {spec.n_trials} trials; "
+            f"raise n_trials (--n-trials) to add more"
+        )
+        return study
+    # 2. The workers, watched until they end or a signal stops them.
+    logs = log_dir(spec)
+    logs.mkdir(parents=True, exist_ok=True)
+    echo(
+        f"study '{spec.name}' in {redact(spec.storage)}: {workers} worker(s), "
+        f"{threads_per_worker(workers)} thread(s) each, logs in {logs}"
+    )
+    progress = _Progress(study, spec.n_trials, echo, live)
+    with _WorkerPool(spec, workers, logs) as pool:
+        if not pool.watch(progress):
+            echo("\nstopping: each worker re-queues its running trial ...")
+            if pool.stop():
+                recover_dead_workers(study, storage, max_retry=MAX_RETRY)
+            echo(progress.line())
+            raise KeyboardInterrupt
+    progress.show(final=True)
+    # 3. How the workers ended.
+    codes = pool.exit_codes()
+    if all(code != 0 for code in codes):
+        raise StudyError(f"every worker failed (exit codes {codes}); see the logs in {logs}")
+    if any(code != 0 for code in codes):
+        echo(f"warning: some workers failed (exit codes {codes}); see the logs in {logs}")
+    return study
+
+
+def prepare_study(
+    spec: StudySpec,
+    *,
+    echo: Callable[[str], None] = print,
+    heartbeat: int | None = None,
+    grace: int | None = None,
+) -> tuple[optuna.Study, optuna.storages.RDBStorage, int]:
+    """Creates or resumes the study, stores its heartbeat, and settles earlier runs' leftovers.
+
+    Trials of workers that died on this machine are re-queued, the budget is recounted from
+    the trials that hold a claim, and checkpoints of chains that ended are deleted.
+
+    Returns:
+        The study, its storage, and the number of trials that hold a claim on its budget.
+    """
+    storage = open_storage(spec.storage)
     study = create_or_resume(spec, storage)
     study_id = storage.get_study_id_from_name(spec.name)
     if heartbeat is not None or grace is not None:
@@ -138,70 +186,79 @@ def run_study(
     if requeued:
         echo(f"re-queued trial(s) {requeued}: their workers on this machine are gone")
     engine = create_engine(spec.storage)
-    budget = Budget(engine, study_id)
-    held = budget.reconcile(study)
-    Checkpoints(engine, study_id).prune(study)
-    engine.dispose()
-    if spec.n_trials is not None and held >= spec.n_trials and not _unfinished(study):
-        echo(
-            f"study '{spec.name}' already has its {spec.n_trials} trials; "
-            f"raise n_trials (--n-trials) to add more"
-        )
-        return study
-
-    logs = log_dir(spec)
-    logs.mkdir(parents=True, exist_ok=True)
-    echo(
-        f"study '{spec.name}' in {spec.storage}: {workers} worker(s), "
-        f"{threads_per_worker(workers)} thread(s) each, logs in {logs}"
-    )
-    stop = Stop()
-    if threading.current_thread() is threading.main_thread():
-        stop.install()  # SIGTERM as well as Ctrl-C stops the workers in order
-    processes: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
-    started = time.monotonic()
     try:
-        for index in range(workers):
-            log = open(logs / f"worker-{index}.log", "ab")  # noqa: SIM115 - closed below
+        held = Budget(engine, study_id).reconcile(study)
+        Checkpoints(engine, study_id).prune(study)
+    finally:
+        engine.dispose()
+    return study, storage, held
+
+
+class _Progress:
+    """The progress line: redrawn in place on a terminal, else printed when the counts change."""
+
+    def __init__(
+        self, study: optuna.Study, budget: int | None, echo: Callable[[str], None], live: bool
+    ) -> None:
+        self.study, self.budget, self.echo, self.live = study, budget, echo, live
+        self.started = time.monotonic()
+        self.last = ""
+
+    def line(self) -> str:
+        return progress_line(count(self.study), self.budget, self.started)
+
+    def show(self, *, final: bool = False) -> None:
+        line = self.line()
+        if self.live:
+            self.echo("\r" + line + ("" if final else "\x1b[K"))
+        elif line.split("|")[0] != self.last.split("|")[0]:
+            self.echo(line)
+        self.last = line
+
+
+class _WorkerPool:
+    """The worker processes of one `hpstudy run`, each with its log file."""
+
+    def __init__(self, spec: StudySpec, workers: int, logs: Path) -> None:
+        self.spec, self.workers, self.logs = spec, workers, logs
+        self.stop_requested = Stop()
+        self.processes: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+
+    def __enter__(self) -> _WorkerPool:
+        if threading.current_thread() is threading.main_thread():
+            self.stop_requested.install()  # SIGTERM as well as Ctrl-C stops the workers in order
+        for index in range(self.workers):
+            log = open(self.logs / f"worker-{index}.log", "ab")
             process = subprocess.Popen(
-                worker_command(spec, index, spec.timeout),
+                worker_command(self.spec, index, self.spec.timeout),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=worker_env(index, workers),
+                env=worker_env(index, self.workers),
                 start_new_session=True,  # Ctrl-C reaches the parent only; it stops workers
             )
-            processes.append((process, log))
-        last = ""
-        while any(p.poll() is None for p, _ in processes) and not stop.is_set():
-            line = progress_line(count(study), spec.n_trials, started)
-            if live:
-                echo("\r" + line + "\x1b[K")
-            elif line.split("|")[0] != last.split("|")[0]:
-                echo(line)
-            last = line
-            stop.wait(POLL)
-        if stop.is_set():
-            echo("\nstopping: each worker re-queues its running trial ...")
-            killed = _stop(processes)
-            if killed:
-                recover_dead_workers(study, storage, max_retry=MAX_RETRY)
-            echo(progress_line(count(study), spec.n_trials, started))
-            raise KeyboardInterrupt
-    finally:
-        stop.uninstall()
-        for _, opened in processes:
-            opened.close()
-    final = progress_line(count(study), spec.n_trials, started)
-    if live:
-        echo("\r" + final)
-    elif final.split("|")[0] != last.split("|")[0]:
-        echo(final)
-    codes = [p.returncode for p, _ in processes]
-    if all(code != 0 for code in codes):
-        raise StudyError(f"every worker failed (exit codes {codes}); see the logs in {logs}")
-    if any(code != 0 for code in codes):
-        echo(f"warning: some workers failed (exit codes {codes}); see the logs in {logs}")
-    return study
+            self.processes.append((process, log))
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop_requested.uninstall()
+        for _, log in self.processes:
+            log.close()
+
+    def watch(self, progress: _Progress) -> bool:
+        """Shows progress until every worker has exited (True) or a stop was asked for."""
+        while any(p.poll() is None for p, _ in self.processes):
+            if self.stop_requested.is_set():
+                return False
+            progress.show()
+            self.stop_requested.wait(POLL)
+        return not self.stop_requested.is_set()
+
+    def stop(self) -> int:
+        """Stops every worker; returns how many had to be killed."""
+        return _stop(self.processes)
+
+    def exit_codes(self) -> list[int | None]:
+        return [process.returncode for process, _ in self.processes]
 
 
 def _unfinished(study: optuna.Study) -> bool:

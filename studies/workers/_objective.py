@@ -15,9 +15,9 @@ import optuna
 
 import trainer
 from search_space import suggest
-from studies._diagnosis import diagnose
-from studies._metrics import EpochStore
-from studies._spec import StudySpec
+from studies.analysis import diagnose
+from studies.spec import StudySpec
+from studies.storage import EpochStore, TrialAttrs, chain_root, write_attrs
 
 if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not on import
     from trainer import CheckpointStore, Data, EpochResult, TrainConfig
@@ -27,7 +27,8 @@ _log = logging.getLogger("hpstudy.objective")
 # Called when a trial has ended (completed, pruned or diverged), before Optuna is told:
 # (trial, config, epochs, stop_reason). Pictures and notes for the dashboard hook in here.
 TrialFinisher: TypeAlias = "Callable[[optuna.Trial, TrainConfig, Sequence[EpochResult], str], None]"
-CheckpointFactory: TypeAlias = "Callable[[optuna.Trial, TrainConfig], CheckpointStore | None]"
+# (trial, number of its retry chain's first trial) -> where its training state is kept
+CheckpointFactory: TypeAlias = "Callable[[optuna.Trial, int], CheckpointStore | None]"
 
 
 class Reporter:
@@ -52,14 +53,6 @@ class Reporter:
             raise optuna.TrialPruned(
                 f"pruned after epoch {result.epoch}: {self.metric} {value:.4g}"
             )
-
-
-def root_number(trial: optuna.Trial) -> int:
-    """The number of the first trial in a retry chain (the trial itself when not a retry).
-
-    A re-queued trial inherits its original's user attributes, `root_trial` among them.
-    """
-    return int(trial.user_attrs.get("root_trial", trial.number))
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -87,11 +80,10 @@ class Objective:
         self.checkpoints = checkpoints
         self._data: tuple[tuple[Any, ...], Data] | None = None
 
-    def config(self, trial: optuna.Trial) -> TrainConfig:
-        """The trial's complete config: the spec's base with the sampled values and a seed."""
+    def config(self, trial: optuna.Trial, root: int) -> TrainConfig:
+        """The trial's complete config: the spec's base, the sampled values, its chain's seed."""
         params = suggest(trial, self.spec.space, base=self.spec.train.to_dict())
-        seed = trial_seed(self.spec.seed, root_number(trial))
-        return self.spec.train.replace(**params, seed=seed)
+        return self.spec.train.replace(**params, seed=trial_seed(self.spec.seed, root))
 
     def data(self, config: TrainConfig) -> Data:
         """The data of `config`, loaded once per worker while trials share the split."""
@@ -110,26 +102,30 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         import torch
 
-        config = self.config(trial)
-        trial.set_user_attr("root_trial", root_number(trial))
-        trial.set_user_attr("seed", config.seed)
-        trial.set_user_attr("config", config.to_dict())
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+        root = chain_root(self.storage.get_trial(trial_id))
+        config = self.config(trial, root)
         # CPU results repeat exactly only with the same thread count (summation order), so
         # export and reproduce read it back from here.
-        trial.set_user_attr("torch_threads", torch.get_num_threads())
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+        write_attrs(
+            trial,
+            seed=config.seed,
+            config=config.to_dict(),
+            torch_threads=torch.get_num_threads(),
+        )
         reporter = Reporter(trial, trial_id, self.store, self.spec.metric)
-        checkpoint = self.checkpoints(trial, config) if self.checkpoints else None
+        checkpoint = self.checkpoints(trial, root) if self.checkpoints else None
         try:
             data = self.data(config)
-            trial.set_user_attr("data", data.identity)  # provenance for export
+            write_attrs(trial, data=data.identity)  # provenance for export
             result = trainer.fit(config, data, on_epoch=reporter, checkpoint=checkpoint)
         except optuna.TrialPruned:
             self._finish(trial, config, reporter.epochs, "pruned")
             raise
         except Exception as exc:
-            trial.set_user_attr("stop_reason", "failed")
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+            write_attrs(
+                trial, stop_reason="failed", fail_reason=f"{type(exc).__name__}: {exc}"[:500]
+            )
             raise
         self._finish(trial, config, reporter.epochs, result.status)
         best = result.best
@@ -142,8 +138,7 @@ class Objective:
     def _finish(
         self, trial: optuna.Trial, config: TrainConfig, epochs: Sequence[EpochResult], reason: str
     ) -> None:
-        trial.set_user_attr("stop_reason", reason)
-        trial.set_user_attr("epochs_run", len(epochs))
+        write_attrs(trial, stop_reason=reason, epochs_run=len(epochs))
         for finisher in self.finishers:
             try:
                 finisher(trial, config, epochs, reason)
@@ -159,12 +154,11 @@ def store_diagnosis(
         return
     records = [e.to_dict() for e in epochs]
     # The chance-level loss, ln(classes), sets what "high" means for underfitting.
-    classes = int(trial.user_attrs.get("data", {}).get("classes", 10))
+    classes = int((TrialAttrs.of(trial).data or {}).get("classes", 10))
     diagnosis = diagnose(records, diverged=reason == "diverged", num_classes=classes)
-    trial.set_user_attr("diagnosis", list(diagnosis.labels))
-    trial.set_user_attr("diagnosis_numbers", diagnosis.numbers)
+    write_attrs(trial, diagnosis=diagnosis.labels, diagnosis_numbers=diagnosis.numbers)
     sign = -1.0 if config.monitor == "dev_accuracy" else 1.0
     finite = [e for e in epochs if math.isfinite(e.metric(config.monitor))]
     if finite:
         best = min(finite, key=lambda e: sign * e.metric(config.monitor))
-        trial.set_user_attr("best_epoch", best.epoch)
+        write_attrs(trial, best_epoch=best.epoch)

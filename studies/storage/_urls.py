@@ -3,9 +3,6 @@
 SQLite is switched to WAL mode (readers never block the writer), every connection waits for a
 lock instead of failing at once, and commits skip the fsync that WAL mode does not need for
 consistency (`synchronous=NORMAL`: a power cut may lose the last commits, never the file).
-Heartbeats let a live study notice a dead worker: its RUNNING trial is failed after the grace
-period and re-queued with the same parameters. The interval and grace period are stored with
-the study, so every worker that joins it uses the same ones.
 """
 
 from __future__ import annotations
@@ -22,14 +19,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from studies._errors import StudyError
-from studies._recovery import RequeueStale
 
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a SQLite connection waits for a lock before failing
-HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
-GRACE_PERIOD = 60  # seconds without a heartbeat after which a RUNNING trial counts as dead
-MAX_RETRY = 3  # times a dead worker's trial is re-queued
-HEARTBEAT_ATTR = "hpstudy:heartbeat"  # study system attribute: {"interval": s, "grace": s}
 
 
 def parse_url(url: str) -> URL:
@@ -119,20 +111,17 @@ def _tune_sqlite(engine: sqlalchemy.Engine) -> None:
 def open_storage(
     url: str,
     *,
-    heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
-    grace_period: int | None = GRACE_PERIOD,
-    max_retry: int = MAX_RETRY,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
     stale_trial_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage on `url`, with heartbeats and re-queueing of dead workers' trials.
+    """Optuna's RDB storage on `url`; with `heartbeat_interval`, a worker's, with heartbeats.
 
     Args:
         url: any SQLAlchemy URL Optuna accepts.
-        heartbeat_interval: seconds between heartbeats; None turns heartbeats off (readers).
-        grace_period: seconds of silence after which a running trial is failed and re-queued.
-        max_retry: how often one trial is re-queued.
-        stale_trial_callback: what happens to a dead worker's trial; by default it is
-            re-queued (`RequeueStale`).
+        heartbeat_interval: seconds between heartbeats; None (readers) turns them off.
+        grace_period: seconds of silence after which a running trial counts as dead.
+        stale_trial_callback: what happens to a dead worker's trial once it is failed.
 
     Raises:
         StudyError: for a bad URL or a database that cannot be reached, with the fix.
@@ -144,7 +133,7 @@ def open_storage(
         heartbeat = {
             "heartbeat_interval": heartbeat_interval,
             "grace_period": grace_period,
-            "heartbeat_stale_trial_callback": stale_trial_callback or RequeueStale(max_retry),
+            "heartbeat_stale_trial_callback": stale_trial_callback,
         }
     try:
         with warnings.catch_warnings():
@@ -165,22 +154,18 @@ def open_storage(
         ) from None
 
 
-def store_heartbeat(
-    storage: optuna.storages.BaseStorage, study_id: int, *, interval: int, grace: int
-) -> None:
-    """Records the study's heartbeat interval and grace period (seconds) for its workers."""
-    if interval < 1 or grace <= interval:
+def require_database(url: str) -> None:
+    """Refuses a SQLite URL whose file does not exist, for commands that only read a study.
+
+    Raises:
+        StudyError: naming the missing file and how to make or name one.
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
         raise StudyError(
-            f"the heartbeat needs interval >= 1 s and a longer grace period; got interval "
-            f"{interval} s, grace {grace} s"
+            f"there is no study database at {path}; run a study first (hpstudy run SPEC) "
+            f"or name its database with --storage URL"
         )
-    storage.set_study_system_attr(study_id, HEARTBEAT_ATTR, {"interval": interval, "grace": grace})
-
-
-def stored_heartbeat(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[int, int]:
-    """The study's (heartbeat interval, grace period), or the defaults."""
-    stored = storage.get_study_system_attrs(study_id).get(HEARTBEAT_ATTR) or {}
-    return int(stored.get("interval", HEARTBEAT_INTERVAL)), int(stored.get("grace", GRACE_PERIOD))
 
 
 def redact(url: str) -> str:

@@ -1,4 +1,4 @@
-"""What the study commands of the CLI do; `_cli.py` holds only their arguments."""
+"""What the study commands of the CLI do; `_main.py` holds only their arguments."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import optuna
 from rich.console import Console
 from rich.table import Table
 
-from studies._errors import StudyError
-from studies._progress import count, trials_table
-from studies._spec import DEFAULT_STORAGE, StudySpec, builtin_specs, check_data, load_spec
-from studies._storage import open_storage, redact, sqlite_path
-from studies._study import SPEC_ATTR, load_study
+from studies.results import trials_table
+from studies.spec import DEFAULT_STORAGE, StudySpec, builtin_specs, check_data, load_spec
+from studies.storage import SPEC_ATTR, load_study, open_storage, redact, require_database
+from studies.workers import count
 
 # The runner, the worker and `hpstudy train` import torch (seconds): each command imports what
 # it needs, so that the commands that only read (specs, status, studies, trials) start quickly.
@@ -37,7 +36,7 @@ def _quiet_optuna() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from studies._runner import run_study
+    from studies.workers import run_study
 
     _quiet_optuna()
     spec = _with_overrides(load_spec(args.spec), args)
@@ -63,7 +62,7 @@ def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
     Raises:
         SpecError: naming the spec file, the flags and the key of each problem.
     """
-    from studies._train import parse_overrides
+    from studies.results import parse_overrides
 
     data = spec.to_dict()
     flags = []
@@ -107,8 +106,7 @@ def worker_command(args: argparse.Namespace) -> int:
     import logging
     import warnings
 
-    from studies._signals import Stop
-    from studies._worker import WorkerOptions, run_worker
+    from studies.workers import Stop, WorkerOptions, run_worker
 
     threads = os.environ.get("HPSTUDY_THREADS")
     if threads:
@@ -147,13 +145,8 @@ def _storage(args: argparse.Namespace) -> tuple[str, optuna.storages.BaseStorage
     """
     _quiet_optuna()
     url = args.storage or DEFAULT_STORAGE
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise StudyError(
-            f"there is no study database at {path}; run a study first (hpstudy run SPEC) "
-            f"or name its database with --storage URL"
-        )
-    return url, open_storage(url, heartbeat_interval=None)
+    require_database(url)
+    return url, open_storage(url)
 
 
 def status_command(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from studies._errors import UserError
+from studies.spec import DEFAULT_STORAGE
 
 
 class Command:
@@ -22,6 +23,18 @@ class Command:
     def run(self, args: argparse.Namespace) -> int:
         """Does the work; returns the exit status."""
         raise NotImplementedError
+
+
+def add_storage_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """The one `--storage` option of every command that opens a study database."""
+    default = "" if required else f" (default: the spec's, else {DEFAULT_STORAGE})"
+    parser.add_argument(
+        "--storage",
+        required=required,
+        default=None,
+        metavar="URL",
+        help=f"the study database, a SQLAlchemy URL{default}",
+    )
 
 
 class Train(Command):
@@ -47,7 +60,7 @@ class Train(Command):
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._train import train_file
+        from studies.results import train_file
 
         train_file(args.config, test=args.test, overrides=args.set, threads=args.threads)
         return 0
@@ -75,7 +88,7 @@ class Run(Command):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("spec", help="a built-in spec (hpstudy specs) or a .toml path")
         parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-        parser.add_argument("--storage", help="override the spec's storage URL")
+        add_storage_option(parser)
         parser.add_argument("--name", help="override the spec's study name")
         parser.add_argument(
             "--n-trials", type=int, help="the study's total trial budget (overrides the spec)"
@@ -94,7 +107,7 @@ class Run(Command):
         _add_heartbeat_arguments(parser, "10, kept with the study", "60, kept with the study")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._commands import run_command
+        from studies.cli._commands import run_command
 
         return run_command(args)
 
@@ -105,13 +118,13 @@ class Worker(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", help="the study's name")
-        parser.add_argument("--storage", required=True, help="the study's database URL")
+        add_storage_option(parser, required=True)
         parser.add_argument("--index", type=int, default=0, help="seeds this worker's sampler")
         parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
         _add_heartbeat_arguments(parser, "the study's", "the study's")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._commands import worker_command
+        from studies.cli._commands import worker_command
 
         return worker_command(args)
 
@@ -148,8 +161,7 @@ class Copy(Command):
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._copy import copy_study
-        from studies._storage import redact
+        from studies.storage import copy_study, redact
 
         report = copy_study(args.study, args.source, args.target)
         rows = ", ".join(f"{n} {table}" for table, n in report.rows.items())
@@ -165,12 +177,10 @@ class Status(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study")
-        parser.add_argument(
-            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
-        )
+        add_storage_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._commands import status_command
+        from studies.cli._commands import status_command
 
         return status_command(args)
 
@@ -180,12 +190,10 @@ class Studies(Command):
     help = "list the studies in a database"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
-        )
+        add_storage_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._commands import studies_command
+        from studies.cli._commands import studies_command
 
         return studies_command(args)
 
@@ -196,13 +204,11 @@ class Trials(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study")
-        parser.add_argument(
-            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
-        )
+        add_storage_option(parser)
         parser.add_argument("--limit", type=int, default=None, help="show at most N trials")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._commands import trials_command
+        from studies.cli._commands import trials_command
 
         return trials_command(args)
 
@@ -212,7 +218,7 @@ class Specs(Command):
     help = "list the built-in study specs"
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._commands import specs_command
+        from studies.cli._commands import specs_command
 
         return specs_command(args)
 
@@ -222,9 +228,7 @@ class Dashboard(Command):
     help = "browse the studies in optuna-dashboard, with learning curves and diagnoses"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
-        )
+        add_storage_option(parser)
         parser.add_argument(
             "--host",
             default="127.0.0.1",
@@ -234,8 +238,7 @@ class Dashboard(Command):
         parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._dashboard import serve
-        from studies._spec import DEFAULT_STORAGE
+        from studies.cli._dashboard import serve
 
         serve(args.storage or DEFAULT_STORAGE, host=args.host, port=args.port)
         return 0
@@ -247,9 +250,7 @@ class Export(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study")
-        parser.add_argument(
-            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
-        )
+        add_storage_option(parser)
         parser.add_argument(
             "-o",
             "--output",
@@ -259,7 +260,7 @@ class Export(Command):
         parser.add_argument("--trial", type=int, help="export trial N instead of the best")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._export import export_best
+        from studies.results import export_best
 
         path, about = export_best(
             args.study, url=args.storage, output=args.output, number=args.trial
@@ -277,13 +278,11 @@ class Reproduce(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study")
-        parser.add_argument(
-            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
-        )
+        add_storage_option(parser)
         parser.add_argument("--trial", type=int, help="reproduce trial N instead of the best")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._reproduce import reproduce
+        from studies.results import reproduce
 
         outcome = reproduce(args.study, url=args.storage, number=args.trial)
         return 0 if outcome.comparison.equal else 1
@@ -295,15 +294,13 @@ class Report(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study")
-        parser.add_argument(
-            "--storage", default=None, help="database URL (default: sqlite:///hpstudy.db)"
-        )
+        add_storage_option(parser)
         parser.add_argument(
             "-o", "--output", default="report.html", help="the page (default: report.html)"
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies._report import write_report
+        from studies.results import write_report
 
         path = write_report(args.study, url=args.storage, output=args.output)
         print(f"wrote {path}")

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from studies._locks import retry_locked
-from studies._tables import EPOCHS, ensure_tables
+from studies.storage._locks import retry_locked
+from studies.storage._tables import EPOCHS, ensure_tables
+from studies.storage._write_behind import Write, WriteBehind
 
 if TYPE_CHECKING:  # torch: only the workers that train need it
     from trainer import EpochResult
@@ -84,3 +85,25 @@ class EpochStore:
 
 def _finite(values: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+
+
+class BufferedEpochStore(EpochStore):
+    """An `EpochStore` whose rows wait in `writes` and reach the table in batches.
+
+    Rows are keyed `(trial_id, "epochs")`, so a `WorkerStorage` writes them before the trial's
+    state changes.
+    """
+
+    def __init__(self, engine: Any, writes: WriteBehind) -> None:
+        super().__init__(engine)
+        self.writes = writes
+
+    def add(self, trial_id: int, result: EpochResult) -> None:
+        self.writes.submit((trial_id, "epochs"), result, self._rows(trial_id))
+
+    def _rows(self, trial_id: int) -> Write:
+        def write(results: list[EpochResult]) -> None:
+            latest = {r.epoch: r for r in results}  # a replayed epoch replaces the earlier
+            self.add_many(trial_id, list(latest.values()))
+
+        return write

@@ -15,11 +15,11 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 
-from studies._budget import Budget
 from studies._errors import StudyError
-from studies._storage import create_engine, open_storage, redact
-from studies._study import load_study
-from studies._tables import BUDGET, METADATA, ensure_tables
+from studies.storage._budget import Budget
+from studies.storage._study import load_study
+from studies.storage._tables import BUDGET, METADATA, ensure_tables
+from studies.storage._urls import create_engine, open_storage, redact
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +35,8 @@ def copy_study(name: str, source_url: str, target_url: str) -> CopyReport:
         StudyError: for an unknown study, one that still has running trials, or a target
             that already holds a study of that name.
     """
-    source = open_storage(source_url, heartbeat_interval=None)
-    target = open_storage(target_url, heartbeat_interval=None)
+    source = open_storage(source_url)
+    target = open_storage(target_url)
     study = load_study(source, name, url=source_url)
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     if running:

@@ -17,13 +17,11 @@ from typing import Any
 
 import optuna
 
-from studies._curves import plot_learning_curves
-from studies._diagnosis import Diagnosis
 from studies._errors import StudyError
-from studies._export import check_output
-from studies._results import FINISHED, OpenStudy, open_study
-from studies._storage import redact
-from studies._study import best_trial, finished_trials
+from studies.analysis import Diagnosis, plot_learning_curves
+from studies.results._files import check_output
+from studies.results._read import FINISHED, OpenStudy, open_study
+from studies.storage import TrialAttrs, best_trial, finished_trials, redact
 
 SUFFIXES = (".html", ".htm")
 TOP_TRIALS = 4  # learning curves shown, best first
@@ -102,10 +100,11 @@ def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metr
     parts = [f"<h2>Learning curves of the {len(top)} best trials</h2>"]
     epochs = opened.epochs(t.number for t in top)
     for trial in top:
-        labels = ", ".join(trial.user_attrs.get("diagnosis", []))
+        attrs = TrialAttrs.of(trial)
+        labels = ", ".join(attrs.diagnosis)
         png = plot_learning_curves(
             epochs[trial.number],
-            best_epoch=trial.user_attrs.get("best_epoch"),
+            best_epoch=attrs.best_epoch,
             title=f"trial {trial.number}: {metric} {trial.value:.4f}; {labels}",
         )
         parts.append(
@@ -120,11 +119,11 @@ def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metr
 def _diagnosis_section(trials: list[optuna.trial.FrozenTrial], metric: str) -> str:
     rows = []
     for trial in sorted(trials, key=lambda t: t.number):
-        attrs = trial.user_attrs
+        attrs = TrialAttrs.of(trial)
         summary = "-"
-        if "diagnosis" in attrs:
+        if "diagnosis" in trial.user_attrs:
             summary = Diagnosis.from_dict(
-                {"labels": attrs["diagnosis"], "numbers": attrs.get("diagnosis_numbers", {})}
+                {"labels": attrs.diagnosis, "numbers": attrs.diagnosis_numbers}
             ).summary()
         value = (
             "-" if trial.value is None or not math.isfinite(trial.value) else f"{trial.value:.4f}"
@@ -133,9 +132,9 @@ def _diagnosis_section(trials: list[optuna.trial.FrozenTrial], metric: str) -> s
             trial.number,
             trial.state.name.lower(),
             value,
-            attrs.get("epochs_run", "-"),
-            attrs.get("best_epoch", "-"),
-            attrs.get("stop_reason", "-"),
+            _or_dash(attrs.epochs_run),
+            _or_dash(attrs.best_epoch),
+            _or_dash(attrs.stop_reason),
             summary,
             _params(trial),
         )
@@ -154,6 +153,10 @@ def _params(trial: optuna.trial.FrozenTrial) -> str:
     return " ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
     )
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def _e(text: str) -> str:

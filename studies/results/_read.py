@@ -9,10 +9,15 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError
-from studies._metrics import EpochStore
-from studies._spec import DEFAULT_STORAGE
-from studies._storage import create_engine, open_storage, sqlite_path
-from studies._study import load_study
+from studies.spec import DEFAULT_STORAGE
+from studies.storage import (
+    EpochStore,
+    TrialAttrs,
+    create_engine,
+    load_study,
+    open_storage,
+    require_database,
+)
 from trainer import ConfigError, TrainConfig
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -49,13 +54,8 @@ def open_study(name: str, url: str | None = None) -> OpenStudy:
         StudyError: for a SQLite file that does not exist, or an unknown study name.
     """
     url = url or DEFAULT_STORAGE
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise StudyError(
-            f"there is no study database at {path}; run the study first (hpstudy run SPEC) "
-            f"or name its database with --storage URL"
-        )
-    storage = open_storage(url, heartbeat_interval=None)
+    require_database(url)
+    storage = open_storage(url)
     return OpenStudy(load_study(storage, name, url=url), storage, url)
 
 
@@ -70,7 +70,7 @@ def trial_config(trial: optuna.trial.FrozenTrial) -> TrainConfig:
             f"trial {trial.number} is {trial.state.name.lower()}; pick a complete or pruned "
             f"trial (hpstudy trials NAME lists them)"
         )
-    values = trial.user_attrs.get("config")
+    values = TrialAttrs.of(trial).config
     if values is None:
         raise StudyError(f"trial {trial.number} has no stored config: it was not made by hpstudy")
     try:

@@ -9,10 +9,17 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError
-from studies._spec import SpecError, StudySpec
-from studies._storage import redact
+from studies.spec import SpecError, StudySpec
+from studies.storage._urls import open_storage, redact
+from studies.storage._worker_storage import REFRESH, StaleCallback, WorkerStorage
+from studies.storage._write_behind import FLUSH_INTERVAL
 
 SPEC_ATTR = "hpstudy_spec"  # study user attribute holding the spec as JSON
+# Heartbeats let a live study notice a dead worker: its RUNNING trial is failed after the grace
+# period and re-queued. Both are stored with the study, so every worker that joins uses them.
+HEARTBEAT_ATTR = "hpstudy:heartbeat"  # study system attribute: {"interval": s, "grace": s}
+HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
+GRACE_PERIOD = 60  # seconds without a heartbeat after which a RUNNING trial counts as dead
 
 
 def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -122,3 +129,56 @@ def best_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.F
             f"(hpstudy run ...) or pick a trial with --trial N"
         )
     return done[0]
+
+
+def store_heartbeat(
+    storage: optuna.storages.BaseStorage, study_id: int, *, interval: int, grace: int
+) -> None:
+    """Records the study's heartbeat interval and grace period (seconds) for its workers."""
+    if interval < 1 or grace <= interval:
+        raise StudyError(
+            f"the heartbeat needs interval >= 1 s and a longer grace period; got interval "
+            f"{interval} s, grace {grace} s"
+        )
+    storage.set_study_system_attr(study_id, HEARTBEAT_ATTR, {"interval": interval, "grace": grace})
+
+
+def stored_heartbeat(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[int, int]:
+    """The study's (heartbeat interval, grace period), or the defaults."""
+    stored = storage.get_study_system_attrs(study_id).get(HEARTBEAT_ATTR) or {}
+    return int(stored.get("interval", HEARTBEAT_INTERVAL)), int(stored.get("grace", GRACE_PERIOD))
+
+
+def open_worker_storage(
+    url: str,
+    name: str,
+    *,
+    heartbeat: int | None = None,
+    grace: int | None = None,
+    stale_trial_callback: StaleCallback | None = None,
+    flush_interval: float = FLUSH_INTERVAL,
+    refresh: float = REFRESH,
+) -> WorkerStorage:
+    """The storage of a worker of study `name`: built once, with the study's heartbeat.
+
+    Args:
+        heartbeat: seconds between heartbeats; None: the study's stored interval.
+        grace: seconds of silence before a trial counts as dead; None: the study's.
+
+    Raises:
+        StudyError: for an unreachable storage or an unknown study.
+    """
+    reader = open_storage(url)
+    try:
+        study = load_study(reader, name, url=url)
+        interval, period = stored_heartbeat(reader, reader.get_study_id_from_name(study.study_name))
+    finally:
+        reader.engine.dispose()
+    return WorkerStorage(
+        url,
+        heartbeat_interval=heartbeat or interval,
+        grace_period=grace or period,
+        stale_trial_callback=stale_trial_callback,
+        flush_interval=flush_interval,
+        refresh=refresh,
+    )

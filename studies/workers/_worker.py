@@ -6,7 +6,7 @@ starts one on any machine that reaches the database.
 The worker runs its own ask/run/tell loop instead of `study.optimize`, for three things
 Optuna's loop does not do: it takes a re-queued trial without ever creating a new one when the
 budget is spent, it ends an interrupted trial FAIL and re-queues it, and it retries a final
-state write that meets a lock conflict (through `LockRetryStorage`) instead of leaving the
+state write that meets a lock conflict (through `WorkerStorage`) instead of leaving the
 trial RUNNING.
 """
 
@@ -23,25 +23,29 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from studies._artifacts import DatabaseArtifactStore
-from studies._budget import Budget
-from studies._buffer import (
+from studies._errors import StudyError
+from studies.spec import make_pruner, make_sampler
+from studies.storage import (
     FLUSH_INTERVAL,
     REFRESH,
+    WORKER_ATTR,
+    Budget,
     BufferedEpochStore,
-    BufferedStorage,
-    WriteBehind,
+    Checkpoints,
+    DatabaseArtifactStore,
+    WorkerStorage,
+    chain_root,
+    create_engine,
+    load_study,
+    open_worker_storage,
+    stored_spec,
+    write_attrs,
 )
-from studies._checkpoints import MIN_INTERVAL, Checkpoints
-from studies._dashboard import TrialPublisher
-from studies._errors import StudyError
-from studies._locks import LockRetryStorage
-from studies._objective import Objective, TrialFinisher, store_diagnosis
-from studies._recovery import WORKER_ATTR, RequeueStale, requeue, worker_id
-from studies._samplers import make_pruner, make_sampler
-from studies._signals import Interrupted, Stop
-from studies._storage import MAX_RETRY, create_engine, open_storage, stored_heartbeat
-from studies._study import load_study, stored_spec
+from studies.storage._checkpoints import MIN_INTERVAL
+from studies.workers._objective import Objective, TrialFinisher, store_diagnosis
+from studies.workers._publish import TrialPublisher
+from studies.workers._recovery import MAX_RETRY, RequeueStale, requeue, worker_id
+from studies.workers._signals import Interrupted, Stop
 
 _log = logging.getLogger("hpstudy.worker")
 
@@ -104,17 +108,16 @@ class _Worker:
     def __init__(self, name: str, url: str, options: WorkerOptions, stop: threading.Event) -> None:
         self.options, self.stop = options, stop
         self.stale = RequeueStale(MAX_RETRY)
-        self.rdb = open_storage(url, stale_trial_callback=self.stale)
-        study_id = self.rdb.get_study_id_from_name(name) if _exists(self.rdb, name) else None
-        if study_id is not None:
-            interval, grace = stored_heartbeat(self.rdb, study_id)
-            self.rdb.heartbeat_interval = options.heartbeat_interval or interval
-            self.rdb.grace_period = options.grace_period or grace
-        self.writes = WriteBehind(options.flush_interval)
-        self.locks = LockRetryStorage(optuna.storages._CachedStorage(self.rdb))
-        self.storage = BufferedStorage(
-            self.locks, writes=self.writes, refresh=options.refresh, rdb=self.rdb
+        self.storage = open_worker_storage(
+            url,
+            name,
+            heartbeat=options.heartbeat_interval,
+            grace=options.grace_period,
+            stale_trial_callback=self.stale,
+            flush_interval=options.flush_interval,
+            refresh=options.refresh,
         )
+        self.writes = self.storage.writes
         self.spec = stored_spec(self.storage, name, url=url)
         self.study = load_study(
             self.storage,
@@ -170,12 +173,12 @@ class _Worker:
                     f"{failures_in_a_row} trials in a row failed; the worker stops. The "
                     f"reasons are in the trials' fail_reason (hpstudy trials {self.spec.name})."
                 )
-        self.summary.lock_retries = self.locks.retries
+        self.summary.lock_retries = self.storage.retries
         return self.summary
 
     def close(self) -> None:
         try:
-            self.writes.close()
+            self.storage.close()
         finally:
             self.engine.dispose()
 
@@ -240,8 +243,7 @@ class _Worker:
                 state = TrialState.FAIL
                 _log.warning("trial %d failed: %r", trial.number, exc, exc_info=True)
         if self.summary.interrupted:
-            trial.set_user_attr("stop_reason", "interrupted")
-            trial.set_user_attr("fail_reason", "interrupted")
+            write_attrs(trial, stop_reason="interrupted", fail_reason="interrupted")
         try:
             if self._frozen(trial).state != TrialState.RUNNING:
                 raise optuna.exceptions.UpdateFinishedTrialError(str(trial.number))
@@ -258,7 +260,7 @@ class _Worker:
 
     # 3. Settle its slot of the budget and its checkpoint.
     def _settle(self, trial: FrozenTrial) -> None:
-        root = int(trial.user_attrs.get("root_trial", trial.number))
+        root = chain_root(trial)
         if trial.state != TrialState.FAIL:
             self.checkpoints.finish(root)
             return
@@ -280,7 +282,7 @@ class _Worker:
 class _Heartbeat:
     """Records a running trial's heartbeat every interval, from a thread."""
 
-    def __init__(self, storage: BufferedStorage, trial_id: int) -> None:
+    def __init__(self, storage: WorkerStorage, trial_id: int) -> None:
         self.storage, self.trial_id = storage, trial_id
         self.interval = storage.get_heartbeat_interval()
         self._done = threading.Event()
@@ -308,11 +310,3 @@ class _Heartbeat:
         self._done.set()
         if self._thread is not None:
             self._thread.join()
-
-
-def _exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
-    try:
-        storage.get_study_id_from_name(name)
-    except KeyError:
-        return False
-    return True

@@ -1,0 +1,8 @@
+"""Pure functions of epoch records: the learning-curve diagnosis and the learning-curve picture."""
+
+from __future__ import annotations
+
+from studies.analysis._curves import plot_learning_curves
+from studies.analysis._diagnosis import LABELS, Diagnosis, Thresholds, diagnose
+
+__all__ = ["LABELS", "Diagnosis", "Thresholds", "diagnose", "plot_learning_curves"]

@@ -1,0 +1,89 @@
+"""Where a study lives: URLs and engines, the worker's storage, and the project's own tables.
+
+Optuna's tables hold studies and trials; beside them, in the same database, hpstudy keeps per-epoch
+metrics, training checkpoints, artifacts (learning-curve pictures) and the trial budget.
+"""
+
+from __future__ import annotations
+
+from studies.storage._artifacts import DatabaseArtifactStore
+from studies.storage._budget import Budget
+from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialCheckpoint
+from studies.storage._copy import CopyReport, copy_study
+from studies.storage._epochs import BufferedEpochStore, EpochStore
+from studies.storage._locks import is_lock_error, retry_locked
+from studies.storage._study import (
+    GRACE_PERIOD,
+    HEARTBEAT_INTERVAL,
+    SPEC_ATTR,
+    best_trial,
+    create_or_resume,
+    finished_trials,
+    load_study,
+    open_worker_storage,
+    store_heartbeat,
+    stored_heartbeat,
+    stored_spec,
+)
+from studies.storage._tables import METADATA, ensure_tables
+from studies.storage._trial_attrs import (
+    WORKER_ATTR,
+    TrialAttrs,
+    chain_root,
+    user_attrs_without_outcome,
+    write_attrs,
+)
+from studies.storage._urls import (
+    create_engine,
+    database_url,
+    open_storage,
+    parse_url,
+    redact,
+    require_database,
+    sqlite_path,
+)
+from studies.storage._worker_storage import REFRESH, WorkerStorage
+from studies.storage._write_behind import FLUSH_INTERVAL, WriteBehind
+
+__all__ = [
+    "FLUSH_INTERVAL",
+    "GRACE_PERIOD",
+    "HEARTBEAT_INTERVAL",
+    "METADATA",
+    "REFRESH",
+    "SPEC_ATTR",
+    "WORKER_ATTR",
+    "Budget",
+    "BufferedEpochStore",
+    "CheckpointTable",
+    "Checkpoints",
+    "CopyReport",
+    "DatabaseArtifactStore",
+    "EpochStore",
+    "TrialAttrs",
+    "TrialCheckpoint",
+    "WorkerStorage",
+    "WriteBehind",
+    "best_trial",
+    "chain_root",
+    "copy_study",
+    "create_engine",
+    "create_or_resume",
+    "database_url",
+    "ensure_tables",
+    "finished_trials",
+    "is_lock_error",
+    "load_study",
+    "open_storage",
+    "open_worker_storage",
+    "parse_url",
+    "redact",
+    "require_database",
+    "retry_locked",
+    "sqlite_path",
+    "store_heartbeat",
+    "stored_heartbeat",
+    "stored_spec",
+    "user_attrs_without_outcome",
+    "write_attrs",
+]

@@ -1,0 +1,105 @@
+"""What hpstudy keeps in a trial's user attributes, as one typed record.
+
+Workers write these attributes while a trial runs and when it ends; export, reproduce, report
+and the CLI read them back. `TrialAttrs` names every key once, so a reader and a writer cannot
+drift apart, and `chain_root` says which retry chain a trial belongs to (Optuna's own
+`failed_trial` system attribute, which a re-queued trial carries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+WORKER_ATTR = "hpstudy:worker"  # system attribute of a running trial: "host:pid" of its worker
+
+
+class _HasUserAttrs(Protocol):
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+
+
+class _HasSystemAttrs(Protocol):
+    @property
+    def number(self) -> int: ...
+
+    @property
+    def system_attrs(self) -> dict[str, Any]: ...
+
+
+class _Writable(Protocol):
+    def set_user_attr(self, key: str, value: Any) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialAttrs:
+    """The user attributes hpstudy writes to a trial and reads back; None where not written.
+
+    The first group describes what the trial trains (set when it starts); the second how its
+    run ended (set when it ends, and dropped when a failed trial is re-queued, so that a retry
+    does not look finished).
+    """
+
+    # --- what the trial trains ---
+    seed: int | None = None  # the trial's training seed (a retry keeps its chain's)
+    config: dict[str, Any] | None = None  # the complete TrainConfig, as `to_dict()`
+    data: dict[str, Any] | None = None  # the data set's identity: name, fingerprint, sizes
+    model: dict[str, Any] | None = None  # a user factory's reference, file and sha256
+    standardization: dict[str, Any] | None = None  # feature statistics of the training split
+    torch_threads: int | None = None  # CPU results repeat exactly only with this count
+    # --- how its run ended ---
+    stop_reason: str | None = None  # completed, early_stopped, pruned, diverged, failed, ...
+    fail_reason: str | None = None  # the exception, for a failed trial
+    epochs_run: int | None = None
+    best_epoch: int | None = None  # the epoch model selection kept
+    diagnosis: tuple[str, ...] = ()  # labels from `studies.analysis.LABELS`
+    diagnosis_numbers: dict[str, float] = dataclasses.field(default_factory=dict)
+    resumed_from_epoch: int | None = None  # a retry that continued from a checkpoint
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def outcome_keys(cls) -> frozenset[str]:
+        """The keys that describe how a run ended; a re-queued trial starts without them."""
+        names = cls.names()
+        return frozenset(names[names.index("stop_reason") :])
+
+    @classmethod
+    def of(cls, trial: _HasUserAttrs) -> TrialAttrs:
+        """The record of a trial (frozen or running); missing keys read as their defaults."""
+        attrs = trial.user_attrs
+        values: dict[str, Any] = {key: attrs[key] for key in cls.names() if key in attrs}
+        if "diagnosis" in values:
+            values["diagnosis"] = tuple(values["diagnosis"])
+        return cls(**values)
+
+
+def write_attrs(trial: _Writable, **values: Any) -> None:
+    """Sets user attributes of a running trial by their `TrialAttrs` names.
+
+    Raises:
+        KeyError: for a name that is not a `TrialAttrs` field (a typo would silently store
+            an attribute nobody reads).
+    """
+    known = TrialAttrs.names()
+    for key, value in values.items():
+        if key not in known:
+            raise KeyError(f"'{key}' is not a TrialAttrs field")
+        trial.set_user_attr(key, list(value) if isinstance(value, tuple) else value)
+
+
+def chain_root(trial: _HasSystemAttrs) -> int:
+    """The number of the first trial of `trial`'s retry chain (itself when not a retry).
+
+    Optuna's own `failed_trial` system attribute names it: a re-queued trial carries it.
+    """
+    return int(trial.system_attrs.get("failed_trial", trial.number))
+
+
+def user_attrs_without_outcome(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A failed trial's user attributes minus how its run ended, for its retry."""
+    outcome = TrialAttrs.outcome_keys()
+    return {key: value for key, value in attrs.items() if key not in outcome}

@@ -1,0 +1,77 @@
+"""Running a study: the objective and its reporter, workers, the runner, and recovery."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from studies.workers._progress import Counts, count, progress_line
+from studies.workers._recovery import MAX_RETRY, RequeueStale, recover_dead_workers, requeue
+from studies.workers._signals import Interrupted, Stop
+
+if TYPE_CHECKING:  # these import torch: see __getattr__
+    from studies.workers._objective import (
+        Objective,
+        Reporter,
+        TrialFinisher,
+        store_diagnosis,
+        trial_seed,
+    )
+    from studies.workers._publish import CURVES_FILENAME, TrialPublisher, trial_note
+    from studies.workers._runner import run_study, threads_per_worker, worker_command, worker_env
+    from studies.workers._worker import WorkerOptions, WorkerSummary, run_worker
+
+# The objective, the worker and the runner load on first use, so that reading a study's
+# progress never waits for torch.
+_LAZY = {
+    "Objective": "studies.workers._objective",
+    "Reporter": "studies.workers._objective",
+    "TrialFinisher": "studies.workers._objective",
+    "store_diagnosis": "studies.workers._objective",
+    "trial_seed": "studies.workers._objective",
+    "CURVES_FILENAME": "studies.workers._publish",
+    "TrialPublisher": "studies.workers._publish",
+    "trial_note": "studies.workers._publish",
+    "run_study": "studies.workers._runner",
+    "threads_per_worker": "studies.workers._runner",
+    "worker_command": "studies.workers._runner",
+    "worker_env": "studies.workers._runner",
+    "WorkerOptions": "studies.workers._worker",
+    "WorkerSummary": "studies.workers._worker",
+    "run_worker": "studies.workers._worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
+        return value
+    raise AttributeError(f"module 'studies.workers' has no attribute {name!r}")
+
+
+__all__ = [
+    "CURVES_FILENAME",
+    "MAX_RETRY",
+    "Counts",
+    "Interrupted",
+    "Objective",
+    "Reporter",
+    "RequeueStale",
+    "Stop",
+    "TrialFinisher",
+    "TrialPublisher",
+    "WorkerOptions",
+    "WorkerSummary",
+    "count",
+    "progress_line",
+    "recover_dead_workers",
+    "requeue",
+    "run_study",
+    "run_worker",
+    "store_diagnosis",
+    "threads_per_worker",
+    "trial_note",
+    "trial_seed",
+    "worker_command",
+    "worker_env",
+]

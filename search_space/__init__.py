@@ -29,10 +29,23 @@ per parameter; ``type`` may be left out when the keys tell it (``choices``: cate
     [space.batch_norm]
     value = true
 
+    [space.model_args.width]                  # an entry of a model factory's model_args
+    low = 16
+    high = 256
+    log = true
+
+    [space.model_args.depth]
+    choices = [2, 3, 4]
+
+    [space.model_args.skip]                   # conditions may name entries, flat or nested
+    choices = [true, false]
+    when = { "model_args.depth" = [3, 4] }    # or: when = { model_args = { depth = [3, 4] } }
+
 Then::
 
     space = SearchSpace.from_dict(spec["space"], fields=trainer.field_names())
-    params = suggest(trial, space, base=base_config.to_dict())
+    params = suggest(trial, space, base=base_config.to_dict())  # {"model_args.width": 64, ...}
+    config = base_config.replace(**nest(params, base=base_config.to_dict()))
 
 The package needs Optuna but never torch, so specs can be checked without it.
 """
@@ -40,11 +53,13 @@ The package needs Optuna but never torch, so specs can be checked without it.
 from __future__ import annotations
 
 from search_space._errors import SpaceError
+from search_space._names import GROUPS, nest
 from search_space._params import PARAM_TYPES, Categorical, Fixed, Float, Int, Param, param_from_dict
 from search_space._space import SearchSpace
 from search_space._suggest import suggest
 
 __all__ = [
+    "GROUPS",
     "PARAM_TYPES",
     "Categorical",
     "Fixed",
@@ -53,6 +68,7 @@ __all__ = [
     "Param",
     "SearchSpace",
     "SpaceError",
+    "nest",
     "param_from_dict",
     "suggest",
 ]

@@ -24,7 +24,9 @@ from search_space._values import (
 )
 
 # A condition: other parameters' names mapped to the values under which a parameter is active.
-Condition: TypeAlias = Mapping[str, Sequence[Value]]
+# A group's entries may be named flat ("model_args.depth") or nested ({"model_args": {"depth":
+# [3]}}); both are stored flat.
+Condition: TypeAlias = Mapping[str, Sequence[Value] | Mapping[str, Sequence[Value]]]
 
 _A_VALUE = "a string, number, boolean or list of whole numbers"
 _VALUES = "strings, numbers, booleans or lists of whole numbers"
@@ -345,29 +347,57 @@ def _when_problems(when: Any) -> list[Problem]:
         return [("when", "is empty; leave it out for a parameter that is always active")]
     problems: list[Problem] = []
     for name, values in when.items():
-        where = f"when.{name}"
         if not isinstance(name, str):
             problems.append(("when", f"parameter names must be strings, got {show(name)}"))
-        elif isinstance(values, str) or not isinstance(values, Sequence):
-            problems.append((where, f"must be a list of values, got {show(values)}"))
-        elif not values:
-            problems.append((where, "is empty, so the parameter could never be active"))
+        elif isinstance(values, Mapping):
+            problems += _group_when_problems(name, values)
         else:
-            problems += [
-                (where, f"values must be {_VALUES}, got {show(value)}")
-                for value in values
-                if not is_value(value)
-            ]
+            problems += _values_problems(f"when.{name}", values)
     return problems
+
+
+def _group_when_problems(group: str, entries: Mapping[Any, Any]) -> list[Problem]:
+    """A nested condition, ``{model_args = {depth = [3]}}``: each entry as a flat name."""
+    if not entries:
+        return [(f"when.{group}", "is empty; name the entries the condition is on")]
+    problems: list[Problem] = []
+    for key, values in entries.items():
+        if not isinstance(key, str) or isinstance(values, Mapping):
+            problems.append((f"when.{group}", f"must map entry names to [values], got {show(key)}"))
+        else:
+            problems += _values_problems(f"when.{group}.{key}", values)
+    return problems
+
+
+def _values_problems(where: str, values: Any) -> list[Problem]:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        return [(where, f"must be a list of values, got {show(values)}")]
+    if not values:
+        return [(where, "is empty, so the parameter could never be active")]
+    return [
+        (where, f"values must be {_VALUES}, got {show(value)}")
+        for value in values
+        if not is_value(value)
+    ]
 
 
 # --- helpers ---
 
 
 def _normalise_when(when: Condition | None) -> dict[str, tuple[Value, ...]] | None:
+    """The condition with nested group entries as flat names and its lists as tuples."""
     if when is None:
         return None
-    return {name: tuple(normalise(value) for value in values) for name, values in when.items()}
+    flat: dict[str, tuple[Value, ...]] = {}
+    for name, values in when.items():
+        if isinstance(values, Mapping):
+            flat.update(
+                (f"{name}.{key}", tuple(normalise(v) for v in entry))
+                for key, entry in values.items()
+            )
+        else:
+            flat[name] = tuple(normalise(value) for value in values)
+    return flat
 
 
 def _set(param: Param, **values: Any) -> None:

@@ -9,6 +9,7 @@ from optuna.trial import BaseTrial
 
 from search_space._conditions import is_active
 from search_space._errors import SpaceError
+from search_space._names import flatten
 from search_space._params import Categorical, Fixed, Float, Int, Param
 from search_space._space import SearchSpace
 from search_space._values import normalise
@@ -21,8 +22,10 @@ def suggest(
 
     Parameters are drawn in the space's dependency order. A condition reads the value drawn in
     this trial, or, for a name that has none (not in the space, or inactive), the value in
-    ``base``: the config the parameters will be laid over. Inactive parameters are skipped, so
-    the same space works with `optuna.trial.FixedTrial` and with ``study.ask()``.
+    ``base``: the config the parameters will be laid over (a group's entries included:
+    ``base["model_args"]["depth"]`` answers a condition on ``model_args.depth``). Inactive
+    parameters are skipped, so the same space works with `optuna.trial.FixedTrial` and with
+    ``study.ask()``.
 
     Args:
         trial: The trial to draw from.
@@ -31,12 +34,13 @@ def suggest(
 
     Returns:
         The active parameters by name; list choices come back as tuples of ints, and fixed
-        parameters are included without a suggest call.
+        parameters are included without a suggest call. Group entries keep their flat names
+        (``"model_args.width"``); `nest` turns them into a config update.
 
     Raises:
         SpaceError: When a condition names a value neither the space nor ``base`` has.
     """
-    known = {name: normalise(value) for name, value in (base or {}).items()}
+    known = {name: normalise(value) for name, value in flatten(base or {}).items()}
     missing = [
         f"'{name}' is conditional on '{parent}', which is neither in the space nor in base"
         for name, param in space.items()

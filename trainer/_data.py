@@ -1,8 +1,10 @@
-"""Data sets as tensors on the device: MNIST, scikit-learn's digits, and the user's own.
+"""Data sets as tensors on the device: MNIST, digits, the user's files and loaders.
 
-Every data set is read once per process into `Arrays` (numpy), split into train and dev with
-a seeded permutation, standardised with the training part's mean and deviation, and moved to
-the device as whole tensors; the trainer batches by slicing a permutation of them. The test
+Every data set is read once per process into `Arrays` (numpy) and checked (numbers only, no
+NaN or infinite values, one label per example, class numbers for classification). A seeded
+permutation splits it into train and dev (after a fixed-seed test share when `test_fraction`
+asks for one), the inputs are standardised with statistics of the training split only, and the
+tensors go to the device whole; the trainer batches by slicing a permutation of them. The test
 split is loaded only when asked for.
 """
 
@@ -11,33 +13,43 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from trainer._arrays import Arrays
+from trainer._checks import (
+    check_finite,
+    check_labels,
+    check_lengths,
+    check_numeric,
+    check_targets,
+)
 from trainer._config import TrainConfig
+from trainer._csv import read_csv
+from trainer._loaders import read_loader
 from trainer._mnist import DataUnavailableError, fetch_mnist
+from trainer._refs import load_loader, parse_reference, resolve_data_path
+from trainer._standardize import apply_x, apply_y, check_stats, fit_stats
 
 DIGITS_TEST_FRACTION = 0.2  # digits has no official test split; this fixed share is held out
 DIGITS_TEST_SEED = 1234  # ... always the same examples, whatever the config's seeds
+# `test_fraction` holds out its share with this fixed seed, not split_seed: trials that vary
+# split_seed still never train or select on a test example.
+TEST_SEED = 1234
 
-
-@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, for caches
-class Arrays:
-    """A data set as read from disk: inputs (N, ...) and integer labels (N,)."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
-    scale: float  # divide raw inputs by this (255 for 8-bit images, 16 for digits)
+SearchPath = Sequence[str | Path]
 
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-    """Tensors ready for training: float inputs (N, C, H, W) or (N, D) and int64 labels."""
+    """Tensors ready for training: float inputs (N, C, H, W) or (N, D), and targets.
+
+    Targets are int64 class numbers (N,) for classification and float32 (N, k) for regression.
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -45,12 +57,27 @@ class Data:
     y_dev: torch.Tensor
     x_test: torch.Tensor | None
     y_test: torch.Tensor | None
-    num_classes: int
-    identity: dict[str, str | int]  # name, fingerprint and split sizes, for export provenance
+    num_classes: int  # outputs of the network: classes, or target columns for regression
+    identity: dict[str, Any]  # name, fingerprint, split sizes, task, ...: export provenance
+    task: str = "classification"
+    # the statistics the inputs (and regression targets) were standardised with, JSON-ready;
+    # `load_data(..., standardization=...)` applies them again
+    standardization: dict[str, Any] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def outputs(self) -> int:
+        """The network's output width: `num_classes` under a name that fits regression too."""
+        return self.num_classes
+
+    @property
+    def target_std(self) -> list[float] | None:
+        """Regression: the deviation of each target column the targets were divided by."""
+        stats = self.standardization or {}
+        return stats.get("y_std") if self.task == "regression" else None
 
     def to(self, device: torch.device | str) -> Data:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -100,46 +127,189 @@ DATASETS: dict[str, Callable[[str], Arrays]] = {
 }
 
 
-def read_arrays(dataset: str, data_dir: str = "data") -> Arrays:
-    """Reads a built-in data set by name, an `.npz` file, or an image folder.
+def read_arrays(
+    dataset: str,
+    data_dir: str = "data",
+    *,
+    task: str = "classification",
+    target: Sequence[str] = (),
+    search_path: SearchPath = (),
+) -> Arrays:
+    """Reads and checks a built-in data set, an `.npz` or `.csv` file, an image folder, or
+    what a loader function ("package.module:load", "loaders.py:load") returns.
+
+    Args:
+        dataset: as `TrainConfig.dataset`.
+        data_dir: where built-in data sets are kept.
+        task: "classification" (targets must be class numbers) or "regression".
+        target: the label columns of a CSV file.
+        search_path: folders where a loader's file or module is looked for.
 
     Raises:
         DataUnavailableError: for an unknown name or path, or data that cannot be read.
+        BadDataError: data that cannot be trained on (NaN, non-numeric, bad labels, ...).
+        UserCodeError: a loader that cannot be found, raises, or returns something else.
     """
+    dataset = resolve_data_path(dataset, search_path)
     path = Path(dataset)
-    # A file or folder may change between two fits in one process: its stamp is in the key.
-    stamp = path.stat().st_mtime_ns if dataset not in DATASETS and path.exists() else 0
-    return _read_cached(dataset, str(data_dir), stamp)
+    # A file (or a loader's source) may change between two fits in one process: its stamp
+    # (or content hash) is in the key.
+    if dataset not in DATASETS and parse_reference(dataset) is not None:
+        stamp: object = load_loader(dataset, search_path=search_path).sha256
+    else:
+        stamp = path.stat().st_mtime_ns if dataset not in DATASETS and path.exists() else 0
+    folders = tuple(str(p) for p in search_path)
+    return _read_cached(dataset, str(data_dir), stamp, task, tuple(target), folders)
 
 
 @functools.lru_cache(maxsize=4)
-def _read_cached(dataset: str, data_dir: str, stamp: int) -> Arrays:
+def _read_cached(
+    dataset: str,
+    data_dir: str,
+    stamp: object,
+    task: str,
+    target: tuple[str, ...],
+    search_path: tuple[str, ...],
+) -> Arrays:
+    arrays = _read(dataset, data_dir, task, target, search_path)
+    is_loader = dataset not in DATASETS and parse_reference(dataset) is not None
+    return _checked(arrays, f"data loader '{dataset}'" if is_loader else dataset, task)
+
+
+def _read(
+    dataset: str, data_dir: str, task: str, target: tuple[str, ...], search_path: SearchPath
+) -> Arrays:
     if dataset in DATASETS:
         return DATASETS[dataset](data_dir)
     path = Path(dataset)
     if path.suffix == ".npz" and path.is_file():
         return _npz(path)
+    if path.suffix.lower() == ".csv" and path.is_file():
+        return read_csv(path, target, task=task)
     if path.is_dir():
         return _image_folder(path)
+    if parse_reference(dataset) is not None:
+        return read_loader(dataset, data_dir, search_path=search_path)
     raise DataUnavailableError(
-        f"dataset '{dataset}' is neither a built-in ({', '.join(DATASETS)}), nor an .npz file, "
-        f"nor an image folder"
+        f"dataset '{dataset}' is neither a built-in ({', '.join(DATASETS)}), nor an .npz or "
+        f".csv file, nor an image folder, nor a loader function ('loaders.py:load')"
     )
 
 
+def _checked(arrays: Arrays, source: str, task: str) -> Arrays:
+    """`arrays` after every check, with targets typed for `task`: int64 class numbers (N,)
+    for classification, float64 (N, k) for regression."""
+    splits = [("x_train", "y_train", arrays.x_train, arrays.y_train)]
+    if arrays.x_test is not None and arrays.y_test is not None:
+        splits.append(("x_test", "y_test", arrays.x_test, arrays.y_test))
+    ys: list[np.ndarray] = []
+    for x_name, y_name, x, y in splits:
+        for name, values in ((x_name, x), (y_name, y)):
+            check_numeric(source, name, values)
+            check_finite(source, name, values)
+        check_lengths(source, x_name, x, y_name, y)
+        if task == "classification":
+            flat = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y  # a CSV's one column
+            check_labels(source, y_name, flat)
+            ys.append(flat.astype(np.int64))
+        else:
+            check_targets(source, y_name, y)
+            ys.append(y.reshape(len(y), -1).astype(np.float64))
+    y_test = ys[1] if len(ys) > 1 else None
+    return dataclasses.replace(arrays, y_train=ys[0], y_test=y_test)
+
+
 def load_data(
-    config: TrainConfig, *, with_test: bool = False, device: torch.device | str | None = None
+    config: TrainConfig,
+    *,
+    with_test: bool = False,
+    device: torch.device | str | None = None,
+    standardization: dict[str, Any] | None = None,
+    search_path: SearchPath = (),
 ) -> Data:
     """The config's data set, split, standardised and on `device` (default: the config's).
 
     Args:
-        config: reads dataset, data_dir, dev_fraction, split_seed and train_size.
+        config: reads dataset, data_dir, task, target, test_fraction, dev_fraction,
+            split_seed, train_size and standardize.
         with_test: also load the test split (only `train --test` and reproduce do).
         device: where the tensors go; defaults to `resolve_device(config.device)`.
+        standardization: statistics a former `Data.standardization` holds; applied as they
+            are instead of being computed from this training split, so an exported run is
+            reproduced on exactly the same inputs.
+        search_path: folders where a loader's file or module is looked for.
+
+    Raises:
+        DataUnavailableError: the data cannot be found or read, or is too small to split.
+        BadDataError: the data cannot be trained on (see `read_arrays`).
     """
-    arrays = read_arrays(config.dataset, config.data_dir)
+    arrays = read_arrays(
+        config.dataset,
+        config.data_dir,
+        task=config.task,
+        target=config.target,
+        search_path=search_path,
+    )
+    pool, test_idx = _hold_out_test(arrays, config)
+    train_idx, dev_idx = _split(pool, config)
+    regression = config.task == "regression"
+    if standardization is None:
+        y_fit = arrays.y_train[train_idx] if regression and config.standardize else None
+        stats = fit_stats(
+            _scaled(arrays, arrays.x_train[train_idx]), y_fit, per_feature=config.standardize
+        )
+    else:
+        check_stats(standardization, per_feature=config.standardize, regression=regression)
+        stats = standardization
+
+    def inputs(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(apply_x(stats, _scaled(arrays, x)))
+
+    def targets(y: np.ndarray) -> torch.Tensor:
+        if regression:
+            return torch.from_numpy(apply_y(stats, y))
+        return torch.from_numpy(y.astype(np.int64))
+
+    x_test, y_test = _test_arrays(arrays, test_idx)
+    take_test = with_test and x_test is not None and y_test is not None
+    y_train = targets(arrays.y_train[train_idx])
+    data = Data(
+        x_train=inputs(arrays.x_train[train_idx]),
+        y_train=y_train,
+        x_dev=inputs(arrays.x_train[dev_idx]),
+        y_dev=targets(arrays.y_train[dev_idx]),
+        x_test=inputs(x_test) if take_test else None,  # type: ignore[arg-type]
+        y_test=targets(y_test) if take_test else None,  # type: ignore[arg-type]
+        num_classes=_outputs(arrays, config.task),
+        identity=_identity(config, arrays, train_idx, dev_idx, y_test, y_train),
+        task=config.task,
+        standardization=stats,
+    )
+    return data.to(device if device is not None else resolve_device(config.device))
+
+
+def _scaled(arrays: Arrays, x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) / arrays.scale
+
+
+def _hold_out_test(arrays: Arrays, config: TrainConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows left for train and dev, and those `test_fraction` holds out (fixed seed)."""
     n = len(arrays.y_train)
-    order = np.random.default_rng(config.split_seed).permutation(n)
+    if not config.test_fraction:
+        return np.arange(n), None
+    if arrays.y_test is not None:
+        raise DataUnavailableError(
+            f"dataset '{config.dataset}' has its own test split; leave test_fraction at 0"
+        )
+    order = np.random.default_rng(TEST_SEED).permutation(n)
+    n_test = max(1, round(n * config.test_fraction))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _split(pool: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(train, dev) rows: a `split_seed` permutation of `pool`; train cut to `train_size`."""
+    n = len(pool)
+    order = pool[np.random.default_rng(config.split_seed).permutation(n)]
     n_dev = max(1, round(n * config.dev_fraction))
     if n_dev >= n:
         raise DataUnavailableError(
@@ -149,37 +319,46 @@ def load_data(
     dev_idx, train_idx = order[:n_dev], order[n_dev:]
     if config.train_size:
         train_idx = train_idx[: config.train_size]
-    x_train = arrays.x_train[train_idx].astype(np.float32) / arrays.scale
-    mean, std = float(x_train.mean()), float(x_train.std()) or 1.0
-
-    def prepare(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((x.astype(np.float32) / arrays.scale - mean) / std)
-
-    def labels(y: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(y.astype(np.int64))
-
-    has_test = with_test and arrays.x_test is not None and arrays.y_test is not None
-    data = Data(
-        x_train=prepare(arrays.x_train[train_idx]),
-        y_train=labels(arrays.y_train[train_idx]),
-        x_dev=prepare(arrays.x_train[dev_idx]),
-        y_dev=labels(arrays.y_train[dev_idx]),
-        x_test=prepare(arrays.x_test) if has_test else None,  # type: ignore[arg-type]
-        y_test=labels(arrays.y_test) if has_test else None,  # type: ignore[arg-type]
-        num_classes=_num_classes(arrays),
-        identity={
-            "dataset": config.dataset,
-            "fingerprint": fingerprint(arrays),
-            "train": len(train_idx),
-            "dev": len(dev_idx),
-            "test": 0 if arrays.y_test is None else len(arrays.y_test),
-            "classes": _num_classes(arrays),
-        },
-    )
-    return data.to(device if device is not None else resolve_device(config.device))
+    return train_idx, dev_idx
 
 
-def _num_classes(arrays: Arrays) -> int:
+def _test_arrays(
+    arrays: Arrays, test_idx: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if test_idx is not None:
+        return arrays.x_train[test_idx], arrays.y_train[test_idx]
+    return arrays.x_test, arrays.y_test
+
+
+def _identity(
+    config: TrainConfig,
+    arrays: Arrays,
+    train_idx: np.ndarray,
+    dev_idx: np.ndarray,
+    y_test: np.ndarray | None,
+    y_train: torch.Tensor,
+) -> dict[str, Any]:
+    """Provenance for an export: what data, which split, and what a task's baseline is."""
+    identity: dict[str, Any] = {
+        "dataset": config.dataset,
+        "fingerprint": fingerprint(arrays),
+        "train": len(train_idx),
+        "dev": len(dev_idx),
+        "test": 0 if y_test is None else len(y_test),
+        "task": config.task,
+        "outputs": _outputs(arrays, config.task),
+    }
+    if config.task == "classification":
+        identity["classes"] = identity["outputs"]
+    else:
+        # What predicting the training mean scores, in the units of the loss (MSE).
+        identity["target_variance"] = float(y_train.double().var(dim=0, unbiased=False).mean())
+    return {**identity, **arrays.provenance}
+
+
+def _outputs(arrays: Arrays, task: str) -> int:
+    if task == "regression":
+        return int(arrays.y_train.shape[1])
     top = (
         arrays.y_train.max()
         if arrays.y_test is None
@@ -224,31 +403,14 @@ def _npz(path: Path) -> Arrays:
     if ("x_test" in files) != ("y_test" in files):
         raise DataUnavailableError(f"{path} must hold both x_test and y_test, or neither")
     x_train, x_test = files["x_train"], files.get("x_test")
-    if len(x_train) != len(files["y_train"]):
-        raise DataUnavailableError(
-            f"{path}: x_train has {len(x_train)} rows but y_train has {len(files['y_train'])}"
-        )
-    for name in ("y_train", "y_test"):
-        if name in files and not _are_labels(files[name]):
-            raise DataUnavailableError(
-                f"{path}: {name} must hold class numbers 0, 1, 2, ... (whole numbers >= 0)"
-            )
     scale = 255.0 if x_train.dtype == np.uint8 else 1.0
     return Arrays(
         x_train=_channels_first(x_train),
-        y_train=files["y_train"].astype(np.int64),
+        y_train=files["y_train"],
         x_test=None if x_test is None else _channels_first(x_test),
-        y_test=None if x_test is None else files["y_test"].astype(np.int64),
+        y_test=None if x_test is None else files["y_test"],
         scale=scale,
     )
-
-
-def _are_labels(y: np.ndarray) -> bool:
-    if y.ndim != 1 or not (
-        np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
-    ):
-        return False
-    return bool(np.all(y >= 0) and np.all(y == np.round(y)))
 
 
 def _channels_first(x: np.ndarray) -> np.ndarray:

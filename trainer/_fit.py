@@ -11,30 +11,40 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from trainer._config import TrainConfig
+from trainer._config import MAXIMIZED, MODELS, TrainConfig
 from trainer._data import Data, load_data, resolve_device
+from trainer._evaluate import evaluate, layout, task_loss
+from trainer._factory import check_output
 from trainer._models import build_model
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
+from trainer._refs import load_factory
 
-EVAL_BATCH = 2048  # examples per forward pass when evaluating; memory only, not results
 DIVERGENCE_CHECK_EVERY = 50  # steps between checks for a non-finite loss
+METRICS = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "dev_rmse", "dev_r2")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class EpochResult:
-    """What one epoch did. Accuracies are fractions in [0, 1]; epochs count from 0."""
+    """What one epoch did. Accuracies are fractions in [0, 1]; epochs count from 0.
+
+    Metrics that do not fit the task are NaN: accuracies for regression, RMSE and R² for
+    classification (and in records written before regression existed). Two results are equal
+    when all fields are, NaN counting as equal to NaN.
+    """
 
     epoch: int
-    train_loss: float  # mean cross-entropy over the epoch's batches (dropout active)
+    # mean loss over the epoch's batches (dropout active): cross-entropy, or squared error
+    # in the units of the (possibly standardised) targets
+    train_loss: float
     train_accuracy: float
-    dev_loss: float
+    dev_loss: float  # as train_loss, on the dev split in eval mode
     dev_accuracy: float
     lr: float  # the learning rate used during this epoch
     # weight layer (input to output) -> mean L2 norm of its gradient per step, before clipping
@@ -42,6 +52,8 @@ class EpochResult:
     grad_norm_max: dict[str, float]  # weight layer -> largest such norm in the epoch
     seconds: float  # wall time of the epoch, training and dev evaluation
     finished_at: float = 0.0  # when the epoch ended, in Unix seconds (0 = not recorded)
+    dev_rmse: float = math.nan  # regression: dev RMSE in the targets' original units
+    dev_r2: float = math.nan  # regression: dev R², averaged over target columns
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -51,8 +63,31 @@ class EpochResult:
         return cls(**values)
 
     def metric(self, name: str) -> float:
-        """The value of `dev_loss`, `dev_accuracy`, `train_loss` or `train_accuracy`."""
+        """The value of one of `METRICS`: train_loss, train_accuracy, dev_loss, dev_accuracy,
+        dev_rmse or dev_r2.
+
+        Raises:
+            KeyError: for another name.
+        """
+        if name not in METRICS:
+            raise KeyError(f"unknown metric '{name}'; choose one of: {', '.join(METRICS)}")
         return float(getattr(self, name))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EpochResult):
+            return NotImplemented
+        return _same(self.to_dict(), other.to_dict())
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and it holds dicts
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality in which NaN equals NaN (absent metrics are NaN)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 @dataclasses.dataclass
@@ -64,6 +99,8 @@ class FitResult:
     best_epoch: int | None  # None when no epoch had a finite monitored metric
     model: nn.Module
     seconds: float
+    # a factory model's identity: {"ref", "source", "sha256"}; None for "mlp" and "cnn"
+    factory: dict[str, str] | None = None
 
     @property
     def best(self) -> EpochResult | None:
@@ -110,6 +147,7 @@ def fit(
     *,
     on_epoch: OnEpoch | None = None,
     checkpoint: CheckpointStore | None = None,
+    search_path: Sequence[str | Path] = (),
 ) -> FitResult:
     """Trains `config`; after every epoch hands an `EpochResult` to `on_epoch`.
 
@@ -121,6 +159,7 @@ def fit(
         checkpoint: when given, the state after each epoch is saved there, and a run that
             finds a saved state resumes after its last finished epoch. The restored epochs are
             handed to `on_epoch` again first, so a new observer sees the whole curve.
+        search_path: folders where a factory's (or loader's) file or module is looked for.
 
     Returns:
         The epochs run, why the run ended, and the model with the best epoch's weights.
@@ -128,16 +167,21 @@ def fit(
         threads (a different count changes the rounding of matrix products).
 
     Raises:
-        ValueError: the checkpoint holds a run of another config.
+        ValueError: the checkpoint holds a run of another config, or `data` was loaded for
+            another task.
+        UserCodeError: a factory model that cannot be built or does not fit the data (see
+            `check_model`).
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
-    data = (load_data(config) if data is None else data).to(device)
+    data = (load_data(config, search_path=search_path) if data is None else data).to(device)
+    if data.task != config.task:
+        raise ValueError(
+            f"the data was loaded for task '{data.task}', but the config's task is "
+            f"'{config.task}'; load it with this config"
+        )
     torch.manual_seed(config.seed)
-    model = build_model(config, data.input_shape, data.num_classes).to(device)
-    if config.model == "cnn":
-        # Convolutions and max pooling run ~1.7x faster on a CPU in channels-last layout.
-        model = model.to(memory_format=torch.channels_last)
+    model, factory = _model_for(config, data, search_path)
     optimizer = make_optimizer(model, config)
     schedule = make_schedule(optimizer, config)
     order = torch.Generator(device=device).manual_seed(config.seed)
@@ -155,18 +199,20 @@ def fit(
         epoch = len(run.epochs)
         tic = time.perf_counter()
         train = train_epoch(model, optimizer, data, config, order)
-        dev_loss, dev_accuracy = evaluate(model, data.x_dev, data.y_dev)
+        dev = evaluate(model, data.x_dev, data.y_dev, task=data.task, target_std=data.target_std)
         result = EpochResult(
             epoch=epoch,
-            dev_loss=dev_loss,
-            dev_accuracy=dev_accuracy,
+            dev_loss=dev.loss,
+            dev_accuracy=dev.accuracy,
+            dev_rmse=dev.rmse,
+            dev_r2=dev.r2,
             lr=optimizer.param_groups[0]["lr"],
             seconds=time.perf_counter() - tic,
             finished_at=time.time(),
             **train,
         )
         status = run.record(result)
-        step_schedule(schedule, dev_loss)
+        step_schedule(schedule, dev.loss)
         if checkpoint is not None:
             checkpoint.save(run.state())
         if on_epoch is not None:
@@ -180,7 +226,26 @@ def fit(
         best_epoch=run.best_epoch,
         model=model,
         seconds=time.perf_counter() - start,
+        factory=factory,
     )
+
+
+def _model_for(
+    config: TrainConfig, data: Data, search_path: Sequence[str | Path]
+) -> tuple[nn.Module, dict[str, str] | None]:
+    """The seeded network on the data's device, and a factory's identity (None for ours).
+
+    A factory's network is checked on a few examples first, so a misfit fails at once.
+    """
+    model = build_model(config, data.input_shape, data.num_classes, search_path=search_path)
+    model = model.to(data.x_train.device)
+    if config.model == "cnn":
+        # Convolutions and max pooling run ~1.7x faster on a CPU in channels-last layout.
+        return model.to(memory_format=torch.channels_last), None
+    if config.model in MODELS:
+        return model, None
+    check_output(model, data.x_train, task=data.task, outputs=data.num_classes, name=config.model)
+    return model, load_factory(config.model, search_path=search_path).identity()
 
 
 class _Run:
@@ -201,8 +266,8 @@ class _Run:
         self.best_value = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self.status = "running"
-        # Maximising accuracy is minimising its negative.
-        self.sign = -1.0 if config.monitor == "dev_accuracy" else 1.0
+        # Maximising accuracy (or R²) is minimising its negative.
+        self.sign = -1.0 if config.monitor in MAXIMIZED else 1.0
 
     def record(self, result: EpochResult) -> str:
         """Adds an epoch; returns the run's status after it."""
@@ -283,7 +348,8 @@ def train_epoch(
     """One pass over the training tensors in a fresh random order.
 
     Returns:
-        train_loss, train_accuracy, grad_norm_mean and grad_norm_max (EpochResult's fields).
+        train_loss, train_accuracy (NaN for regression), grad_norm_mean and grad_norm_max
+        (EpochResult's fields).
     """
     model.train()
     device = data.x_train.device
@@ -297,6 +363,7 @@ def train_epoch(
     norm_sum = torch.zeros(len(weights), device=device)
     norm_max = torch.zeros(len(weights), device=device)
     steps = 0
+    classify = config.task == "classification"
     size = config.batch_size
     # A last batch of one example breaks batch norm's statistics; it is dropped.
     stop = n - 1 if config.batch_norm and n % size == 1 and n > 1 else n
@@ -304,8 +371,8 @@ def train_epoch(
         index = perm[begin : begin + size]
         # index_select: a third of the cost of x[index] for a batch of rows on a CPU
         x, y = data.x_train.index_select(0, index), data.y_train.index_select(0, index)
-        logits = model(_layout(x, model))
-        loss = F.cross_entropy(logits, y)
+        output = model(layout(x, model))
+        loss = task_loss(output, y, config.task)
         objective = loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
@@ -319,7 +386,8 @@ def train_epoch(
             nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
         optimizer.step()
         loss_sum.add_(loss.detach(), alpha=len(y))
-        correct += (logits.argmax(dim=1) == y).sum()
+        if classify:
+            correct += (output.argmax(dim=1) == y).sum()
         steps += 1
         if steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
             break  # the rest of the epoch would only spread NaNs
@@ -328,30 +396,7 @@ def train_epoch(
     top = norm_max.tolist()
     return {
         "train_loss": loss_sum.item() / seen,
-        "train_accuracy": correct.item() / seen,
+        "train_accuracy": correct.item() / seen if classify else math.nan,
         "grad_norm_mean": {name: m for (name, _), m in zip(layers, mean, strict=True)},
         "grad_norm_max": {name: m for (name, _), m in zip(layers, top, strict=True)},
     }
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode."""
-    model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for begin in range(0, len(y), EVAL_BATCH):
-        xb, yb = x[begin : begin + EVAL_BATCH], y[begin : begin + EVAL_BATCH]
-        logits = model(_layout(xb, model))
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum")
-        correct += (logits.argmax(dim=1) == yb).sum()
-    return loss_sum.item() / len(y), correct.item() / len(y)
-
-
-def _layout(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """Image batches in the channels-last layout that `fit` gives convolutional models."""
-    if x.dim() == 4 and isinstance(
-        model[0] if isinstance(model, nn.Sequential) else None, nn.Conv2d
-    ):
-        return x.contiguous(memory_format=torch.channels_last)
-    return x

@@ -59,13 +59,21 @@ INIT_SCHEMES: dict[str, Callable[[torch.Tensor], None]] = {
 }
 
 
+INITIALIZED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
 def initialize(model: nn.Module, scheme: str) -> None:
-    """Applies `scheme` to every linear and conv weight of `model`; zeroes their biases."""
+    """Applies `scheme` to every linear and conv weight of `model`; zeroes their biases.
+
+    Any module counts, ours or the user's: every `nn.Linear` and `nn.Conv1d/2d/3d` in it,
+    however deeply nested. Other layers (norms, embeddings, recurrent cells) keep their own
+    initialisation.
+    """
     if scheme == "default":
         return
     init = INIT_SCHEMES[scheme]
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
+        if isinstance(module, INITIALIZED_LAYERS):
             init(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

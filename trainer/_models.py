@@ -1,13 +1,21 @@
-"""Networks: an MLP and a small CNN, built from a `TrainConfig`."""
+"""Networks: an MLP and a small CNN built from a `TrainConfig`, or the user's factory's."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
-from trainer._config import TrainConfig
+from trainer._config import MODELS, TrainConfig
+from trainer._factory import CHECK_BATCH, build_factory_model, check_output
 from trainer._init import initialize
+
+if TYPE_CHECKING:
+    from trainer._data import Data
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -19,12 +27,33 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def build_model(
+    config: TrainConfig,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    search_path: Sequence[str | Path] = (),
+) -> nn.Module:
     """The network of `config` for inputs of `input_shape` (without the batch dimension).
 
-    Layers are named (`fc1`, `bn1`, `act1`, `drop1`, ..., `out`; `conv1`, ...) so that
-    per-layer statistics read well.
+    Ours ("mlp", "cnn") name their layers (`fc1`, `bn1`, `act1`, `drop1`, ..., `out`;
+    `conv1`, ...) so that per-layer statistics read well. A factory's network gets the config's
+    init scheme on its linear and conv layers, like ours.
+
+    Args:
+        config: the model, its settings and the init scheme.
+        input_shape: one example's shape.
+        num_classes: the number of outputs (classes, or target columns for regression).
+        search_path: folders where a factory's file or module is looked for.
+
+    Raises:
+        UserCodeError: a factory that cannot be loaded or called, or that returns no module.
+        ValueError: model 'cnn' for inputs that are not images.
     """
+    if config.model not in MODELS:
+        model = build_factory_model(config, input_shape, num_classes, search_path=search_path)
+        initialize(model, config.init)
+        return model
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     if config.model == "cnn":
         if len(input_shape) != 3:
@@ -62,3 +91,22 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: 
     model = nn.Sequential(layers)
     initialize(model, config.init)
     return model
+
+
+def check_model(config: TrainConfig, data: Data, *, search_path: Sequence[str | Path] = ()) -> None:
+    """Builds the model once and runs a few training examples through it, on the CPU.
+
+    Call it before anything long starts: a factory's mistakes then surface as one clear
+    error, with the global random state left as it was.
+
+    Raises:
+        UserCodeError: the factory cannot be loaded or called, returns no `nn.Module`, its
+            forward pass raises (the message gives the input shape), or its output does not fit
+            the task: (N, outputs) for classification, (N, outputs) or, for one output, (N,)
+            for regression.
+        ValueError: model 'cnn' for inputs that are not images.
+    """
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(config, data.input_shape, data.num_classes, search_path=search_path)
+    x = data.x_train[:CHECK_BATCH].cpu()
+    check_output(model, x, task=data.task, outputs=data.num_classes, name=config.model)

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from studies.analysis._curves import plot_learning_curves
-from studies.analysis._diagnosis import LABELS, Diagnosis, Thresholds, diagnose
+from studies.analysis._diagnosis import LABELS, Diagnosis, Thresholds, chance_loss, diagnose
 
-__all__ = ["LABELS", "Diagnosis", "Thresholds", "diagnose", "plot_learning_curves"]
+__all__ = ["LABELS", "Diagnosis", "Thresholds", "chance_loss", "diagnose", "plot_learning_curves"]

@@ -177,6 +177,7 @@ def diagnose(
     *,
     diverged: bool = False,
     num_classes: int = 10,
+    chance_loss: float | None = None,
     thresholds: Thresholds = Thresholds(),
 ) -> Diagnosis:
     """Labels one run from its per-epoch records.
@@ -215,20 +216,26 @@ def diagnose(
             `epoch`, `train_accuracy`, `dev_accuracy`, `grad_norm_mean` and `grad_norm_max`
             (layer name to norm, input layer first).
         diverged: The trainer's own verdict that the run diverged.
-        num_classes: K, for the chance-level loss ln(K).
+        num_classes: K, for the chance-level loss ln(K) of a classifier.
+        chance_loss: The chance-level loss itself, instead of ln(K): for a regression, the
+            variance of the training targets (what predicting their mean scores).
         thresholds: The cut-offs.
 
     Returns:
         The labels, in `LABELS` order, and their numbers.
 
     Raises:
-        ValueError: `epochs` is empty, a record lacks a loss, or `num_classes` is below 2.
+        ValueError: `epochs` is empty, a record lacks a loss, `num_classes` is below 2, or
+            `chance_loss` is not a positive number.
     """
     if not epochs:
         raise ValueError("cannot diagnose a run with no epochs: `epochs` is empty")
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    numbers = _curve_numbers(epochs, math.log(num_classes), thresholds)
+    if chance_loss is not None and not (math.isfinite(chance_loss) and chance_loss > 0):
+        raise ValueError(f"chance_loss must be a positive number, got {chance_loss}")
+    chance = math.log(num_classes) if chance_loss is None else chance_loss
+    numbers = _curve_numbers(epochs, chance, thresholds)
     if diverged and "diverged_epoch" not in numbers:
         numbers["diverged_epoch"] = float(epochs[-1].get("epoch", len(epochs) - 1))
     numbers.update(_vanishing_numbers(epochs, thresholds))
@@ -350,3 +357,15 @@ def _put(numbers: dict[str, float], key: str, value: float) -> None:
     """Stores `value` only if it is finite, so that `numbers` stays JSON-ready."""
     if math.isfinite(value):
         numbers[key] = float(value)
+
+
+def chance_loss(data: Mapping[str, Any]) -> float:
+    """The loss of a model that learnt nothing, from a data set's identity (`Data.identity`).
+
+    ln(classes) for a classifier (a uniform guess); for a regression the training targets'
+    variance in the units of the loss (predicting their mean), 1.0 once standardised.
+    """
+    if data.get("task") == "regression":
+        variance = float(data.get("target_variance", 1.0))
+        return variance if math.isfinite(variance) and variance > 0 else 1.0
+    return math.log(max(2, int(data.get("classes", 10))))

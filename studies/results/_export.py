@@ -1,8 +1,10 @@
 """`hpstudy export`: a trial's complete `TrainConfig` plus provenance, as a file to run again.
 
 The file holds `[train]`, every field of the config the trial trained (not just the sampled
-ones, and with the trial's seed), and `[provenance]`: where it came from (study, trial, value,
-seed, data set identity, package versions, date). `TrainConfig.load` reads `[train]` only, so
+ones, and with the trial's seed), `[provenance]`: where it came from (study, trial, value,
+seed, data set identity, a user model factory's file and content hash, package versions,
+date), and `[standardization]`: the training split's feature statistics, which `hpstudy
+train` applies again. `TrainConfig.load` reads `[train]` only, so
 `hpstudy train FILE [--test]` runs the file as it is, without the database.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ import optuna
 from studies._errors import StudyError
 from studies.results._files import check_output
 from studies.results._read import open_study, trial_config
-from studies.storage import TrialAttrs, best_trial, redact
+from studies.storage import SPEC_ATTR, TrialAttrs, best_trial, redact
 from trainer import DataUnavailableError, TrainConfig, load_data
 
 SUFFIXES = (".toml", ".json", ".yaml", ".yml")
@@ -51,6 +54,11 @@ def data_identity(trial: optuna.trial.FrozenTrial, config: TrainConfig) -> dict[
         return {"dataset": config.dataset, "fingerprint": f"unknown ({exc})"}
 
 
+def _spec_folder(study: optuna.Study) -> str | None:
+    raw = study.user_attrs.get(SPEC_ATTR)
+    return json.loads(raw)["study"].get("folder") if raw else None
+
+
 def provenance(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, config: TrainConfig, *, url: str = ""
 ) -> dict[str, Any]:
@@ -73,6 +81,8 @@ def provenance(
         "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "data": data_identity(trial, config),
+        "model": attrs.model,  # a user factory's reference, file and sha256
+        "folder": _spec_folder(study),  # where the spec's relative paths resolved
     }
     return {key: value for key, value in out.items() if value is not None}
 
@@ -91,8 +101,12 @@ def export_trial(
     path = check_output(path, SUFFIXES)
     config = trial_config(trial)
     about = provenance(study, trial, config, url=url)
+    extra: dict[str, Any] = {"provenance": about}
+    stats = TrialAttrs.of(trial).standardization
+    if stats:  # the training split's feature statistics: train and reproduce apply them
+        extra["standardization"] = stats
     try:
-        config.save(path, extra={"provenance": about})
+        config.save(path, extra=extra)
     except OSError as exc:
         raise StudyError(
             f"cannot write '{path}': {exc.strerror or exc}; choose a path you can write to"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -11,6 +13,7 @@ import optuna
 from studies._errors import StudyError
 from studies.spec import DEFAULT_STORAGE
 from studies.storage import (
+    SPEC_ATTR,
     EpochStore,
     TrialAttrs,
     create_engine,
@@ -30,6 +33,15 @@ class OpenStudy:
     study: optuna.Study
     storage: optuna.storages.BaseStorage
     url: str
+
+    def search_path(self, trial: optuna.trial.FrozenTrial) -> tuple[str, ...]:
+        """Where a trial's relative model and data paths resolve: the spec's folder, then
+        the folder its model file was in."""
+        raw = self.study.user_attrs.get(SPEC_ATTR)
+        folder = json.loads(raw)["study"].get("folder") if raw else None
+        source = (TrialAttrs.of(trial).model or {}).get("source")
+        folders = [f for f in (folder, source and str(Path(source).parent)) if f]
+        return tuple(dict.fromkeys(folders))
 
     def epochs(self, numbers: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
         """The stored per-epoch records of the trials `numbers`, oldest epoch first."""

@@ -17,12 +17,12 @@ import optuna
 
 from studies._errors import StudyError
 from studies.results._read import open_study, trial_config
-from studies.results._train import cpu_threads, format_epoch
+from studies.results._train import check_user_code, cpu_threads, format_epoch, format_scores
 from studies.storage import TrialAttrs, best_trial
-from trainer import EpochResult, evaluate, fit, load_data
+from trainer import EpochResult, Evaluation, evaluate, fit, load_data
 
 TOLERANCE = 1e-4  # largest |stored - new| of a dev loss or accuracy that counts as the same
-COMPARED = ("dev_loss", "dev_accuracy")
+COMPARED = ("dev_loss", "dev_accuracy", "dev_rmse")  # NaN where the task has no such metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +45,17 @@ class Reproduction:
 
     trial: int
     comparison: Comparison
-    test_loss: float | None  # None when the data set has no test split
-    test_accuracy: float | None
+    test: Evaluation | None  # None when the data set has no test split
     test_examples: int
+    task: str = "classification"
+
+    @property
+    def test_loss(self) -> float | None:
+        return None if self.test is None else self.test.loss
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return None if self.test is None else self.test.accuracy
 
 
 def compare_curves(
@@ -63,8 +71,8 @@ def compare_curves(
     worst, where = 0.0, f"{COMPARED[0]} at epoch 0"
     for i, old in enumerate(stored):
         for key in COMPARED:
-            a = float(old[key])
-            b = float(new[i][key]) if i < len(new) else math.nan
+            a = float(old.get(key, math.nan))
+            b = float(new[i].get(key, math.nan)) if i < len(new) else math.nan
             if math.isnan(a) and math.isnan(b):
                 continue
             difference = abs(a - b) if math.isfinite(a) and math.isfinite(b) else math.inf
@@ -77,11 +85,13 @@ def reproduce_trial(
     trial: optuna.trial.FrozenTrial,
     stored: Sequence[Mapping[str, Any]],
     *,
+    search_path: Sequence[str] = (),
     echo: Callable[[str], None] = print,
 ) -> Reproduction:
     """Trains `trial`'s config again, compares the dev curve, and scores the test split.
 
-    A pruned trial is trained for all its epochs; its stored ones are compared.
+    A pruned trial is trained for all its epochs; its stored ones are compared. The trial's
+    feature statistics and model code are used again (a changed model file is reported).
 
     Raises:
         StudyError: for a trial without stored config or epochs.
@@ -89,8 +99,12 @@ def reproduce_trial(
     config = trial_config(trial)
     if not stored:
         raise StudyError(f"trial {trial.number} has no stored epochs to compare with")
-    data = load_data(config, with_test=True)
-    threads = TrialAttrs.of(trial).torch_threads
+    attrs = TrialAttrs.of(trial)
+    check_user_code(config, attrs.model, search_path, echo=echo, when=f"trial {trial.number} ran")
+    data = load_data(
+        config, with_test=True, standardization=attrs.standardization, search_path=search_path
+    )
+    threads = attrs.torch_threads
     new: list[EpochResult] = []
 
     def on_epoch(result: EpochResult) -> None:
@@ -103,14 +117,16 @@ def reproduce_trial(
             f"training trial {trial.number} again: seed {config.seed}, up to {config.epochs} "
             f"epochs on {where}; the trial stored {len(stored)}"
         )
-        result = fit(config, data, on_epoch=on_epoch)
+        result = fit(config, data, on_epoch=on_epoch, search_path=search_path)
     comparison = compare_curves(stored, [e.to_dict() for e in new])
-    test_loss = test_accuracy = None
+    test = None
     examples = 0
     if data.x_test is not None and data.y_test is not None and result.best is not None:
-        test_loss, test_accuracy = evaluate(result.model, data.x_test, data.y_test)
+        test = evaluate(
+            result.model, data.x_test, data.y_test, task=config.task, target_std=data.target_std
+        )
         examples = len(data.y_test)
-    return Reproduction(trial.number, comparison, test_loss, test_accuracy, examples)
+    return Reproduction(trial.number, comparison, test, examples, config.task)
 
 
 def reproduce(
@@ -129,19 +145,17 @@ def reproduce(
     trial = best_trial(opened.study, number)
     trial_config(trial)  # refuses an unfinished trial before anything is read
     stored = opened.epochs([trial.number])[trial.number]
-    outcome = reproduce_trial(trial, stored, echo=echo)
+    outcome = reproduce_trial(trial, stored, search_path=opened.search_path(trial), echo=echo)
     c = outcome.comparison
     verdict = "reproduced" if c.equal else "NOT reproduced"
     where = f" ({c.where})" if c.max_abs_difference > 0 else ""
     echo(
-        f"dev curve (loss and accuracy): {c.epochs} stored epochs compared, max abs difference "
+        f"dev curve ({', '.join(COMPARED)}): {c.epochs} stored epochs compared, max abs difference "
         f"{c.max_abs_difference:.3g}{where}; tolerance {c.tolerance:g}: {verdict}"
     )
-    if outcome.test_loss is None or outcome.test_accuracy is None:
+    if outcome.test is None:
         echo("no test score: the data set has no test split, or no epoch had a finite loss")
     else:
-        echo(
-            f"test loss {outcome.test_loss:.4f}, test accuracy "
-            f"{100 * outcome.test_accuracy:.2f}% ({outcome.test_examples} examples)"
-        )
+        scores = format_scores(outcome.test, "test", outcome.task)
+        echo(f"{scores} ({outcome.test_examples} examples)")
     return outcome

@@ -3,22 +3,81 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import tomllib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from studies._errors import StudyError
-from trainer import EpochResult, FitResult, TrainConfig, evaluate, fit, load_data, read_config_file
+from trainer import (
+    Evaluation,
+    TrainConfig,
+    evaluate,
+    fit,
+    load_data,
+    load_factory,
+    parse_reference,
+    read_config_file,
+)
+
+if TYPE_CHECKING:
+    from trainer import EpochResult, FitResult
 
 
 def format_epoch(result: EpochResult, epochs: int) -> str:
-    """One progress line: losses, accuracies in percent, learning rate, seconds."""
+    """One progress line: losses, accuracy (or RMSE and R²), learning rate, seconds."""
+    if math.isnan(result.dev_accuracy) and not math.isnan(result.dev_rmse):
+        scores = (
+            f"train loss {result.train_loss:.4f}  dev loss {result.dev_loss:.4f} "
+            f"rmse {result.dev_rmse:.4g} R² {result.dev_r2:.4f}"
+        )
+    else:
+        scores = (
+            f"train loss {result.train_loss:.4f} acc {100 * result.train_accuracy:6.2f}%  "
+            f"dev loss {result.dev_loss:.4f} acc {100 * result.dev_accuracy:6.2f}%"
+        )
     return (
-        f"epoch {result.epoch:>3} [{result.epoch + 1}/{epochs}]  "
-        f"train loss {result.train_loss:.4f} acc {100 * result.train_accuracy:6.2f}%  "
-        f"dev loss {result.dev_loss:.4f} acc {100 * result.dev_accuracy:6.2f}%  "
+        f"epoch {result.epoch:>3} [{result.epoch + 1}/{epochs}]  {scores}  "
         f"lr {result.lr:.3g}  {result.seconds:.1f}s"
     )
+
+
+def format_scores(scores: Evaluation, split: str, task: str) -> str:
+    """ "test loss 0.0498, test accuracy 98.56%", or a regression's loss, RMSE and R²."""
+    if task == "regression":
+        return (
+            f"{split} loss {scores.loss:.4f} (MSE), {split} RMSE {scores.rmse:.4g}, "
+            f"{split} R² {scores.r2:.4f}"
+        )
+    return f"{split} loss {scores.loss:.4f}, {split} accuracy {100 * scores.accuracy:.2f}%"
+
+
+def check_user_code(
+    config: TrainConfig,
+    recorded: Mapping[str, Any] | None,
+    search_path: Sequence[str],
+    *,
+    echo: Callable[[str], None] = print,
+    when: str = "the trial ran",
+) -> None:
+    """Imports a user model factory again and says when its source changed since `when`.
+
+    Args:
+        recorded: the factory's identity as the trial stored it ({"ref", "source", "sha256"}).
+
+    Raises:
+        UserCodeError: when the factory cannot be imported here (its message names the file).
+    """
+    if parse_reference(config.model) is None:
+        return
+    factory = load_factory(config.model, search_path=search_path)
+    before = (recorded or {}).get("sha256")
+    if before and before != factory.sha256:
+        echo(
+            f"warning: {factory.source} has changed since {when} (sha256 {before[:12]} then, "
+            f"{factory.sha256[:12]} now): the network may differ, and the numbers with it"
+        )
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -66,46 +125,73 @@ def train_file(
     threads: int | None = None,
     echo: Any = print,
 ) -> tuple[FitResult, dict[str, float]]:
-    """Trains the config in `path`; returns the fit and, with `test`, test loss/accuracy.
+    """Trains the config in `path`; returns the fit and, with `test`, its test scores.
 
-    On a CPU, `threads` torch threads train it; without `threads`, an exported config runs on
-    the thread count its trial had, which repeats the trial's numbers exactly (a different
-    count changes the summation order, and with it the run).
+    An exported file trains as its trial did: on its thread count (on a CPU the same count
+    repeats the trial's numbers exactly; `threads` changes it), with the feature statistics of
+    its `[standardization]` table, and with the model code its provenance names, imported
+    from beside the file (or where the trial had it) and compared with the trial's hash.
     """
     if threads is not None and threads < 1:
         raise StudyError(f"--threads must be at least 1, got {threads}")
     config = TrainConfig.load(path)
     if overrides:
         config = config.replace(**parse_overrides(overrides))
-    data = load_data(config, with_test=test)
+    exported = read_config_file(path)
+    about = exported.get("provenance", {})
+    search_path = _search_path(path, about)
+    check_user_code(config, about.get("model"), search_path, echo=echo)
+    stats = exported.get("standardization")
+    data = load_data(config, with_test=test, standardization=stats, search_path=search_path)
     why = ""
     if threads is None:  # an exported trial's own count: `[provenance] torch_threads`
-        stored = read_config_file(path).get("provenance", {}).get("torch_threads")
+        stored = about.get("torch_threads")
         if isinstance(stored, int) and stored >= 1:
             threads, why = stored, ", as its trial did (--threads changes it)"
     with cpu_threads(data.x_train.device, threads, why=why) as where:
         echo(
-            f"training {config.model} on {config.dataset}: {data.identity['train']} train / "
-            f"{data.identity['dev']} dev examples, up to {config.epochs} epochs on {where}"
+            f"training {config.model} on {config.dataset} ({config.task}): "
+            f"{data.identity['train']} train / {data.identity['dev']} dev examples, "
+            f"up to {config.epochs} epochs on {where}"
         )
-        result = fit(config, data, on_epoch=lambda e: echo(format_epoch(e, config.epochs)))
+        result = fit(
+            config,
+            data,
+            on_epoch=lambda e: echo(format_epoch(e, config.epochs)),
+            search_path=search_path,
+        )
     best = result.best
     if best is None:
         echo(f"run {result.status}: no epoch had a finite dev loss")
         return result, {}
+    dev = Evaluation(best.dev_loss, best.dev_accuracy, best.dev_rmse, best.dev_r2)
     echo(
         f"{result.status} after {len(result.epochs)} epochs in {result.seconds:.1f}s; "
-        f"best epoch {best.epoch}: dev loss {best.dev_loss:.4f}, "
-        f"dev accuracy {100 * best.dev_accuracy:.2f}%"
+        f"best epoch {best.epoch}: {format_scores(dev, 'dev', config.task)}"
     )
     scores: dict[str, float] = {}
     if test:
         if data.x_test is None or data.y_test is None:
-            raise StudyError(f"data set '{config.dataset}' has no test split")
-        loss, accuracy = evaluate(result.model, data.x_test, data.y_test)
-        scores = {"test_loss": loss, "test_accuracy": accuracy}
-        echo(
-            f"test loss {loss:.4f}, test accuracy {100 * accuracy:.2f}% "
-            f"({len(data.y_test)} examples)"
+            raise StudyError(
+                f"data set '{config.dataset}' has no test split; hold one out with "
+                f"test_fraction (e.g. --set test_fraction=0.2, before any study uses the data)"
+            )
+        scored = evaluate(
+            result.model, data.x_test, data.y_test, task=config.task, target_std=data.target_std
         )
+        scores = {f"test_{k}": v for k, v in scored.to_dict().items() if math.isfinite(v)}
+        echo(f"{format_scores(scored, 'test', config.task)} ({len(data.y_test)} examples)")
     return result, scores
+
+
+def _search_path(path: str, provenance: Mapping[str, Any]) -> tuple[str, ...]:
+    """Where relative model and data paths of an exported file resolve: beside the file,
+    then where its trial's model file was."""
+    folders = [str(Path(path).resolve().parent)]
+    source = (provenance.get("model") or {}).get("source")
+    if source:
+        folders.append(str(Path(source).parent))
+    folder = provenance.get("folder")
+    if folder:
+        folders.append(str(folder))
+    return tuple(dict.fromkeys(folders))

@@ -22,10 +22,23 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from search_space import SearchSpace, SpaceError
 from studies._errors import StudyError, did_you_mean
 from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
-from trainer import ConfigError, TrainConfig, field_names, read_config_file
+from trainer import (
+    BUILTIN_DATASETS,
+    MONITORS,
+    TASK_METRICS,
+    ConfigError,
+    TrainConfig,
+    field_names,
+    metric_direction,
+    parse_reference,
+    read_config_file,
+)
+from trainer import resolve_data_path as _resolve
 
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
-METRICS = {"dev_loss": "minimize", "dev_accuracy": "maximize"}
+# Each metric a study can optimise, with its direction; which ones a task records is
+# trainer.TASK_METRICS (accuracy for classification, RMSE and R² for regression).
+METRICS = {name: metric_direction(name) for name in MONITORS}
 STUDY_KEYS = (
     "name",
     "storage",
@@ -37,8 +50,8 @@ STUDY_KEYS = (
     "timeout",
     "seed",
     "description",
+    "folder",
 )
-BUILTIN_DATASETS = ("mnist", "digits")  # the names `trainer.load_data` knows besides paths
 # `TrainConfig` fields that hpstudy sets for every trial, so a spec may not.
 SET_BY_STUDY = {
     "seed": "each trial gets its own seed from study.seed",
@@ -70,10 +83,18 @@ class StudySpec:
     space: SearchSpace
     description: str = ""
     source: str = "<dict>"
+    # Where relative paths of [train] (a model file, a loader, a data file) resolve first:
+    # the spec file's folder. A worker elsewhere falls back to its current folder.
+    folder: str = ""
 
     @property
     def direction(self) -> str:
         return METRICS[self.metric]
+
+    @property
+    def search_path(self) -> tuple[str, ...]:
+        """The folders the trainer looks in for relative model, loader and data paths."""
+        return (self.folder,) if self.folder else ()
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML-ready form, as read by `from_dict` (stored with the study)."""
@@ -91,6 +112,8 @@ class StudySpec:
             study["n_trials"] = self.n_trials
         if self.timeout is not None:
             study["timeout"] = self.timeout
+        if self.folder:
+            study["folder"] = self.folder
         return {"study": study, "train": self.train.to_dict(), "space": self.space.to_dict()}
 
     def replace(self, **changes: Any) -> StudySpec:
@@ -132,6 +155,7 @@ class _StudyTable:
     timeout: Any
     seed: Any
     description: Any
+    folder: Any
 
     @classmethod
     def read(cls, study: dict[str, Any], problems: list[str]) -> _StudyTable:
@@ -149,6 +173,7 @@ class _StudyTable:
             timeout=study.get("timeout"),
             seed=study.get("seed", 0),
             description=study.get("description", ""),
+            folder=study.get("folder", ""),
         )
         problems += table.problems(study.get("direction"))
         return table
@@ -180,6 +205,8 @@ class _StudyTable:
             found.append("study: set n_trials and/or timeout, or the study never ends")
         if not _is_int(self.seed):
             found.append(f"study.seed: must be a whole number, got {self.seed!r}")
+        if not isinstance(self.folder, str):
+            found.append(f"study.folder: must be a folder path, got {self.folder!r}")
         found += check_sampler(self.sampler, prefix="study.sampler")
         found += check_pruner(self.pruner, prefix="study.pruner")
         return found
@@ -196,6 +223,7 @@ class _StudyTable:
             "timeout": None if self.timeout is None else float(self.timeout),
             "seed": int(self.seed),
             "description": str(self.description),
+            "folder": str(self.folder),
         }
 
 
@@ -214,7 +242,11 @@ def _read_train(
 ) -> TrainConfig | None:
     """`[train]` as the base config; the study's metric is its monitor."""
     problems += _set_by_study(values, space, metric)
-    if metric in METRICS:
+    task = values.get("task", "classification")
+    recorded = TASK_METRICS.get(task) if isinstance(task, str) else None
+    if metric in METRICS and recorded is not None and metric not in recorded:
+        problems.append(f"study.metric: a {task} study records {', '.join(recorded)}, not {metric}")
+    elif metric in METRICS:
         values = {**values, "monitor": metric}
     try:
         return TrainConfig.from_dict(values)
@@ -263,27 +295,35 @@ def load_spec(name_or_path: str) -> StudySpec:
         data = read_config_file(path)
     except ConfigError as exc:
         raise SpecError(exc.problems, source=str(path)) from None
+    study = data.get("study")
+    if isinstance(study, dict) and isinstance(study.get("folder", ""), str):
+        # Relative paths in [train] start beside the file, wherever hpstudy runs from.
+        folder = path.parent / study.get("folder", "")
+        data = {**data, "study": {**study, "folder": str(folder.resolve())}}
     spec = StudySpec.from_dict(data, source=str(path))
     check_data(spec)
     return spec
 
 
 def check_data(spec: StudySpec) -> None:
-    """Checks that the spec's data set is a built-in name or a path that exists here.
+    """Checks that the spec's data set is a built-in name, a loader, or a path that exists.
 
     Kept out of `StudySpec.from_dict`, which reads specs stored with studies whose data may
-    live on another machine.
+    live on another machine. The data's content is checked later, before the study starts.
 
     Raises:
         SpecError: naming `train.dataset`.
     """
     dataset = spec.train.dataset
-    if dataset not in BUILTIN_DATASETS and not Path(dataset).exists():
+    if dataset in BUILTIN_DATASETS or parse_reference(dataset) is not None:
+        return
+    if not Path(_resolve(dataset, spec.search_path)).exists():
+        where = " and ".join([*spec.search_path, str(Path.cwd())])
         raise SpecError(
             [
                 f"train.dataset: '{dataset}' is neither a built-in data set "
-                f"({', '.join(BUILTIN_DATASETS)}) nor an .npz file or image folder that exists "
-                f"(relative paths start in {Path.cwd()})"
+                f"({', '.join(BUILTIN_DATASETS)}), a loader ('module:function'), nor a .csv or "
+                f".npz file or image folder that exists (relative paths start in {where})"
             ],
             source=spec.source,
         )
@@ -316,14 +356,15 @@ def _check_samples(train: TrainConfig, space: SearchSpace) -> list[str]:
     Draws a few random samples and builds each config; a problem seen here would otherwise
     fail trials one by one after the study has started.
     """
-    from search_space import suggest
+    from search_space import nest, suggest
 
     problems: list[str] = []
     with _quiet_optuna():
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         for _ in range(32):
             trial = study.ask()
-            params = suggest(trial, space, base=train.to_dict())
+            base = train.to_dict()
+            params = nest(suggest(trial, space, base=base), base=base)
             try:
                 train.replace(**params)
             except ConfigError as exc:

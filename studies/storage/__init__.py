@@ -13,10 +13,12 @@ from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._locks import is_lock_error, retry_locked
 from studies.storage._study import (
+    CODE_ATTR,
     GRACE_PERIOD,
     HEARTBEAT_INTERVAL,
     SPEC_ATTR,
     best_trial,
+    check_code,
     create_or_resume,
     finished_trials,
     load_study,
@@ -46,6 +48,7 @@ from studies.storage._worker_storage import REFRESH, WorkerStorage
 from studies.storage._write_behind import FLUSH_INTERVAL, WriteBehind
 
 __all__ = [
+    "CODE_ATTR",
     "FLUSH_INTERVAL",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
@@ -66,6 +69,7 @@ __all__ = [
     "WriteBehind",
     "best_trial",
     "chain_root",
+    "check_code",
     "copy_study",
     "create_engine",
     "create_or_resume",

@@ -14,7 +14,16 @@ from studies.storage._write_behind import Write, WriteBehind
 if TYPE_CHECKING:  # torch: only the workers that train need it
     from trainer import EpochResult
 
-_FLOATS = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "lr", "seconds")
+_FLOATS = (
+    "train_loss",
+    "train_accuracy",
+    "dev_loss",
+    "dev_accuracy",
+    "dev_rmse",
+    "dev_r2",
+    "lr",
+    "seconds",
+)
 
 
 class EpochStore:

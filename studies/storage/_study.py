@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -15,6 +16,7 @@ from studies.storage._worker_storage import REFRESH, StaleCallback, WorkerStorag
 from studies.storage._write_behind import FLUSH_INTERVAL
 
 SPEC_ATTR = "hpstudy_spec"  # study user attribute holding the spec as JSON
+CODE_ATTR = "hpstudy_code"  # study user attribute: the user's model and loader files, hashed
 # Heartbeats let a live study notice a dead worker: its RUNNING trial is failed after the grace
 # period and re-queued. Both are stored with the study, so every worker that joins uses them.
 HEARTBEAT_ATTR = "hpstudy:heartbeat"  # study system attribute: {"interval": s, "grace": s}
@@ -22,14 +24,25 @@ HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 60  # seconds without a heartbeat after which a RUNNING trial counts as dead
 
 
-def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+def create_or_resume(
+    spec: StudySpec,
+    storage: optuna.storages.BaseStorage,
+    *,
+    code: Mapping[str, Mapping[str, str]] | None = None,
+) -> optuna.Study:
     """Creates the study of `spec`, or loads it when it exists with the same train/space.
 
     A changed budget, timeout, sampler or pruner is taken over (stored); a changed `[train]`
-    or `[space]` is refused, since its trials would not be comparable.
+    or `[space]` is refused, since its trials would not be comparable, and so is changed
+    user code (a model factory or data loader whose file no longer hashes the same).
+
+    Args:
+        code: the identities ({"ref", "source", "sha256"}) of the user's model factory and
+            data loader, by role ("model", "loader"), kept with the study.
 
     Raises:
-        StudyError: when the stored study was made from a different train config or space.
+        StudyError: when the stored study was made from a different train config, space or
+            user code.
     """
     study = optuna.create_study(
         study_name=spec.name,
@@ -54,11 +67,35 @@ def create_or_resume(spec: StudySpec, storage: optuna.storages.BaseStorage) -> o
             f"study '{spec.name}' exists and {study.direction.name.lower()}s, but the spec's "
             f"metric {spec.metric} is {spec.direction}d; use a new study.name"
         )
+    if code:
+        check_code(study, code)
+        study.set_user_attr(CODE_ATTR, dict(code))
     study.set_user_attr(SPEC_ATTR, json.dumps(spec.to_dict()))
     with warnings.catch_warnings():  # "experimental since 3.2": a note for Optuna's users
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
     return study
+
+
+def check_code(study: optuna.Study, code: Mapping[str, Mapping[str, str]]) -> None:
+    """Refuses user code that differs from the code the study's trials ran.
+
+    Raises:
+        StudyError: naming the file, both hashes and the fix.
+    """
+    before = study.user_attrs.get(CODE_ATTR) or {}
+    for role, now in code.items():
+        then = before.get(role)
+        if then is None or then.get("sha256") == now.get("sha256"):
+            continue
+        what = "model factory" if role == "model" else "data loader"
+        raise StudyError(
+            f"the {what} {now.get('ref')} differs from the code study '{study.study_name}' ran: "
+            f"{now.get('source')} hashes {str(now.get('sha256'))[:12]} here, "
+            f"{then.get('source')} hashed {str(then.get('sha256'))[:12]} when the study "
+            f"started. Its trials would not compare with new ones: run with the study's file, "
+            f"or give the spec a new study.name"
+        )
 
 
 def stored_spec(storage: optuna.storages.BaseStorage, name: str, *, url: str = "") -> StudySpec:

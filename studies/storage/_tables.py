@@ -23,7 +23,9 @@ EPOCHS = sa.Table(
     sa.Column("train_loss", sa.Float),  # NULL when not finite (a diverged epoch)
     sa.Column("train_accuracy", sa.Float),
     sa.Column("dev_loss", sa.Float),
-    sa.Column("dev_accuracy", sa.Float),
+    sa.Column("dev_accuracy", sa.Float),  # NULL for a regression
+    sa.Column("dev_rmse", sa.Float),  # regression only, in the target's units
+    sa.Column("dev_r2", sa.Float),  # regression only
     sa.Column("lr", sa.Float),
     sa.Column("grad_norm_mean", sa.JSON),  # weight layer -> mean gradient L2 norm per step
     sa.Column("grad_norm_max", sa.JSON),  # weight layer -> largest gradient L2 norm
@@ -57,11 +59,14 @@ ARTIFACTS = sa.Table(
 
 
 def ensure_tables(engine: sa.Engine) -> None:
-    """Creates the project's tables where they are missing (idempotent, safe in parallel)."""
+    """Creates the project's tables where they are missing (idempotent, safe in parallel).
+
+    A table made by an older hpstudy gains the nullable columns added since.
+    """
     for _ in range(len(METADATA.tables)):
         try:
             METADATA.create_all(engine)
-            return
+            break
         except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
             # Workers creating the tables at once: the loser of one table's race finds it
             # there, and goes on with the tables after it.
@@ -69,4 +74,23 @@ def ensure_tables(engine: sa.Engine) -> None:
                 raise
         except sa.exc.IntegrityError:
             pass  # PostgreSQL's catalog race between concurrent CREATE TABLEs
-    METADATA.create_all(engine)
+    else:
+        METADATA.create_all(engine)
+    _add_missing_columns(engine)
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    inspector = sa.inspect(engine)
+    for table in METADATA.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            statement = f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'
+            try:
+                with engine.begin() as connection:
+                    connection.execute(sa.text(statement))
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+                if "duplicate column" not in str(exc) and "already exists" not in str(exc):
+                    raise  # another worker added it first: fine; anything else is not

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import optuna
 
 import trainer
-from search_space import suggest
-from studies.analysis import diagnose
+from search_space import nest, suggest
+from studies.analysis import chance_loss, diagnose
 from studies.spec import StudySpec
 from studies.storage import EpochStore, TrialAttrs, chain_root, write_attrs
 
@@ -23,6 +23,20 @@ if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not 
     from trainer import CheckpointStore, Data, EpochResult, TrainConfig
 
 _log = logging.getLogger("hpstudy.objective")
+
+# The config fields that decide a trial's data: trials that share them share one load.
+DATA_FIELDS = (
+    "dataset",
+    "data_dir",
+    "task",
+    "target",
+    "test_fraction",
+    "standardize",
+    "dev_fraction",
+    "split_seed",
+    "train_size",
+    "device",
+)
 
 # Called when a trial has ended (completed, pruned or diverged), before Optuna is told:
 # (trial, config, epochs, stop_reason). Pictures and notes for the dashboard hook in here.
@@ -82,21 +96,16 @@ class Objective:
 
     def config(self, trial: optuna.Trial, root: int) -> TrainConfig:
         """The trial's complete config: the spec's base, the sampled values, its chain's seed."""
-        params = suggest(trial, self.spec.space, base=self.spec.train.to_dict())
+        base = self.spec.train.to_dict()
+        params = nest(suggest(trial, self.spec.space, base=base), base=base)
         return self.spec.train.replace(**params, seed=trial_seed(self.spec.seed, root))
 
     def data(self, config: TrainConfig) -> Data:
         """The data of `config`, loaded once per worker while trials share the split."""
-        key = (
-            config.dataset,
-            config.data_dir,
-            config.dev_fraction,
-            config.split_seed,
-            config.train_size,
-            config.device,
-        )
+        key = tuple(getattr(config, name) for name in DATA_FIELDS)
         if self._data is None or self._data[0] != key:
-            self._data = (key, trainer.load_data(config))
+            data = trainer.load_data(config, search_path=self.spec.search_path)
+            self._data = (key, data)
         return self._data[1]
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -117,8 +126,18 @@ class Objective:
         checkpoint = self.checkpoints(trial, root) if self.checkpoints else None
         try:
             data = self.data(config)
-            write_attrs(trial, data=data.identity)  # provenance for export
-            result = trainer.fit(config, data, on_epoch=reporter, checkpoint=checkpoint)
+            # Provenance for export: the data, its transform, and the user's model code.
+            write_attrs(trial, data=data.identity, standardization=data.standardization)
+            if trainer.parse_reference(config.model) is not None:
+                factory = trainer.load_factory(config.model, search_path=self.spec.search_path)
+                write_attrs(trial, model=factory.identity())
+            result = trainer.fit(
+                config,
+                data,
+                on_epoch=reporter,
+                checkpoint=checkpoint,
+                search_path=self.spec.search_path,
+            )
         except optuna.TrialPruned:
             self._finish(trial, config, reporter.epochs, "pruned")
             raise
@@ -153,11 +172,11 @@ def store_diagnosis(
     if not epochs:
         return
     records = [e.to_dict() for e in epochs]
-    # The chance-level loss, ln(classes), sets what "high" means for underfitting.
-    classes = int((TrialAttrs.of(trial).data or {}).get("classes", 10))
-    diagnosis = diagnose(records, diverged=reason == "diverged", num_classes=classes)
+    # The chance-level loss (ln(classes), or the target's variance) sets what "high" means.
+    chance = chance_loss(TrialAttrs.of(trial).data or {})
+    diagnosis = diagnose(records, diverged=reason == "diverged", chance_loss=chance)
     write_attrs(trial, diagnosis=diagnosis.labels, diagnosis_numbers=diagnosis.numbers)
-    sign = -1.0 if config.monitor == "dev_accuracy" else 1.0
+    sign = -1.0 if trainer.metric_direction(config.monitor) == "maximize" else 1.0
     finite = [e for e in epochs if math.isfinite(e.metric(config.monitor))]
     if finite:
         best = min(finite, key=lambda e: sign * e.metric(config.monitor))

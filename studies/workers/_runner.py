@@ -37,6 +37,7 @@ from studies.storage import (
     store_heartbeat,
     stored_heartbeat,
 )
+from studies.workers._preflight import Code, preflight
 from studies.workers._progress import count, progress_line
 from studies.workers._recovery import MAX_RETRY, recover_dead_workers
 from studies.workers._signals import Stop
@@ -128,8 +129,12 @@ def run_study(
     """
     if workers < 1:
         raise StudyError(f"--workers must be at least 1, got {workers}")
-    # 1. The study, with what earlier runs left behind settled.
-    study, storage, held = prepare_study(spec, echo=echo, heartbeat=heartbeat, grace=grace)
+    # 1. The user's code and data, checked before any study exists; then the study, with
+    # what earlier runs left behind settled.
+    code = preflight(spec)
+    study, storage, held = prepare_study(
+        spec, echo=echo, heartbeat=heartbeat, grace=grace, code=code
+    )
     if spec.n_trials is not None and held >= spec.n_trials and not _unfinished(study):
         echo(
             f"study '{spec.name}' already has its {spec.n_trials} trials; "
@@ -167,6 +172,7 @@ def prepare_study(
     echo: Callable[[str], None] = print,
     heartbeat: int | None = None,
     grace: int | None = None,
+    code: Code | None = None,
 ) -> tuple[optuna.Study, optuna.storages.RDBStorage, int]:
     """Creates or resumes the study, stores its heartbeat, and settles earlier runs' leftovers.
 
@@ -177,7 +183,7 @@ def prepare_study(
         The study, its storage, and the number of trials that hold a claim on its budget.
     """
     storage = open_storage(spec.storage)
-    study = create_or_resume(spec, storage)
+    study = create_or_resume(spec, storage, code=code)
     study_id = storage.get_study_id_from_name(spec.name)
     if heartbeat is not None or grace is not None:
         interval, period = stored_heartbeat(storage, study_id)

@@ -35,6 +35,7 @@ from studies.storage import (
     DatabaseArtifactStore,
     WorkerStorage,
     chain_root,
+    check_code,
     create_engine,
     load_study,
     open_worker_storage,
@@ -43,6 +44,7 @@ from studies.storage import (
 )
 from studies.storage._checkpoints import MIN_INTERVAL
 from studies.workers._objective import Objective, TrialFinisher, store_diagnosis
+from studies.workers._preflight import user_code
 from studies.workers._publish import TrialPublisher
 from studies.workers._recovery import MAX_RETRY, RequeueStale, requeue, worker_id
 from studies.workers._signals import Interrupted, Stop
@@ -119,6 +121,8 @@ class _Worker:
         )
         self.writes = self.storage.writes
         self.spec = stored_spec(self.storage, name, url=url)
+        study = load_study(self.storage, name, url=url)
+        check_code(study, user_code(self.spec))  # the same model code as the other workers
         self.study = load_study(
             self.storage,
             name,

@@ -28,6 +28,7 @@ FIELDS = (
     "batch_size",
     "epochs",
     "model",
+    "model_args",
 )
 
 

@@ -10,11 +10,14 @@ import pytest
 from trainer import (
     ACTIVATIONS,
     INIT_SCHEMES,
+    MONITORS,
     OPTIMIZERS,
     SCHEDULES,
+    TASK_METRICS,
     ConfigError,
     TrainConfig,
     field_names,
+    metric_direction,
     read_config_file,
 )
 
@@ -215,3 +218,97 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_field_names_are_the_dataclass_fields() -> None:
     assert field_names() == tuple(TrainConfig().to_dict())
     assert {"lr", "momentum", "dropout", "init", "schedule", "seed"} <= set(field_names())
+
+
+FACTORY = TrainConfig(
+    dataset="table.csv",
+    target=("price", "rent"),
+    task="regression",
+    monitor="dev_r2",
+    standardize=True,
+    test_fraction=0.2,
+    model="models.py:build",
+    model_args={"width": 64, "kinds": ["a", "b"], "scale": 0.5, "skip": True},
+)
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json", ".yaml"])
+def test_factory_config_file_round_trip(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"run{suffix}"
+    FACTORY.save(path)
+    assert TrainConfig.load(path) == FACTORY
+
+
+def test_model_args_are_frozen_hashable_and_plain_in_to_dict() -> None:
+    assert FACTORY.model_args["kinds"] == ("a", "b")
+    assert FACTORY.to_dict()["model_args"] == {
+        "width": 64,
+        "kinds": ["a", "b"],
+        "scale": 0.5,
+        "skip": True,
+    }
+    assert type(FACTORY.to_dict()["model_args"]) is dict
+    assert hash(FACTORY) == hash(TrainConfig.from_dict(FACTORY.to_dict()))
+    assert FACTORY.model_args == {"width": 64, "kinds": ("a", "b"), "scale": 0.5, "skip": True}
+    with pytest.raises(TypeError):
+        FACTORY.model_args["width"] = 3  # type: ignore[index]
+    assert {FACTORY: 1}[FACTORY.replace(model_args=dict(FACTORY.model_args))] == 1
+
+
+def test_target_takes_a_string_or_a_list() -> None:
+    assert TrainConfig(dataset="t.csv", target="y").target == ("y",)  # type: ignore[arg-type]
+    assert TrainConfig.from_dict({"dataset": "t.csv", "target": ["y"]}).to_dict()["target"] == ["y"]
+
+
+def test_a_monitor_outside_the_task_lists_the_tasks_metrics() -> None:
+    (problem,) = problems(task="regression", monitor="dev_accuracy")
+    assert problem == (
+        "monitor 'dev_accuracy' does not fit task 'regression'; "
+        "choose one of: dev_loss, dev_rmse, dev_r2"
+    )
+    (problem,) = problems(monitor="dev_r2")
+    assert problem.endswith("choose one of: dev_loss, dev_accuracy")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"task": "ranking"}, "task 'ranking' is unknown"),
+        ({"model": "models.py:"}, "model 'models.py:' is not a factory reference"),
+        ({"model": "my-models:build"}, "model 'my-models:build' is not a factory reference"),
+        ({"model_args": {"width": 3}}, "model_args (width) apply to a factory model, not 'mlp'"),
+        ({"model": "m.py:f", "model_args": {"num_classes": 3}}, "model_args.num_classes is set by"),
+        (
+            {"model": "m.py:f", "model_args": {"dropout": 0.5}},
+            "model_args.dropout is set by the trainer; set dropout itself",
+        ),
+        ({"model": "m.py:f", "model_args": {"a-b": 1}}, "model_args key 'a-b' is not a Python"),
+        ({"model_args": {"width": {"a": 1}}}, "model_args.width must be a string, number"),
+        ({"model_args": [1]}, "model_args must be a table of keyword arguments"),
+        ({"dataset": "t.csv"}, "dataset 't.csv' is a CSV file: set target"),
+        ({"target": "y"}, "target names CSV columns, but dataset 'mnist' is not a .csv file"),
+        ({"dataset": "t.csv", "target": ["y", "y"]}, "target must name distinct"),
+        ({"dataset": "t.csv", "target": [1]}, "target must be a column name or a list of them"),
+        ({"dataset": "t.csv", "target": ["a", "b"]}, "classification takes one target column"),
+        ({"test_fraction": 1.0}, "test_fraction must be in [0, 1)"),
+        ({"standardize": "yes"}, "standardize must be true or false"),
+    ],
+)
+def test_new_field_validation(changes: dict[str, Any], message: str) -> None:
+    assert any(message in p for p in problems(**changes)), problems(**changes)
+
+
+def test_a_factory_reference_is_not_imported_while_validating() -> None:
+    config = TrainConfig(model="no_such_package.anywhere:build", model_args={"width": 8})
+    assert config.model == "no_such_package.anywhere:build"
+    assert TrainConfig(dataset="no_such_loaders.py:load").dataset == "no_such_loaders.py:load"
+
+
+def test_metric_directions() -> None:
+    assert [metric_direction(m) for m in MONITORS] == [
+        "minimize",
+        "maximize",
+        "minimize",
+        "maximize",
+    ]
+    assert set(TASK_METRICS["regression"]) | set(TASK_METRICS["classification"]) == set(MONITORS)

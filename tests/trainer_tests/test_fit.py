@@ -104,17 +104,16 @@ def test_model_selection_returns_the_best_epochs_weights(tiny_data: Data) -> Non
     result = fit(overfitting(patience=3), small(tiny_data, 30))
     best = result.best
     assert best is not None and best.epoch < len(result.epochs) - 1
-    loss, accuracy = evaluate(result.model, tiny_data.x_dev, tiny_data.y_dev)
-    assert loss == pytest.approx(best.dev_loss, rel=1e-6)
-    assert accuracy == best.dev_accuracy
+    scores = evaluate(result.model, tiny_data.x_dev, tiny_data.y_dev)
+    assert scores.loss == pytest.approx(best.dev_loss, rel=1e-6)
+    assert scores.accuracy == best.dev_accuracy
 
 
 def test_selection_on_dev_accuracy(tiny_data: Data) -> None:
     result = fit(overfitting(epochs=8, monitor="dev_accuracy"), small(tiny_data, 30))
     accuracies = [e.dev_accuracy for e in result.epochs]
     assert result.best_epoch == accuracies.index(max(accuracies))  # the first best one
-    _, accuracy = evaluate(result.model, tiny_data.x_dev, tiny_data.y_dev)
-    assert accuracy == max(accuracies)
+    assert evaluate(result.model, tiny_data.x_dev, tiny_data.y_dev).accuracy == max(accuracies)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])

@@ -22,3 +22,15 @@ def test_import_never_loads_optuna_or_the_other_packages() -> None:
 def test_all_names_are_exported() -> None:
     assert all(hasattr(trainer, name) for name in trainer.__all__)
     assert sorted(trainer.__all__) == sorted(set(trainer.__all__))
+
+
+def test_validating_a_config_loads_neither_torch_nor_user_code() -> None:
+    code = (
+        "import sys; from trainer import TrainConfig; "
+        "TrainConfig(model='not_imported_models:build', model_args={'width': 8}, "
+        "dataset='t.csv', target='y', task='regression', monitor='dev_r2', standardize=True); "
+        "loaded = {'torch', 'numpy', 'not_imported_models'} & set(sys.modules); "
+        "assert not loaded, loaded"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

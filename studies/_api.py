@@ -1,0 +1,174 @@
+"""hpstudy from Python: the command line's service for a notebook or a script.
+
+    import studies
+
+    study = studies.run("my-study.toml", workers=2)    # or a built-in name, or a dict
+    print(study.best_value)
+    path = studies.export("my-study", output="best.toml")
+    result, scores = studies.train(path, test=True)
+
+Each function takes what the matching `hpstudy` command takes and raises the same errors
+(`studies.UserError`), with the same messages, instead of printing them.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from studies.spec import SpecError, StudySpec, check_data, load_spec
+from studies.storage import load_study as _load_study
+from studies.storage import open_storage, require_database
+
+if TYPE_CHECKING:
+    from trainer import FitResult
+
+
+def spec_of(spec: str | Path | Mapping[str, Any] | StudySpec, **overrides: Any) -> StudySpec:
+    """A checked spec from a built-in name, a TOML path, a dict (as the TOML file holds) or a
+    `StudySpec`, with `[study]` keys overridden (name, storage, n_trials, timeout, seed, ...).
+
+    Relative paths in a dict's `[train]` start in the current folder, as in a file they start
+    beside the file.
+
+    Raises:
+        SpecError: listing every problem.
+    """
+    if isinstance(spec, StudySpec):
+        data, source = spec.to_dict(), spec.source
+    elif isinstance(spec, Mapping):
+        data, source = copy.deepcopy(dict(spec)), "<dict>"
+        study = data.setdefault("study", {})
+        if isinstance(study, dict):
+            study.setdefault("folder", str(Path.cwd()))
+    else:
+        loaded = load_spec(str(spec))
+        if not overrides:
+            return loaded
+        data, source = loaded.to_dict(), loaded.source
+    if overrides:
+        study = data.setdefault("study", {})
+        if not isinstance(study, dict):
+            raise SpecError(["[study] must be a table"], source=source)
+        study.update({key: value for key, value in overrides.items() if value is not None})
+        shown = ", ".join(f"{k}={v!r}" for k, v in overrides.items() if k != "storage")
+        source = f"{source} (with {shown})" if shown else source
+    checked = StudySpec.from_dict(data, source=source)
+    check_data(checked)
+    return checked
+
+
+def run(
+    spec: str | Path | Mapping[str, Any] | StudySpec,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    heartbeat: int | None = None,
+    grace: int | None = None,
+    **overrides: Any,
+) -> optuna.Study:
+    """Creates or resumes a study and runs `workers` worker processes until it is done.
+
+    Args:
+        spec: a built-in name ("digits-mlp"), a TOML path, a dict or a `StudySpec`.
+        workers: worker processes on this machine.
+        progress: show progress: one line redrawn in place in a notebook, lines otherwise.
+        heartbeat: seconds between a running trial's heartbeats (kept with the study).
+        grace: seconds without a heartbeat after which a trial is failed and re-queued.
+        **overrides: `[study]` keys: name, storage, n_trials, timeout, seed, sampler, pruner.
+
+    Returns:
+        The Optuna study, loaded from its storage.
+
+    Raises:
+        UserError: for a bad spec, user code or data, or storage, before any study is made.
+        KeyboardInterrupt: after an interrupt, once the workers re-queued their trials.
+    """
+    from studies.workers import run_study
+
+    checked = spec_of(spec, **overrides)
+    echo, live = _progress() if progress else ((lambda _line: None), False)
+    return run_study(
+        checked, workers=workers, echo=echo, live=live, heartbeat=heartbeat, grace=grace
+    )
+
+
+def load(name: str, *, storage: str | None = None) -> optuna.Study:
+    """An existing study, for reading (e.g. `studies.load("digits-mlp").trials_dataframe()`).
+
+    Raises:
+        StudyError: for a missing database or an unknown study name.
+    """
+    from studies.spec import DEFAULT_STORAGE
+
+    url = storage or DEFAULT_STORAGE
+    require_database(url)
+    return _load_study(open_storage(url), name, url=url)
+
+
+def export(
+    name: str,
+    *,
+    output: str | Path = "best.toml",
+    storage: str | None = None,
+    trial: int | None = None,
+) -> Path:
+    """Writes the best trial's (or trial `trial`'s) complete config and provenance to `output`.
+
+    Returns:
+        The file written, ready for `studies.train(path)` or `hpstudy train`.
+    """
+    from studies.results import export_best
+
+    path, _ = export_best(name, url=storage, output=output, number=trial)
+    return path
+
+
+def train(
+    path: str | Path,
+    *,
+    test: bool = False,
+    threads: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    echo: Callable[[str], None] = print,
+) -> tuple[FitResult, dict[str, float]]:
+    """Trains a config file (e.g. an export) as `hpstudy train` does.
+
+    Returns:
+        The fit (with `.model`, the best epoch's network) and, with `test`, the test scores.
+    """
+    from studies.results import train_file
+
+    pairs = [f"{key}={_toml(value)}" for key, value in (overrides or {}).items()]
+    return train_file(str(path), test=test, overrides=pairs, threads=threads, echo=echo)
+
+
+def _toml(value: Any) -> str:
+    import tomli_w
+
+    return tomli_w.dumps({"v": value}).partition("=")[2].strip()
+
+
+def _progress() -> tuple[Callable[[str], None], bool]:
+    """Where progress goes: a display that updates in place in a notebook, else stdout."""
+    shell = sys.modules.get("IPython")
+    ipython = getattr(shell, "get_ipython", lambda: None)() if shell else None
+    if ipython is not None and type(ipython).__name__ == "ZMQInteractiveShell":
+        from IPython.display import display
+
+        handle = display("starting ...", display_id=True)
+
+        def update(line: str) -> None:
+            text = line.lstrip("\r").replace("\x1b[K", "")
+            if handle is not None and text.startswith("trials "):
+                handle.update(text)
+            else:
+                print(text)
+
+        return update, False
+    return (lambda line: print(line, flush=True)), False

@@ -1,0 +1,86 @@
+"""The user's code and data, checked before a study starts: one clear error, and no study.
+
+A user's model factory or data loader is an input like any other. Before anything long
+starts, `preflight` imports them, reads and checks the data (NaN, non-numeric columns, labels)
+and runs one batch through a model built from one sample of the space, so that a typo in a
+module name or a network whose output does not fit the task fails at once, naming the spec
+file and the key, instead of failing every trial.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from search_space import nest, suggest
+from studies.spec import SpecError, StudySpec
+from trainer import (
+    BUILTIN_DATASETS,
+    ConfigError,
+    DataUnavailableError,
+    TrainConfig,
+    UserCodeError,
+    load_factory,
+    load_loader,
+    parse_reference,
+)
+
+Code = dict[str, dict[str, str]]  # role ("model", "loader") -> {"ref", "source", "sha256"}
+
+
+def user_code(spec: StudySpec) -> Code:
+    """The identities of the spec's model factory and data loader (none for built-ins).
+
+    Raises:
+        SpecError: for a factory or loader that cannot be imported here.
+    """
+    train, where = spec.train, spec.search_path
+    code: Code = {}
+    try:
+        if parse_reference(train.model) is not None:
+            code["model"] = load_factory(train.model, search_path=where).identity()
+    except UserCodeError as exc:
+        raise SpecError([f"train.model: {exc}"], source=spec.source) from None
+    try:
+        if parse_reference(train.dataset) is not None:
+            code["loader"] = load_loader(train.dataset, search_path=where).identity()
+    except UserCodeError as exc:
+        raise SpecError([f"train.dataset: {exc}"], source=spec.source) from None
+    return code
+
+
+def preflight(spec: StudySpec) -> Code:
+    """Checks the user's code and data; returns the code's identities to keep with the study.
+
+    A built-in model on a built-in data set needs no check (and no torch): it returns {}.
+
+    Raises:
+        SpecError: naming the spec file and `train.model` or `train.dataset`.
+    """
+    train = spec.train
+    if parse_reference(train.model) is None and train.dataset in BUILTIN_DATASETS:
+        return {}
+    code = user_code(spec)
+    from trainer import check_model, load_data  # torch: only for the user's code or data
+
+    config = _one_sample(spec)
+    try:
+        data = load_data(config, device="cpu", search_path=spec.search_path)
+    except (UserCodeError, DataUnavailableError, ConfigError) as exc:
+        raise SpecError([f"train.dataset: {exc}"], source=spec.source) from None
+    try:
+        check_model(config.replace(device="cpu"), data, search_path=spec.search_path)
+    except (UserCodeError, ConfigError, ValueError) as exc:
+        raise SpecError([f"train.model: {exc}"], source=spec.source) from None
+    return code
+
+
+def _one_sample(spec: StudySpec) -> TrainConfig:
+    """The base config with one random sample of the space: what a first trial would train."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    base = spec.train.to_dict()
+    return spec.train.replace(**nest(suggest(trial, spec.space, base=base), base=base))

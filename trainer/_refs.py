@@ -223,8 +223,11 @@ def _shown_path(folders: list[Path]) -> list[str]:
     for entry in sys.path:
         entry = entry or os.getcwd()
         installed = any(entry.startswith(s) for s in system) or entry.endswith(".zip")
-        if not installed and "-packages" not in entry and entry not in shown:
-            shown.append(entry)
+        if installed or "-packages" in entry or entry in shown or not os.path.isdir(entry):
+            continue  # the standard library, packages, import hooks: nothing to act on
+        if Path(entry, "python").exists():  # a venv's bin folder (the script's own folder)
+            continue
+        shown.append(entry)
     return shown
 
 

@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 from studies.analysis._curves import plot_learning_curves
-from studies.analysis._diagnosis import LABELS, Diagnosis, Thresholds, chance_loss, diagnose
+from studies.analysis._diagnosis import (
+    LABELS,
+    Diagnosis,
+    Thresholds,
+    chance_loss,
+    diagnose,
+    epoch_scores,
+)
 
-__all__ = ["LABELS", "Diagnosis", "Thresholds", "chance_loss", "diagnose", "plot_learning_curves"]
+__all__ = [
+    "LABELS",
+    "Diagnosis",
+    "Thresholds",
+    "chance_loss",
+    "diagnose",
+    "epoch_scores",
+    "plot_learning_curves",
+]

@@ -20,7 +20,8 @@ def plot_learning_curves(
     best_epoch: int | None = None,
     title: str = "",
 ) -> bytes:
-    """A PNG with two panels: train/dev loss and train/dev accuracy against the epoch.
+    """A PNG with two panels: train/dev loss and train/dev accuracy (a regression: dev R²)
+    against the epoch.
 
     Args:
         epochs: per-epoch records (`EpochResult.to_dict()`), oldest first; non-finite values
@@ -38,17 +39,23 @@ def plot_learning_curves(
     FigureCanvasAgg(figure)  # Agg draws without a display, and leaves pyplot's backend alone
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.89, wspace=0.2)
     loss_axes, accuracy_axes = figure.subplots(1, 2, sharex=True)
-    for axes, kind in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
-        for split in ("train", "dev"):
+    # A regression has no accuracy: its second panel shows the dev R² instead.
+    regression = all(math.isnan(_finite(r.get("dev_accuracy"))) for r in epochs) and any(
+        not math.isnan(_finite(r.get("dev_r2"))) for r in epochs
+    )
+    score = "r2" if regression else "accuracy"
+    for axes, kind in ((loss_axes, "loss"), (accuracy_axes, score)):
+        for split in ("dev",) if kind == "r2" else ("train", "dev"):
             values = [_finite(record.get(f"{split}_{kind}")) for record in epochs]
-            axes.plot(x, values, marker="o", markersize=3, label=f"{split} {kind}")
+            shown = "R²" if kind == "r2" else kind
+            axes.plot(x, values, marker="o", markersize=3, label=f"{split} {shown}")
         if best_epoch is not None and best_epoch in x:
             axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
             value = _finite(epochs[x.index(best_epoch)].get(f"dev_{kind}"))
             if not math.isnan(value):
                 axes.plot([best_epoch], [value], "*", color="black", markersize=11, zorder=3)
         axes.set_xlabel("epoch")
-        axes.set_ylabel(kind)
+        axes.set_ylabel("R²" if kind == "r2" else kind)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
     losses = [
@@ -59,8 +66,11 @@ def plot_learning_curves(
     ]
     if losses and max(losses) / min(losses) > LOG_SCALE_RATIO:
         loss_axes.set_yscale("log")
-    accuracy_axes.set_ylim(0.0, 1.02)
-    accuracy_axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if regression:  # R² can be far below 0 early on; below -1 says nothing more
+        accuracy_axes.set_ylim(bottom=max(-1.0, accuracy_axes.get_ylim()[0]), top=1.02)
+    else:
+        accuracy_axes.set_ylim(0.0, 1.02)
+        accuracy_axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     if best_epoch is not None:
         loss_axes.plot([], [], "*", color="black", label=f"best epoch ({best_epoch})")
     loss_axes.legend(fontsize="small")

@@ -369,3 +369,18 @@ def chance_loss(data: Mapping[str, Any]) -> float:
         variance = float(data.get("target_variance", 1.0))
         return variance if math.isfinite(variance) and variance > 0 else 1.0
     return math.log(max(2, int(data.get("classes", 10))))
+
+
+def epoch_scores(record: Mapping[str, Any]) -> str:
+    """One epoch's dev and train scores in words: accuracy, or a regression's RMSE and R²."""
+    dev_loss, train_loss = float(record["dev_loss"]), float(record["train_loss"])
+    accuracy = float(record.get("dev_accuracy", math.nan))
+    if math.isnan(accuracy) and not math.isnan(float(record.get("dev_rmse", math.nan))):
+        return (
+            f"dev loss {dev_loss:.4f} (MSE), dev RMSE {float(record['dev_rmse']):.4g}, dev R² "
+            f"{float(record['dev_r2']):.4f} (train loss {train_loss:.4f})"
+        )
+    return (
+        f"dev loss {dev_loss:.4f}, dev accuracy {100 * accuracy:.2f}% (train loss "
+        f"{train_loss:.4f}, train accuracy {100 * float(record['train_accuracy']):.2f}%)"
+    )

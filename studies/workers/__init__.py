@@ -17,8 +17,15 @@ if TYPE_CHECKING:  # these import torch: see __getattr__
         store_diagnosis,
         trial_seed,
     )
+    from studies.workers._preflight import preflight, user_code
     from studies.workers._publish import CURVES_FILENAME, TrialPublisher, trial_note
-    from studies.workers._runner import run_study, threads_per_worker, worker_command, worker_env
+    from studies.workers._runner import (
+        prepare_study,
+        run_study,
+        threads_per_worker,
+        worker_command,
+        worker_env,
+    )
     from studies.workers._worker import WorkerOptions, WorkerSummary, run_worker
 
 # The objective, the worker and the runner load on first use, so that reading a study's
@@ -32,6 +39,9 @@ _LAZY = {
     "CURVES_FILENAME": "studies.workers._publish",
     "TrialPublisher": "studies.workers._publish",
     "trial_note": "studies.workers._publish",
+    "preflight": "studies.workers._preflight",
+    "user_code": "studies.workers._preflight",
+    "prepare_study": "studies.workers._runner",
     "run_study": "studies.workers._runner",
     "threads_per_worker": "studies.workers._runner",
     "worker_command": "studies.workers._runner",
@@ -63,6 +73,8 @@ __all__ = [
     "WorkerOptions",
     "WorkerSummary",
     "count",
+    "preflight",
+    "prepare_study",
     "progress_line",
     "recover_dead_workers",
     "requeue",
@@ -72,6 +84,7 @@ __all__ = [
     "threads_per_worker",
     "trial_note",
     "trial_seed",
+    "user_code",
     "worker_command",
     "worker_env",
 ]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from studies.analysis import Diagnosis, plot_learning_curves
+from studies.analysis import Diagnosis, epoch_scores, plot_learning_curves
 from studies.storage import TrialAttrs
 
 if TYPE_CHECKING:
@@ -81,12 +81,7 @@ def trial_note(
     lines = [f"### Trial {number}: {reason} after {len(epochs)} epochs", ""]
     best = next((e for e in epochs if e.epoch == best_epoch), None)
     if best is not None:
-        lines += [
-            f"Best epoch {best.epoch}: dev loss {best.dev_loss:.4f}, dev accuracy "
-            f"{100 * best.dev_accuracy:.2f}% (train loss {best.train_loss:.4f}, train accuracy "
-            f"{100 * best.train_accuracy:.2f}%).",
-            "",
-        ]
+        lines += [f"Best epoch {best.epoch}: {epoch_scores(best.to_dict())}.", ""]
     if diagnosis.labels:
         lines += [diagnosis.note(), ""]
     return "\n".join(lines).rstrip()

@@ -55,6 +55,7 @@ from __future__ import annotations
 from search_space._errors import SpaceError
 from search_space._names import GROUPS, nest
 from search_space._params import PARAM_TYPES, Categorical, Fixed, Float, Int, Param, param_from_dict
+from search_space._points import encode_point
 from search_space._space import SearchSpace
 from search_space._suggest import suggest
 
@@ -68,6 +69,7 @@ __all__ = [
     "Param",
     "SearchSpace",
     "SpaceError",
+    "encode_point",
     "nest",
     "param_from_dict",
     "suggest",

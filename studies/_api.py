@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,7 @@ def run(
     progress: bool = True,
     heartbeat: int | None = None,
     grace: int | None = None,
+    warm_start: Sequence[str] = (),
     **overrides: Any,
 ) -> optuna.Study:
     """Creates or resumes a study and runs `workers` worker processes until it is done.
@@ -80,6 +81,7 @@ def run(
         progress: show progress: one line redrawn in place in a notebook, lines otherwise.
         heartbeat: seconds between a running trial's heartbeats (kept with the study).
         grace: seconds without a heartbeat after which a trial is failed and re-queued.
+        warm_start: exported config files or studies (`NAME@URL`) to try first, once.
         **overrides: `[study]` keys: name, storage, n_trials, timeout, seed, sampler, pruner.
 
     Returns:
@@ -94,7 +96,13 @@ def run(
     checked = spec_of(spec, **overrides)
     echo, live = _progress() if progress else ((lambda _line: None), False)
     return run_study(
-        checked, workers=workers, echo=echo, live=live, heartbeat=heartbeat, grace=grace
+        checked,
+        workers=workers,
+        echo=echo,
+        live=live,
+        heartbeat=heartbeat,
+        grace=grace,
+        warm_start=warm_start,
     )
 
 

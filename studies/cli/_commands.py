@@ -11,10 +11,19 @@ import optuna
 from rich.console import Console
 from rich.table import Table
 
+from studies._errors import StudyError
 from studies.results import trials_table
 from studies.spec import DEFAULT_STORAGE, StudySpec, builtin_specs, check_data, load_spec
-from studies.storage import SPEC_ATTR, load_study, open_storage, redact, require_database
-from studies.workers import count
+from studies.storage import (
+    SPEC_ATTR,
+    Target,
+    create_engine,
+    load_study,
+    open_storage,
+    redact,
+    require_database,
+)
+from studies.workers import count, describe_reached
 
 # The runner, the worker and `hpstudy train` import torch (seconds): each command imports what
 # it needs, so that the commands that only read (specs, status, studies, trials) start quickly.
@@ -50,6 +59,7 @@ def run_command(args: argparse.Namespace) -> int:
         live=sys.stdout.isatty(),
         heartbeat=args.heartbeat,
         grace=args.grace,
+        warm_start=args.warm_start,
     )
     console.print(trials_table(study, limit=SUMMARY_ROWS, title=f"best trials of '{spec.name}'"))
     _next_steps(console, spec.name, spec.storage)
@@ -100,6 +110,25 @@ def _next_steps(console: Console, name: str, storage: str) -> None:
     width = max(len(command) for command, _ in steps)
     lines = [f"  {command:<{width}}   {what}" for command, what in steps]
     console.print("next:\n" + "\n".join(lines), highlight=False, soft_wrap=True)
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    from studies.workers._plan import parse_budget, plan
+
+    _quiet_optuna()
+    try:
+        budget = parse_budget(args.budget)
+    except ValueError:
+        raise StudyError(
+            f"--budget takes a duration such as 30m, 1.5h or 900 (seconds), got '{args.budget}'"
+        ) from None
+    if args.workers < 1:
+        raise StudyError(f"--workers must be at least 1, got {args.workers}")
+    spec = load_spec(args.spec)
+    fits = plan(spec, budget=budget, workers=args.workers)
+    for line in fits.lines(spec):
+        print(line)
+    return 0
 
 
 def worker_command(args: argparse.Namespace) -> int:
@@ -154,7 +183,8 @@ def status_command(args: argparse.Namespace) -> int:
     study = load_study(storage, args.study, url=url)
     counts = count(study)
     raw_spec = study.user_attrs.get(SPEC_ATTR)
-    budget = json.loads(raw_spec)["study"].get("n_trials") if raw_spec else None
+    stored = json.loads(raw_spec)["study"] if raw_spec else {}
+    budget = stored.get("n_trials")
     metric = (study.metric_names or ["value"])[0]
     best = "-" if counts.best is None else f"{counts.best:.4f} (trial {counts.best_trial})"
     console = _console()
@@ -166,9 +196,27 @@ def status_command(args: argparse.Namespace) -> int:
         f"  best {best}",
         highlight=False,
     )
+    console.print(f"  {_target_line(stored.get('target'), url, study)}", highlight=False)
     if counts.complete:
         console.print(trials_table(study, limit=5, title="best trials"))
     return 0
+
+
+def _target_line(target: dict[str, float] | None, url: str, study: optuna.Study) -> str:
+    """Whether and when the study's target was reached."""
+    if not target:
+        return "no target (set study.target, e.g. target = { dev_accuracy = 0.98 })"
+    [(metric, value)] = target.items()
+    engine = create_engine(url)
+    try:
+        study_id = open_storage(url).get_study_id_from_name(study.study_name)
+        reached = Target(engine, study_id, metric, value).reached()
+    finally:
+        engine.dispose()
+    if reached is None:
+        return f"target {metric} {value:g}: not reached yet"
+    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
+    return describe_reached(reached, started=min(starts) if starts else None)
 
 
 def studies_command(args: argparse.Namespace) -> int:

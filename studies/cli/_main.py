@@ -104,12 +104,37 @@ class Run(Command):
             default=[],
             help="override a [train] field for every trial, e.g. --set epochs=5",
         )
+        parser.add_argument(
+            "--warm-start",
+            metavar="SOURCE",
+            action="append",
+            default=[],
+            help="try known configurations first, once per study: an exported config file, "
+            "or a study as NAME@URL (its best trials); repeatable",
+        )
         _add_heartbeat_arguments(parser, "10, kept with the study", "60, kept with the study")
 
     def run(self, args: argparse.Namespace) -> int:
         from studies.cli._commands import run_command
 
         return run_command(args)
+
+
+class Plan(Command):
+    name = "plan"
+    help = "time a probe epoch here and say how many trials and epochs fit in a budget"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("spec", help="a built-in spec (hpstudy specs) or a .toml path")
+        parser.add_argument(
+            "--budget", required=True, help="wall time, e.g. 30m, 1.5h or 900 (seconds)"
+        )
+        parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies.cli._commands import plan_command
+
+        return plan_command(args)
 
 
 class Worker(Command):
@@ -309,6 +334,7 @@ class Report(Command):
 
 COMMANDS: list[Command] = [
     Run(),
+    Plan(),
     Worker(),
     Copy(),
     Status(),

@@ -28,6 +28,7 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "random": optuna.samplers.RandomSampler,
     "qmc": optuna.samplers.QMCSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
+    "gp": optuna.samplers.GPSampler,  # Gaussian process: few trials, continuous parameters
     "grid": GridSampler,
 }
 

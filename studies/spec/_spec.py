@@ -19,7 +19,7 @@ import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from search_space import SearchSpace, SpaceError
+from search_space import SearchSpace, SpaceError, encode_point
 from studies._errors import StudyError, did_you_mean
 from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
 from trainer import (
@@ -51,6 +51,8 @@ STUDY_KEYS = (
     "seed",
     "description",
     "folder",
+    "enqueue",
+    "target",
 )
 # `TrainConfig` fields that hpstudy sets for every trial, so a spec may not.
 SET_BY_STUDY = {
@@ -86,6 +88,10 @@ class StudySpec:
     # Where relative paths of [train] (a model file, a loader, a data file) resolve first:
     # the spec file's folder. A worker elsewhere falls back to its current folder.
     folder: str = ""
+    # Known configurations tried first (possibly partial): parameter name -> value.
+    enqueue: tuple[dict[str, Any], ...] = ()
+    # Stop starting trials once a finished epoch reaches this: {metric: value}.
+    target: dict[str, float] | None = None
 
     @property
     def direction(self) -> str:
@@ -114,6 +120,10 @@ class StudySpec:
             study["timeout"] = self.timeout
         if self.folder:
             study["folder"] = self.folder
+        if self.enqueue:
+            study["enqueue"] = [dict(point) for point in self.enqueue]
+        if self.target:
+            study["target"] = dict(self.target)
         return {"study": study, "train": self.train.to_dict(), "space": self.space.to_dict()}
 
     def replace(self, **changes: Any) -> StudySpec:
@@ -135,6 +145,9 @@ class StudySpec:
         # 2. What only the tables together can tell.
         if space is not None and study.sampler.get("name") == "grid":
             problems += _grid_problems(space, study.n_trials)
+        if train is not None and space is not None:
+            problems += _enqueue_problems(study.enqueue, train, space)
+            problems += _target_task_problems(study.target, train)
         if train is not None and space is not None and not problems:
             problems += _check_samples(train, space)
         if problems or train is None or space is None:
@@ -156,6 +169,8 @@ class _StudyTable:
     seed: Any
     description: Any
     folder: Any
+    enqueue: Any
+    target: Any
 
     @classmethod
     def read(cls, study: dict[str, Any], problems: list[str]) -> _StudyTable:
@@ -174,6 +189,8 @@ class _StudyTable:
             seed=study.get("seed", 0),
             description=study.get("description", ""),
             folder=study.get("folder", ""),
+            enqueue=study.get("enqueue", []),
+            target=study.get("target"),
         )
         problems += table.problems(study.get("direction"))
         return table
@@ -207,6 +224,12 @@ class _StudyTable:
             found.append(f"study.seed: must be a whole number, got {self.seed!r}")
         if not isinstance(self.folder, str):
             found.append(f"study.folder: must be a folder path, got {self.folder!r}")
+        if not isinstance(self.enqueue, list) or not all(isinstance(p, dict) for p in self.enqueue):
+            found.append(
+                "study.enqueue: a list of tables of parameter values, e.g. "
+                'enqueue = [{ lr = 0.01, optimizer = "adam" }]'
+            )
+        found += _target_problems(self.target)
         found += check_sampler(self.sampler, prefix="study.sampler")
         found += check_pruner(self.pruner, prefix="study.pruner")
         return found
@@ -224,7 +247,58 @@ class _StudyTable:
             "seed": int(self.seed),
             "description": str(self.description),
             "folder": str(self.folder),
+            "enqueue": tuple(dict(point) for point in self.enqueue),
+            "target": None
+            if self.target is None
+            else {str(k): float(v) for k, v in self.target.items()},
         }
+
+
+def _target_problems(target: Any) -> list[str]:
+    if target is None:
+        return []
+    if (
+        not isinstance(target, dict)
+        or len(target) != 1
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in target.values())
+    ):
+        return [
+            f"study.target: one metric and the value that ends the study, e.g. "
+            f"target = {{ dev_accuracy = 0.98 }}; got {target!r}"
+        ]
+    [metric] = target
+    if metric not in METRICS:
+        hint = did_you_mean(metric, METRICS)
+        return [
+            f"study.target: '{metric}' is not a metric a study records{hint}; "
+            f"choose one of: {', '.join(METRICS)}"
+        ]
+    return []
+
+
+def _target_task_problems(target: Any, train: TrainConfig) -> list[str]:
+    if not isinstance(target, dict) or len(target) != 1:
+        return []
+    [metric] = target
+    recorded = TASK_METRICS[train.task]
+    if metric in METRICS and metric not in recorded:
+        return [f"study.target: a {train.task} study records {', '.join(recorded)}, not {metric}"]
+    return []
+
+
+def _enqueue_problems(points: Any, train: TrainConfig, space: SearchSpace) -> list[str]:
+    """Each known configuration must name searched parameters with values the space holds."""
+    if not isinstance(points, list):
+        return []
+    problems: list[str] = []
+    for index, point in enumerate(points):
+        if not isinstance(point, dict):
+            continue
+        try:
+            encode_point(space, point, base=train.to_dict(), prefix=f"study.enqueue[{index}]")
+        except SpaceError as exc:
+            problems += exc.problems
+    return problems
 
 
 def _tables(data: dict[str, Any], problems: list[str]) -> dict[str, dict[str, Any]]:

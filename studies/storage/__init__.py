@@ -12,6 +12,7 @@ from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialChec
 from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._locks import is_lock_error, retry_locked
+from studies.storage._queue import Reached, Target, enqueue_once, is_warm_start, reached_target
 from studies.storage._study import (
     CODE_ATTR,
     GRACE_PERIOD,
@@ -63,6 +64,8 @@ __all__ = [
     "CopyReport",
     "DatabaseArtifactStore",
     "EpochStore",
+    "Reached",
+    "Target",
     "TrialAttrs",
     "TrialCheckpoint",
     "WorkerStorage",
@@ -74,13 +77,16 @@ __all__ = [
     "create_engine",
     "create_or_resume",
     "database_url",
+    "enqueue_once",
     "ensure_tables",
     "finished_trials",
     "is_lock_error",
+    "is_warm_start",
     "load_study",
     "open_storage",
     "open_worker_storage",
     "parse_url",
+    "reached_target",
     "redact",
     "require_database",
     "retry_locked",

@@ -7,6 +7,9 @@ that parallel workers start exactly as many trials as the spec asks for.
 after its worker died resumes on any machine that reaches the database.
 `hpstudy_artifacts` holds the bytes of Optuna artifacts (the learning-curve pictures), so that
 workers on several machines and the dashboard share them through the one database.
+`hpstudy_enqueued` records the known configurations put in a study's queue, so each is tried
+once however often the study is resumed; `hpstudy_target` records the first epoch that
+reached a study's target.
 """
 
 from __future__ import annotations
@@ -55,6 +58,26 @@ ARTIFACTS = sa.Table(
     METADATA,
     sa.Column("artifact_id", sa.String(64), primary_key=True),  # Optuna's artifact id (a UUID)
     sa.Column("content", sa.LargeBinary, nullable=False),  # the file's bytes (tens of kB)
+)
+
+
+ENQUEUED = sa.Table(
+    "hpstudy_enqueued",
+    METADATA,
+    sa.Column("study_id", sa.Integer, primary_key=True),  # Optuna's studies.study_id
+    sa.Column("key", sa.String(64), primary_key=True),  # hash of the enqueued values
+    sa.Column("source", sa.String(500), nullable=False),  # where they came from
+)
+
+TARGETS = sa.Table(
+    "hpstudy_target",
+    METADATA,
+    sa.Column("study_id", sa.Integer, primary_key=True),  # Optuna's studies.study_id
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),  # what the epoch reached
+    sa.Column("trial", sa.Integer, nullable=False),  # the trial number
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("reached_at", sa.Float, nullable=False),  # Unix seconds
 )
 
 

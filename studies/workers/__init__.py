@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # these import torch: see __getattr__
     from studies.workers._preflight import preflight, user_code
     from studies.workers._publish import CURVES_FILENAME, TrialPublisher, trial_note
     from studies.workers._runner import (
+        describe_reached,
         prepare_study,
         run_study,
         threads_per_worker,
@@ -42,6 +43,7 @@ _LAZY = {
     "preflight": "studies.workers._preflight",
     "user_code": "studies.workers._preflight",
     "prepare_study": "studies.workers._runner",
+    "describe_reached": "studies.workers._runner",
     "run_study": "studies.workers._runner",
     "threads_per_worker": "studies.workers._runner",
     "worker_command": "studies.workers._runner",
@@ -73,6 +75,7 @@ __all__ = [
     "WorkerOptions",
     "WorkerSummary",
     "count",
+    "describe_reached",
     "preflight",
     "prepare_study",
     "progress_line",

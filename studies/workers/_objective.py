@@ -17,7 +17,7 @@ import trainer
 from search_space import nest, suggest
 from studies.analysis import chance_loss, diagnose
 from studies.spec import StudySpec
-from studies.storage import EpochStore, TrialAttrs, chain_root, write_attrs
+from studies.storage import EpochStore, Target, TrialAttrs, chain_root, write_attrs
 
 if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not on import
     from trainer import CheckpointStore, Data, EpochResult, TrainConfig
@@ -85,8 +85,10 @@ class Objective:
         *,
         finishers: Sequence[TrialFinisher] = (),
         checkpoints: CheckpointFactory | None = None,
+        target: Target | None = None,
     ) -> None:
         self.spec = spec
+        self.target = target
         self.store = store
         self.storage = storage
         self.study_id = storage.get_study_id_from_name(spec.name)
@@ -123,6 +125,7 @@ class Objective:
             torch_threads=torch.get_num_threads(),
         )
         reporter = Reporter(trial, trial_id, self.store, self.spec.metric)
+        on_epoch = reporter if self.target is None else _watching(self.target, trial, reporter)
         checkpoint = self.checkpoints(trial, root) if self.checkpoints else None
         try:
             data = self.data(config)
@@ -134,7 +137,7 @@ class Objective:
             result = trainer.fit(
                 config,
                 data,
-                on_epoch=reporter,
+                on_epoch=on_epoch,
                 checkpoint=checkpoint,
                 search_path=self.spec.search_path,
             )
@@ -163,6 +166,31 @@ class Objective:
                 finisher(trial, config, epochs, reason)
             except Exception:  # a picture or a note that fails must not change the trial
                 _log.warning("trial %d: %r failed", trial.number, finisher, exc_info=True)
+
+
+def _watching(
+    target: Target, trial: optuna.Trial, reporter: Reporter
+) -> Callable[[EpochResult], None]:
+    """The reporter, after a look at whether the epoch reached the study's target."""
+
+    def on_epoch(result: EpochResult) -> None:
+        value = result.metric(target.metric)
+        if (
+            math.isfinite(value)
+            and target.met_by(value)
+            and target.record(trial.number, result.epoch, value)
+        ):
+            _log.info(
+                "trial %d reached the target %s %s at epoch %d (%.4g); no new trials start",
+                trial.number,
+                target.metric,
+                target.value,
+                result.epoch,
+                value,
+            )
+        reporter(result)
+
+    return on_epoch
 
 
 def store_diagnosis(

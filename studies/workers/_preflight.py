@@ -62,7 +62,7 @@ def preflight(spec: StudySpec) -> Code:
     code = user_code(spec)
     from trainer import check_model, load_data  # torch: only for the user's code or data
 
-    config = _one_sample(spec)
+    config = one_sample(spec)
     try:
         data = load_data(config, device="cpu", search_path=spec.search_path)
     except (UserCodeError, DataUnavailableError, ConfigError) as exc:
@@ -74,7 +74,7 @@ def preflight(spec: StudySpec) -> Code:
     return code
 
 
-def _one_sample(spec: StudySpec) -> TrainConfig:
+def one_sample(spec: StudySpec) -> TrainConfig:
     """The base config with one random sample of the space: what a first trial would train."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -53,11 +53,12 @@ def progress_line(counts: Counts, budget: int | None, started: float) -> str:
     return (
         f"trials {counts.finished}{total} done: {counts.complete} complete, "
         f"{counts.pruned} pruned, {counts.failed} failed, {counts.running} running | best {best} | "
-        f"{_duration(time.monotonic() - started)}"
+        f"{format_duration(time.monotonic() - started)}"
     )
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """m:ss, or h:mm:ss from an hour on."""
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -12,6 +12,7 @@ waiting for their heartbeats to go stale.
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -29,6 +30,8 @@ from studies.spec import StudySpec
 from studies.storage import (
     Budget,
     Checkpoints,
+    Reached,
+    Target,
     create_engine,
     create_or_resume,
     open_storage,
@@ -38,9 +41,10 @@ from studies.storage import (
     stored_heartbeat,
 )
 from studies.workers._preflight import Code, preflight
-from studies.workers._progress import count, progress_line
+from studies.workers._progress import count, format_duration, progress_line
 from studies.workers._recovery import MAX_RETRY, recover_dead_workers
 from studies.workers._signals import Stop
+from studies.workers._warm import Point, enqueue_points, warm_start_points
 
 POLL = 1.0  # seconds between progress updates
 STOP_GRACE = 15.0  # seconds workers get to re-queue their trials after Ctrl-C before being killed
@@ -111,6 +115,7 @@ def run_study(
     live: bool = False,
     heartbeat: int | None = None,
     grace: int | None = None,
+    warm_start: Sequence[str] = (),
 ) -> optuna.Study:
     """Creates or resumes `spec`'s study and runs `workers` processes until it is done.
 
@@ -122,9 +127,11 @@ def run_study(
         heartbeat: seconds between a running trial's heartbeats, kept with the study for every
             worker that joins it; None keeps the stored (or default) one.
         grace: seconds without a heartbeat after which a trial is failed and re-queued.
+        warm_start: exported config files or `NAME@URL` studies whose configurations are
+            tried first, once per study, with the spec's `enqueue` points.
 
     Raises:
-        StudyError: for a bad storage or spec, or when every worker failed.
+        StudyError: for a bad storage, spec or warm start, or when every worker failed.
         KeyboardInterrupt: after Ctrl-C or SIGTERM, once the workers have stopped.
     """
     if workers < 1:
@@ -132,8 +139,9 @@ def run_study(
     # 1. The user's code and data, checked before any study exists; then the study, with
     # what earlier runs left behind settled.
     code = preflight(spec)
+    points = warm_start_points(spec, warm_start)
     study, storage, held = prepare_study(
-        spec, echo=echo, heartbeat=heartbeat, grace=grace, code=code
+        spec, echo=echo, heartbeat=heartbeat, grace=grace, code=code, points=points
     )
     if spec.n_trials is not None and held >= spec.n_trials and not _unfinished(study):
         echo(
@@ -141,6 +149,21 @@ def run_study(
             f"raise n_trials (--n-trials) to add more"
         )
         return study
+    reached = target_reached(spec, storage)
+    if reached is not None:
+        echo(
+            describe_reached(reached, started=_study_start(study)) + "; raise study.target to go on"
+        )
+        return study
+    if spec.timeout is not None:
+        from studies.workers._plan import plan  # a probe epoch: torch, seconds
+
+        fits = plan(spec, budget=spec.timeout, workers=workers)
+        echo(
+            f"timeout {spec.timeout / 60:.0f} min: about {fits.epochs} epochs, "
+            f"{fits.trials} trials with {fits.pruner} ({fits.trials_unpruned} without "
+            f"pruning; a probe epoch took {fits.epoch_seconds:.1f} s)"
+        )
     # 2. The workers, watched until they end or a signal stops them.
     logs = log_dir(spec)
     logs.mkdir(parents=True, exist_ok=True)
@@ -157,6 +180,9 @@ def run_study(
             echo(progress.line())
             raise KeyboardInterrupt
     progress.show(final=True)
+    reached = target_reached(spec, storage)
+    if reached is not None:
+        echo(describe_reached(reached, started=_study_start(study)))
     # 3. How the workers ended.
     codes = pool.exit_codes()
     if all(code != 0 for code in codes):
@@ -173,6 +199,7 @@ def prepare_study(
     heartbeat: int | None = None,
     grace: int | None = None,
     code: Code | None = None,
+    points: Sequence[Point] = (),
 ) -> tuple[optuna.Study, optuna.storages.RDBStorage, int]:
     """Creates or resumes the study, stores its heartbeat, and settles earlier runs' leftovers.
 
@@ -191,13 +218,49 @@ def prepare_study(
     requeued = recover_dead_workers(study, storage, max_retry=MAX_RETRY)
     if requeued:
         echo(f"re-queued trial(s) {requeued}: their workers on this machine are gone")
+    enqueued = enqueue_points(study, study_id, spec.storage, points)
+    if enqueued:
+        echo(f"warm start: {len(enqueued)} known configuration(s) first: {'; '.join(enqueued)}")
     engine = create_engine(spec.storage)
     try:
         held = Budget(engine, study_id).reconcile(study)
         Checkpoints(engine, study_id).prune(study)
+        if spec.target:
+            [(metric, value)] = spec.target.items()
+            Target(engine, study_id, metric, value).forget()  # a record a new target outgrew
     finally:
         engine.dispose()
     return study, storage, held
+
+
+def target_reached(spec: StudySpec, storage: optuna.storages.BaseStorage) -> Reached | None:
+    """The epoch that reached the spec's target, once one has."""
+    if not spec.target:
+        return None
+    [(metric, value)] = spec.target.items()
+    engine = create_engine(spec.storage)
+    try:
+        study_id = storage.get_study_id_from_name(spec.name)
+        return Target(engine, study_id, metric, value).reached()
+    finally:
+        engine.dispose()
+
+
+def describe_reached(reached: Reached, *, started: datetime.datetime | None = None) -> str:
+    """ "target dev_accuracy reached by trial 7 at epoch 9 (0.9812), 3:05 into the study"."""
+    when = datetime.datetime.fromtimestamp(reached.reached_at)
+    into = ""
+    if started is not None:
+        into = f", {format_duration((when - started).total_seconds())} into the study"
+    return (
+        f"target {reached.metric} reached by trial {reached.trial} at epoch {reached.epoch} "
+        f"({reached.value:.4g}) at {when:%H:%M:%S}{into}: no new trials started after it"
+    )
+
+
+def _study_start(study: optuna.Study) -> datetime.datetime | None:
+    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
+    return min(starts) if starts else None
 
 
 class _Progress:

@@ -33,10 +33,12 @@ from studies.storage import (
     BufferedEpochStore,
     Checkpoints,
     DatabaseArtifactStore,
+    Target,
     WorkerStorage,
     chain_root,
     check_code,
     create_engine,
+    is_warm_start,
     load_study,
     open_worker_storage,
     stored_spec,
@@ -139,6 +141,10 @@ class _Worker:
         self.budget = Budget(self.engine, self.study_id)
         self.budget.ensure(self.study)
         self.stale.on_dropped = lambda _trial: self.budget.release()
+        self.target = None
+        if self.spec.target:
+            [(metric, value)] = self.spec.target.items()
+            self.target = Target(self.engine, self.study_id, metric, value)
         self.checkpoints = Checkpoints(
             self.engine,
             self.study_id,
@@ -155,6 +161,7 @@ class _Worker:
                 *options.finishers,
             ],
             checkpoints=self.checkpoints.for_trial if options.checkpoints else None,
+            target=self.target,
         )
         self.summary = WorkerSummary()
 
@@ -188,8 +195,11 @@ class _Worker:
 
     # 1. Which trial next: a new one within the budget, or one re-queued.
     def _next_trial(self) -> optuna.Trial | None:
-        """A trial to run; None when the budget is spent and no trial may be re-queued."""
+        """A trial to run; None when the budget is spent and no trial may be re-queued, or
+        when an epoch reached the study's target."""
         while not self.stop.is_set():
+            if self.target is not None and self.target.reached() is not None:
+                return None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)  # re-queues dead workers' trials
@@ -198,8 +208,11 @@ class _Worker:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = self.study.ask()  # a re-queued trial first, else a new one
-                if self._frozen(trial).system_attrs.get("failed_trial") is not None:
-                    self.budget.release()  # a retry carries its original's slot; ours was extra
+                frozen = self._frozen(trial)
+                if frozen.system_attrs.get("failed_trial") is not None or is_warm_start(frozen):
+                    # A retry or a warm start waited with its slot already claimed: ours
+                    # was one too many.
+                    self.budget.release()
                 return trial
             waiting = self._pop_waiting()
             if waiting is not None:

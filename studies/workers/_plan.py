@@ -1,0 +1,182 @@
+"""`hpstudy plan`: what fits in a time budget, from a probe epoch timed on this machine.
+
+The probe trains one sample of the space (what a first trial would train) on a share of the
+training set with the thread count each worker would get, and scales the time to a whole
+epoch. From it: the epochs the budget holds over all workers, and how many trials that makes
+without pruning and with the spec's pruner, whose expected epochs per trial follow from its
+settings (successive halving: a trial stopped at rung k trained min_resource * eta^k + 1
+epochs, and about eta^-k of the trials reach rung k).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from studies.spec import StudySpec
+from studies.workers._preflight import one_sample
+from studies.workers._runner import threads_per_worker
+
+STARTUP = 15.0  # seconds a worker process needs before its first epoch (imports, data)
+PROBE_SHARE = 0.2  # share of the training set the probe epoch trains on (at least 50 batches)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What fits in a budget."""
+
+    epoch_seconds: float  # one epoch of the probed config, per worker
+    threads: int  # torch threads per worker
+    budget: float  # seconds
+    workers: int
+    epochs: int  # epochs the budget holds over all workers
+    max_epochs: int  # the spec's epochs per trial
+    epochs_per_trial: float  # expected with the spec's pruner
+    pruner: str
+
+    @property
+    def trials_unpruned(self) -> int:
+        return int(self.epochs // self.max_epochs)
+
+    @property
+    def trials(self) -> int:
+        return int(self.epochs // self.epochs_per_trial)
+
+    def minutes_for(self, trials: int) -> float:
+        epochs = trials * self.epochs_per_trial
+        return (epochs * self.epoch_seconds / self.workers + STARTUP) / 60
+
+    def lines(self, spec: StudySpec) -> list[str]:
+        out = [
+            f"a probe epoch of '{spec.name}' ({spec.train.dataset}, model {spec.train.model}) "
+            f"takes about {self.epoch_seconds:.1f} s with {self.threads} torch thread(s) per "
+            f"worker",
+            f"{_duration(self.budget)} x {self.workers} worker(s) hold about {self.epochs} "
+            f"epochs: {self.trials_unpruned} trials of {self.max_epochs} epochs without pruning, "
+            f"about {self.trials} with {self.pruner} ({self.epochs_per_trial:.1f} epochs a trial "
+            f"on average)",
+        ]
+        if spec.n_trials:
+            out.append(
+                f"the spec's {spec.n_trials} trials need about "
+                f"{self.minutes_for(spec.n_trials):.0f} min with {self.workers} worker(s)"
+            )
+        advice = pruner_advice(spec.pruner, self.max_epochs, self.trials_unpruned)
+        if advice:
+            out.append(advice)
+        return out
+
+
+def plan(spec: StudySpec, *, budget: float, workers: int) -> Plan:
+    """Times a probe epoch here and says what `budget` seconds with `workers` workers hold."""
+    threads = threads_per_worker(workers)
+    seconds = probe_epoch(spec, threads=threads)
+    usable = max(0.0, budget - STARTUP) * workers
+    epochs = int(usable // seconds)
+    return Plan(
+        epoch_seconds=seconds,
+        threads=threads,
+        budget=budget,
+        workers=workers,
+        epochs=epochs,
+        max_epochs=spec.train.epochs,
+        epochs_per_trial=expected_epochs(spec.pruner, spec.train.epochs),
+        pruner=describe_pruner(spec.pruner),
+    )
+
+
+def probe_epoch(spec: StudySpec, *, threads: int) -> float:
+    """Seconds one whole epoch of a sampled config takes, scaled from a timed share of one."""
+    import torch
+
+    from trainer import fit, load_data
+
+    config = one_sample(spec)
+    data = load_data(config, search_path=spec.search_path)
+    full = len(data.y_train)
+    share = min(full, max(50 * config.batch_size, int(full * PROBE_SHARE)))
+    probe = config.replace(epochs=1, patience=0, train_size=share)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fit(probe, load_data(probe, search_path=spec.search_path), search_path=spec.search_path)
+        started = time.perf_counter()
+        fit(probe, load_data(probe, search_path=spec.search_path), search_path=spec.search_path)
+        seconds = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(before)
+    return seconds * full / share
+
+
+def expected_epochs(pruner: Mapping[str, Any], max_epochs: int) -> float:
+    """Epochs a trial trains on average under `pruner` (the spec's entry), roughly."""
+    name = pruner.get("name")
+    if name in ("successive_halving", "hyperband"):
+        eta = int(pruner.get("reduction_factor", 4 if name == "successive_halving" else 3))
+        low = pruner.get("min_resource", 1)
+        low = 1 if not isinstance(low, int) else low
+        return _halving_epochs(max_epochs, low, eta)
+    if name in ("median", "percentile"):
+        # Half the trials stopped just after the warm-up, once the first few have finished.
+        warmup = int(pruner.get("n_warmup_steps", 0)) + 1
+        return (max_epochs + min(max_epochs, warmup + 1)) / 2
+    return float(max_epochs)
+
+
+def _halving_epochs(max_epochs: int, low: int, eta: int) -> float:
+    expected, reach = 0.0, 1.0
+    rung = 0
+    while True:
+        step = low * eta**rung  # the epoch index at which rung `rung` decides
+        if step >= max_epochs - 1:
+            return expected + reach * max_epochs
+        stop = reach * (1 - 1 / eta)  # stopped at this rung
+        expected += stop * (step + 1)
+        reach /= eta
+        rung += 1
+
+
+def describe_pruner(pruner: Mapping[str, Any]) -> str:
+    settings = ", ".join(f"{k} {v}" for k, v in pruner.items() if k != "name")
+    return f"the {pruner.get('name')} pruner" + (f" ({settings})" if settings else "")
+
+
+def pruner_advice(pruner: Mapping[str, Any], max_epochs: int, trials_unpruned: int) -> str:
+    """A settings hint when the budget is tight for the spec's pruner."""
+    name = pruner.get("name")
+    if trials_unpruned < 10 and name not in ("successive_halving", "hyperband"):
+        return (
+            "advice: fewer than 10 unpruned trials fit; asynchronous successive halving stops "
+            "hopeless trials after their first epochs from the second trial on: pruner = "
+            '{ name = "successive_halving", min_resource = 1, reduction_factor = 3 }'
+        )
+    if name == "successive_halving" and pruner.get("min_resource", "auto") == "auto":
+        return (
+            "advice: min_resource 'auto' waits for a finished trial before pruning anything; "
+            "min_resource = 1 prunes from the second trial on"
+        )
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def parse_budget(text: str) -> float:
+    """Seconds from '30m', '1.5h', '90s' or a bare number of seconds.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    factor = units.get(text[-1:])
+    number = text[:-1] if factor else text
+    value = float(number) * (factor or 1)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(text)
+    return value

@@ -18,6 +18,7 @@ from trainer._config import (
     BUILTIN_DATASETS,
     MAXIMIZED,
     MONITORS,
+    OPTIMIZER_NAMES,
     TASK_METRICS,
     TASKS,
     ConfigError,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
         weight_layers,
     )
     from trainer._init import INIT_SCHEMES, fans, initialize
+    from trainer._lr_range import LRRange, lr_range_test, propose_bounds
     from trainer._models import ACTIVATIONS, build_model, check_model
     from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule
 
@@ -61,6 +63,7 @@ _TORCH_MODULES = (
     "trainer._evaluate",
     "trainer._fit",
     "trainer._init",
+    "trainer._lr_range",
     "trainer._models",
     "trainer._optim",
 )
@@ -84,6 +87,7 @@ __all__ = [
     "MAXIMIZED",
     "MONITORS",
     "OPTIMIZERS",
+    "OPTIMIZER_NAMES",
     "SCHEDULES",
     "TASKS",
     "TASK_METRICS",
@@ -97,6 +101,7 @@ __all__ = [
     "Evaluation",
     "FileCheckpoint",
     "FitResult",
+    "LRRange",
     "ModelArgs",
     "TrainConfig",
     "UserCodeError",
@@ -114,10 +119,12 @@ __all__ = [
     "load_data",
     "load_factory",
     "load_loader",
+    "lr_range_test",
     "make_optimizer",
     "make_schedule",
     "metric_direction",
     "parse_reference",
+    "propose_bounds",
     "read_arrays",
     "read_config_file",
     "resolve_data_path",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from studies.analysis._curves import plot_learning_curves
+from studies.analysis._curves import plot_learning_curves, plot_lr_ranges
 from studies.analysis._diagnosis import (
     LABELS,
     Diagnosis,
@@ -20,4 +20,5 @@ __all__ = [
     "diagnose",
     "epoch_scores",
     "plot_learning_curves",
+    "plot_lr_ranges",
 ]

@@ -88,3 +88,45 @@ def _finite(value: Any) -> float:
         return math.nan
     value = float(value)
     return value if math.isfinite(value) else math.nan
+
+
+def plot_lr_ranges(ranges: Mapping[str, Mapping[str, Any]], *, title: str = "") -> bytes:
+    """A PNG of learning-rate range tests: smoothed training loss against the learning rate
+    (log axis), one line per optimiser, its proposed search bounds shaded.
+
+    Args:
+        ranges: optimiser name -> `LRRange.to_dict()` (lrs, losses, low, high, ...).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 4.2), dpi=100)
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=0.09, right=0.98, bottom=0.13, top=0.9)
+    axes = figure.subplots()
+    tops = []
+    for index, (name, found) in enumerate(ranges.items()):
+        color = f"C{index}"
+        lrs, losses = list(found["lrs"]), [_finite(v) for v in found["losses"]]
+        axes.plot(
+            lrs,
+            losses,
+            color=color,
+            label=f"{name}: search [{found['low']:.2g}, {found['high']:.2g}]",
+        )
+        axes.axvspan(found["low"], found["high"], color=color, alpha=0.08)
+        finite = [v for v in losses if not math.isnan(v)]
+        if finite:
+            tops.append(finite[0])
+    axes.set_xscale("log")
+    axes.set_xlabel("learning rate")
+    axes.set_ylabel("training loss (smoothed)")
+    if tops:  # the diverging tail would squash the useful part of the curves
+        axes.set_ylim(top=1.5 * max(tops))
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize="small")
+    if title:
+        figure.suptitle(title, fontsize="medium")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

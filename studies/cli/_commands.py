@@ -131,6 +131,23 @@ def plan_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def lr_range_command(args: argparse.Namespace) -> int:
+    from studies.analysis import plot_lr_ranges
+    from studies.results import check_output
+    from studies.workers import run_range_tests
+
+    _quiet_optuna()
+    if args.steps < 20:
+        raise StudyError(f"--steps must be at least 20, got {args.steps}")
+    path = check_output(args.output, (".png",))
+    spec = load_spec(args.spec)
+    ranges = run_range_tests(spec, steps=args.steps)
+    found = {name: r.to_dict() for name, r in ranges.items()}
+    path.write_bytes(plot_lr_ranges(found, title=f"learning-rate range test: {spec.name}"))
+    print(f"wrote {path}; to search inside these bounds, set auto = true in [space.lr]")
+    return 0
+
+
 def worker_command(args: argparse.Namespace) -> int:
     import logging
     import warnings

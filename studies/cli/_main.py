@@ -137,6 +137,23 @@ class Plan(Command):
         return plan_command(args)
 
 
+class LRRangeCommand(Command):
+    name = "lr-range"
+    help = "learning-rate range test per optimiser: loss against lr, and bounds to search"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("spec", help="a built-in spec (hpstudy specs) or a .toml path")
+        parser.add_argument(
+            "-o", "--output", default="lr-range.png", help="the picture (default: lr-range.png)"
+        )
+        parser.add_argument("--steps", type=int, default=300, help="steps per optimiser")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies.cli._commands import lr_range_command
+
+        return lr_range_command(args)
+
+
 class Worker(Command):
     name = "worker"
     help = "join an existing study as one more worker (from any machine reaching its database)"
@@ -335,6 +352,7 @@ class Report(Command):
 COMMANDS: list[Command] = [
     Run(),
     Plan(),
+    LRRangeCommand(),
     Worker(),
     Copy(),
     Status(),

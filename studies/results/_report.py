@@ -18,10 +18,11 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError
-from studies.analysis import Diagnosis, plot_learning_curves
+from studies.analysis import Diagnosis, plot_learning_curves, plot_lr_ranges
 from studies.results._files import check_output
 from studies.results._read import FINISHED, OpenStudy, open_study
 from studies.storage import TrialAttrs, best_trial, finished_trials, redact
+from studies.workers import RANGE_ATTR
 
 SUFFIXES = (".html", ".htm")
 TOP_TRIALS = 4  # learning curves shown, best first
@@ -86,6 +87,7 @@ def render_report(opened: OpenStudy, *, top: int = TOP_TRIALS) -> str:
             continue
         parts.append(figure.to_html(full_html=False, include_plotlyjs=False))
     parts.append(_curves_section(opened, finished_trials(study)[:top], metric))
+    parts.append(_lr_range_section(study))
     parts.append(_diagnosis_section(finished, metric))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -114,6 +116,21 @@ def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metr
             f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
         )
     return "\n".join(parts)
+
+
+def _lr_range_section(study: optuna.Study) -> str:
+    """The learning-rate range tests of an `auto` study, and the bounds it searched."""
+    ranges = study.user_attrs.get(RANGE_ATTR)
+    if not ranges:
+        return ""
+    png = plot_lr_ranges(ranges, title="learning-rate range test (loss against lr)")
+    bounds = "; ".join(f"{name} [{r['low']:.3g}, {r['high']:.3g}]" for name, r in ranges.items())
+    return (
+        "<h2>Learning-rate range test</h2>"
+        f"<p>The study searched the learning rate inside these bounds: {_e(bounds)}.</p>"
+        f"<img id='lr-range' alt='learning-rate range test' "
+        f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+    )
 
 
 def _diagnosis_section(trials: list[optuna.trial.FrozenTrial], metric: str) -> str:

@@ -19,7 +19,7 @@ import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from search_space import SearchSpace, SpaceError, encode_point
+from search_space import Float, SearchSpace, SpaceError, encode_point
 from studies._errors import StudyError, did_you_mean
 from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
 from trainer import (
@@ -36,6 +36,7 @@ from trainer import (
 from trainer import resolve_data_path as _resolve
 
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
+AUTO_LR = (1e-6, 1.0)  # what `[space.lr] auto = true` may propose, unless low/high say
 # Each metric a study can optimise, with its direction; which ones a task records is
 # trainer.TASK_METRICS (accuracy for classification, RMSE and R² for regression).
 METRICS = {name: metric_direction(name) for name in MONITORS}
@@ -92,10 +93,20 @@ class StudySpec:
     enqueue: tuple[dict[str, Any], ...] = ()
     # Stop starting trials once a finished epoch reaches this: {metric: value}.
     target: dict[str, float] | None = None
+    # [space.lr] auto = true: search lr inside bounds a range test proposes, per optimiser.
+    lr_auto: bool = False
 
     @property
     def direction(self) -> str:
         return METRICS[self.metric]
+
+    @property
+    def lr_bounds(self) -> tuple[float, float]:
+        """The [low, high] of the space's `lr` (with `auto`: what the range test may propose)."""
+        lr = self.space.get("lr")
+        if not isinstance(lr, Float):
+            return AUTO_LR
+        return float(lr.low), float(lr.high)
 
     @property
     def search_path(self) -> tuple[str, ...]:
@@ -124,7 +135,10 @@ class StudySpec:
             study["enqueue"] = [dict(point) for point in self.enqueue]
         if self.target:
             study["target"] = dict(self.target)
-        return {"study": study, "train": self.train.to_dict(), "space": self.space.to_dict()}
+        space = self.space.to_dict()
+        if self.lr_auto:
+            space["lr"] = {**space["lr"], "auto": True}
+        return {"study": study, "train": self.train.to_dict(), "space": space}
 
     def replace(self, **changes: Any) -> StudySpec:
         return dataclasses.replace(self, **changes)
@@ -141,7 +155,8 @@ class StudySpec:
         tables = _tables(data, problems)
         study = _StudyTable.read(tables["study"], problems)
         train = _read_train(tables["train"], tables["space"], study.metric, problems)
-        space = _read_space(tables["space"], problems)
+        space_table, lr_auto = _auto_lr(tables["space"], problems)
+        space = _read_space(space_table, problems)
         # 2. What only the tables together can tell.
         if space is not None and study.sampler.get("name") == "grid":
             problems += _grid_problems(space, study.n_trials)
@@ -152,7 +167,7 @@ class StudySpec:
             problems += _check_samples(train, space)
         if problems or train is None or space is None:
             raise SpecError(problems, source=source)
-        return cls(**study.fields(), train=train, space=space, source=source)
+        return cls(**study.fields(), train=train, space=space, source=source, lr_auto=lr_auto)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,6 +342,27 @@ def _read_train(
     except ConfigError as exc:
         problems += [_train_problem(p) for p in exc.problems]
         return None
+
+
+def _auto_lr(space: dict[str, Any], problems: list[str]) -> tuple[dict[str, Any], bool]:
+    """`[space.lr] auto = true` taken out of the table the search space reads."""
+    lr = space.get("lr")
+    if not isinstance(lr, dict) or "auto" not in lr:
+        return space, False
+    auto = lr["auto"]
+    if not isinstance(auto, bool):
+        problems.append(f"space.lr.auto: true or false, got {auto!r}")
+        return space, False
+    table = {k: v for k, v in lr.items() if k != "auto"}
+    if auto:
+        extra = sorted(set(table) - {"low", "high", "log", "type", "when"})
+        if extra:
+            problems.append(
+                f"space.lr: with auto = true the range test chooses the bounds; "
+                f"{', '.join(extra)} cannot be set (low and high bound what it may propose)"
+            )
+        table = {"low": AUTO_LR[0], "high": AUTO_LR[1], **table, "log": True}
+    return {**space, "lr": table}, auto
 
 
 def _read_space(values: dict[str, Any], problems: list[str]) -> SearchSpace | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from studies.workers._lr_auto import RANGE_ATTR, run_range_tests, searched_space
 from studies.workers._progress import Counts, count, progress_line
 from studies.workers._recovery import MAX_RETRY, RequeueStale, recover_dead_workers, requeue
 from studies.workers._signals import Interrupted, Stop
@@ -64,6 +65,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CURVES_FILENAME",
     "MAX_RETRY",
+    "RANGE_ATTR",
     "Counts",
     "Interrupted",
     "Objective",
@@ -81,8 +83,10 @@ __all__ = [
     "progress_line",
     "recover_dead_workers",
     "requeue",
+    "run_range_tests",
     "run_study",
     "run_worker",
+    "searched_space",
     "store_diagnosis",
     "threads_per_worker",
     "trial_note",

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import optuna
 
 import trainer
-from search_space import nest, suggest
+from search_space import SearchSpace, nest, suggest
 from studies.analysis import chance_loss, diagnose
 from studies.spec import StudySpec
 from studies.storage import EpochStore, Target, TrialAttrs, chain_root, write_attrs
+from studies.workers._lr_auto import as_config_params
 
 if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not on import
     from trainer import CheckpointStore, Data, EpochResult, TrainConfig
@@ -86,9 +87,11 @@ class Objective:
         finishers: Sequence[TrialFinisher] = (),
         checkpoints: CheckpointFactory | None = None,
         target: Target | None = None,
+        space: SearchSpace | None = None,
     ) -> None:
         self.spec = spec
         self.target = target
+        self.space = spec.space if space is None else space  # with auto lr: lr per optimiser
         self.store = store
         self.storage = storage
         self.study_id = storage.get_study_id_from_name(spec.name)
@@ -99,7 +102,7 @@ class Objective:
     def config(self, trial: optuna.Trial, root: int) -> TrainConfig:
         """The trial's complete config: the spec's base, the sampled values, its chain's seed."""
         base = self.spec.train.to_dict()
-        params = nest(suggest(trial, self.spec.space, base=base), base=base)
+        params = as_config_params(nest(suggest(trial, self.space, base=base), base=base))
         return self.spec.train.replace(**params, seed=trial_seed(self.spec.seed, root))
 
     def data(self, config: TrainConfig) -> Data:

@@ -40,6 +40,7 @@ from studies.storage import (
     store_heartbeat,
     stored_heartbeat,
 )
+from studies.workers._lr_auto import ensure_ranges
 from studies.workers._preflight import Code, preflight
 from studies.workers._progress import count, format_duration, progress_line
 from studies.workers._recovery import MAX_RETRY, recover_dead_workers
@@ -155,6 +156,7 @@ def run_study(
             describe_reached(reached, started=_study_start(study)) + "; raise study.target to go on"
         )
         return study
+    ensure_ranges(spec, study, echo=echo)  # [space.lr] auto = true: once per study
     if spec.timeout is not None:
         from studies.workers._plan import plan  # a probe epoch: torch, seconds
 

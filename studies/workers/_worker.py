@@ -45,6 +45,7 @@ from studies.storage import (
     write_attrs,
 )
 from studies.storage._checkpoints import MIN_INTERVAL
+from studies.workers._lr_auto import searched_space, stored_ranges
 from studies.workers._objective import Objective, TrialFinisher, store_diagnosis
 from studies.workers._preflight import user_code
 from studies.workers._publish import TrialPublisher
@@ -162,6 +163,7 @@ class _Worker:
             ],
             checkpoints=self.checkpoints.for_trial if options.checkpoints else None,
             target=self.target,
+            space=searched_space(self.spec, stored_ranges(self.study)),
         )
         self.summary = WorkerSummary()
 

@@ -1,0 +1,295 @@
+"""Time to the first 98% MNIST dev accuracy: hpstudy against plain-Optuna searches, many seeds.
+
+For each seed, with the same budget and two worker processes per side (one torch thread
+each), one after the other on this machine:
+
+- `hpstudy`: `hpstudy run mnist-mlp --workers 2 --seed S` (the built-in spec as it ships);
+- `hpstudy-auto-lr`: the same spec with `[space.lr] auto = true`
+  (benchmarks/mnist-mlp-auto-lr.toml), its range tests included in its time;
+- `baseline`: the Optuna-examples way (benchmarks/baseline_optuna.py: DataLoader, TPE, median
+  pruner), the same space, epoch cap, batch size and dev split;
+- `plain+trainer`: plain Optuna around hpstudy's trainer with TPE + Hyperband
+  (benchmarks/plain_optuna_trainer.py).
+
+Each side's clock starts when its processes are launched; it stops at the first epoch with
+dev accuracy >= 0.98 (the side is then stopped, to save machine time) or at the budget (then
+the time is reported as "more than the budget"). Results are saved after every side, so an
+interrupted run resumes where it stopped.
+
+    .venv/bin/python benchmarks/time_to_target.py --seeds 0 1 2 3 4 --budget 720
+    .venv/bin/python benchmarks/time_to_target.py --summary   # tables and the picture only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TARGET = 0.98
+SIDES = ("hpstudy", "hpstudy-auto-lr", "baseline", "plain+trainer")
+RESULTS = ROOT / "benchmarks" / "time_to_target.json"
+PICTURE = ROOT / "benchmarks" / "time_to_target.png"
+POLL = 2.0
+
+
+def env() -> dict[str, str]:
+    return dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        HPSTUDY_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
+
+
+def launch(side: str, seed: int, work: Path) -> tuple[list[subprocess.Popen[bytes]], Any]:
+    """Starts a side's processes; returns them and a function that reads its epochs so far."""
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def popen(command: list[str], name: str) -> subprocess.Popen[bytes]:
+        out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    if side.startswith("hpstudy"):
+        spec = "mnist-mlp" if side == "hpstudy" else str(ROOT / "benchmarks/mnist-mlp-auto-lr.toml")
+        url = f"sqlite:///{work / 'study.db'}"
+        command = [
+            str(BIN / "hpstudy"),
+            "run",
+            spec,
+            "--workers",
+            "2",
+            "--storage",
+            url,
+            "--name",
+            side,
+            "--n-trials",
+            "100000",
+            "--seed",
+            str(seed),
+        ]
+        command += ["--set", f"data_dir={ROOT / 'data'}"]
+        return [popen(command, side)], lambda: _epochs_in_db(work / "study.db")
+    script = "baseline_optuna.py" if side == "baseline" else "plain_optuna_trainer.py"
+    url = f"sqlite:///{work / 'study.db'}"
+    processes = []
+    for index in range(2):
+        command = [
+            sys.executable,
+            str(ROOT / "benchmarks" / script),
+            "--storage",
+            url,
+            "--timeout",
+            "100000",
+            "--seed",
+            str(2 * seed + index),
+            "--log",
+            str(work / f"epochs-{index}.jsonl"),
+            "--data-dir",
+            str(ROOT / "data"),
+        ]
+        if side == "baseline":
+            _create(url)
+        processes.append(popen(command, f"{side}-{index}"))
+    return processes, lambda: _epochs_in_logs(work)
+
+
+def _create(url: str) -> None:
+    import optuna
+
+    optuna.create_study(
+        study_name="baseline", storage=url, direction="minimize", load_if_exists=True
+    )
+
+
+def _epochs_in_db(path: Path) -> list[tuple[float, float]]:
+    if not path.exists():
+        return []
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("hpstudy_epochs"):
+                return []
+            rows = connection.execute(
+                sa.text("SELECT finished_at, dev_accuracy FROM hpstudy_epochs")
+            ).all()
+    except sa.exc.OperationalError:
+        return []
+    finally:
+        engine.dispose()
+    return [(float(t), float(a or 0.0)) for t, a in rows]
+
+
+def _epochs_in_logs(work: Path) -> list[tuple[float, float]]:
+    points = []
+    for path in work.glob("epochs-*.jsonl"):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line being written
+            points.append((record["time"], float(record["dev_accuracy"])))
+    return points
+
+
+def stop(processes: list[subprocess.Popen[bytes]], work: Path) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    # hpstudy's workers run in sessions of their own (the runner stops them on SIGTERM);
+    # any left after a SIGKILL name this side's database on their command line
+    subprocess.run(["pkill", "-f", str(work / "study.db")], check=False)
+
+
+def measure(side: str, seed: int, budget: float, work: Path) -> dict[str, Any]:
+    start = time.time()
+    load = os.getloadavg()[0]
+    processes, epochs = launch(side, seed, work)
+    reached = None
+    try:
+        while time.time() - start < budget:
+            time.sleep(POLL)
+            hits = [t for t, a in epochs() if a >= TARGET]
+            if hits:
+                reached = (min(hits) - start) / 60
+                break
+            if all(p.poll() is not None for p in processes):
+                break
+    finally:
+        stop(processes, work)
+    points = sorted(epochs())
+    best, curve = 0.0, []
+    for when, accuracy in points:
+        if accuracy > best:
+            best = accuracy
+            curve.append(((when - start) / 60, best))
+    return {
+        "side": side,
+        "seed": seed,
+        "budget_minutes": budget / 60,
+        "minutes_to_target": reached,
+        "epochs": len(points),
+        "best_dev_accuracy": best,
+        "curve": curve,
+        "load_before": round(load, 1),
+    }
+
+
+def summary(results: list[dict[str, Any]]) -> str:
+    sides = [s for s in SIDES if any(r["side"] == s for r in results)]
+    seeds = sorted({r["seed"] for r in results})
+
+    def cell(run: dict[str, Any] | None) -> str:
+        if run is None:
+            return "-"
+        if run["minutes_to_target"] is None:
+            return f"> {run['budget_minutes']:.0f}"
+        return f"{run['minutes_to_target']:.2f}"
+
+    def find(side: str, seed: int) -> dict[str, Any] | None:
+        return next((r for r in results if r["side"] == side and r["seed"] == seed), None)
+
+    lines = ["| seed | " + " | ".join(sides) + " |", "|---:|" + "---:|" * len(sides)]
+    for seed in seeds:
+        lines.append(f"| {seed} | " + " | ".join(cell(find(s, seed)) for s in sides) + " |")
+    lines += [
+        "",
+        "| ratio (minutes of the other side / hpstudy's) | per seed | median |",
+        "|---|---|---:|",
+    ]
+    for other in sides:
+        if other == "hpstudy":
+            continue
+        ratios = []
+        for seed in seeds:
+            mine, theirs = find("hpstudy", seed), find(other, seed)
+            if mine is None or theirs is None or mine["minutes_to_target"] is None:
+                continue
+            minutes = theirs["minutes_to_target"] or theirs["budget_minutes"]  # a lower bound
+            bound = "" if theirs["minutes_to_target"] else ">="
+            ratios.append((minutes / mine["minutes_to_target"], bound))
+        shown = ", ".join(f"{b}{r:.2f}" for r, b in ratios)
+        median = statistics.median(r for r, _ in ratios) if ratios else float("nan")
+        lines.append(f"| {other} / hpstudy | {shown} | {median:.2f} |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    colors = {side: f"C{i}" for i, side in enumerate(SIDES)}
+    for run in results:
+        if not run["curve"]:
+            continue
+        x = [m for m, _ in run["curve"]] + [run["budget_minutes"]]
+        y = [a for _, a in run["curve"]] + [run["curve"][-1][1]]
+        label = run["side"] if run["seed"] == min(r["seed"] for r in results) else None
+        axes.step(x, y, where="post", color=colors[run["side"]], alpha=0.7, label=label)
+    axes.axhline(TARGET, color="grey", linestyle="--", linewidth=1)
+    axes.set_ylim(0.95, 0.99)
+    axes.set_xlabel("minutes since start")
+    axes.set_ylabel("best dev accuracy so far")
+    axes.set_title("MNIST MLP search, 2 workers: every seed of every side")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.savefig(PICTURE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument("--budget", type=float, default=720, help="seconds per side and seed")
+    parser.add_argument("--work", default="/tmp/time_to_target")
+    parser.add_argument("--summary", action="store_true", help="only print and draw")
+    args = parser.parse_args()
+    results: list[dict[str, Any]] = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    if not args.summary:
+        for seed in args.seeds:
+            for side in args.sides:
+                if any(r["side"] == side and r["seed"] == seed for r in results):
+                    continue
+                work = Path(args.work) / f"{side}-{seed}"
+                subprocess.run(["rm", "-rf", str(work)], check=True)
+                work.mkdir(parents=True)
+                run = measure(side, seed, args.budget, work)
+                print(json.dumps({k: v for k, v in run.items() if k != "curve"}), flush=True)
+                results.append(run)
+                RESULTS.write_text(json.dumps(results, indent=1))
+    print(summary(results))
+    plot(results)
+
+
+if __name__ == "__main__":
+    main()

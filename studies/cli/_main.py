@@ -300,17 +300,32 @@ class Export(Command):
             help="the file, .toml, .json or .yaml (default: best.toml)",
         )
         parser.add_argument("--trial", type=int, help="export trial N instead of the best")
+        parser.add_argument(
+            "--weights",
+            metavar="FILE.pt",
+            help="also write the trial's trained best-epoch weights (kept for the best trials)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from studies.results import export_best
 
         path, about = export_best(
-            args.study, url=args.storage, output=args.output, number=args.trial
+            args.study,
+            url=args.storage,
+            output=args.output,
+            number=args.trial,
+            weights=args.weights,
         )
         value = about.get("value")
         shown = "" if value is None else f", {about['metric']} {value:.4f}"
         print(f"wrote {path}: trial {about['trial']} of '{about['study']}'{shown}")
-        print(f"train it again and score the test set: hpstudy train {path} --test")
+        if args.weights:
+            print(f"wrote {args.weights}: its trained weights")
+            print(
+                f"score them on the test set: hpstudy train {path} --weights {args.weights} --test"
+            )
+        else:
+            print(f"train it again and score the test set: hpstudy train {path} --test")
         return 0
 
 

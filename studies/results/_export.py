@@ -11,6 +11,7 @@ train` applies again. `TrainConfig.load` reads `[train]` only, so
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import platform
@@ -21,11 +22,19 @@ import optuna
 
 from studies._errors import StudyError
 from studies.results._files import check_output
-from studies.results._read import open_study, trial_config
-from studies.storage import SPEC_ATTR, TrialAttrs, best_trial, redact
+from studies.results._read import OpenStudy, open_study, trial_config
+from studies.storage import (
+    SPEC_ATTR,
+    TrialAttrs,
+    WeightStore,
+    best_trial,
+    create_engine,
+    redact,
+)
 from trainer import DataUnavailableError, TrainConfig, load_data
 
 SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+WEIGHT_SUFFIXES = (".pt", ".pth")
 PACKAGES = ("hpstudy", "torch", "optuna", "numpy")  # versions recorded, besides Python's
 
 
@@ -88,7 +97,13 @@ def provenance(
 
 
 def export_trial(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, path: str | Path, *, url: str = ""
+    study: optuna.Study,
+    trial: optuna.trial.FrozenTrial,
+    path: str | Path,
+    *,
+    url: str = "",
+    weights: str | Path | None = None,
+    blob: bytes | None = None,
 ) -> dict[str, Any]:
     """Writes the trial's config and provenance to `path` (.toml, .json or .yaml).
 
@@ -101,6 +116,12 @@ def export_trial(
     path = check_output(path, SUFFIXES)
     config = trial_config(trial)
     about = provenance(study, trial, config, url=url)
+    if weights is not None and blob is not None:
+        try:
+            Path(weights).write_bytes(blob)
+        except OSError as exc:
+            raise StudyError(f"cannot write '{weights}': {exc.strerror or exc}") from None
+        about["weights"] = {"file": str(weights), "sha256": hashlib.sha256(blob).hexdigest()}
     extra: dict[str, Any] = {"provenance": about}
     stats = TrialAttrs.of(trial).standardization
     if stats:  # the training split's feature statistics: train and reproduce apply them
@@ -120,17 +141,51 @@ def export_best(
     url: str | None = None,
     output: str | Path = "best.toml",
     number: int | None = None,
+    weights: str | Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Exports the best complete trial of study `name`, or its trial `number`.
+
+    Args:
+        weights: also write the trial's kept best-epoch weights (a state dict) to this file,
+            and name it in the provenance.
 
     Returns:
         The file written and its provenance.
 
     Raises:
-        StudyError: for an unknown study or trial, a study with no finished trial, or an
-            output path that cannot be written.
+        StudyError: for an unknown study or trial, a study with no finished trial, an output
+            path that cannot be written, or a trial whose weights were not kept.
     """
     check_output(output, SUFFIXES)
+    if weights is not None:
+        check_output(weights, WEIGHT_SUFFIXES)
     opened = open_study(name, url)
     trial = best_trial(opened.study, number)
-    return Path(output), export_trial(opened.study, trial, output, url=opened.url)
+    blob = None if weights is None else kept_weights(opened, trial.number)
+    about = export_trial(opened.study, trial, output, url=opened.url, weights=weights, blob=blob)
+    return Path(output), about
+
+
+def kept_weights(opened: OpenStudy, number: int) -> bytes:
+    """A trial's kept weights.
+
+    Raises:
+        StudyError: when they were not kept, naming the trials whose weights were.
+    """
+    engine = create_engine(opened.url)
+    try:
+        study_id = opened.storage.get_study_id_from_name(opened.study.study_name)
+        maximize = opened.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        store = WeightStore(engine, opened.storage, study_id, maximize=maximize)
+        blob = store.read(number)
+        kept = [trial for trial, _ in store.kept()]
+    finally:
+        engine.dispose()
+    if blob is None:
+        raise StudyError(
+            f"trial {number} has no kept weights: a study keeps the best-epoch weights of its "
+            f"best complete trials (study.keep_weights); kept now: "
+            f"{', '.join(map(str, kept)) or 'none'}. Export one of those with --trial N, or "
+            f"train this trial's config again with hpstudy train"
+        )
+    return blob

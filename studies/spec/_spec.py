@@ -36,6 +36,7 @@ from trainer import (
 from trainer import resolve_data_path as _resolve
 
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
+KEEP_WEIGHTS = 3  # trials whose trained weights a study keeps, by default
 AUTO_LR = (1e-6, 1.0)  # what `[space.lr] auto = true` may propose, unless low/high say
 # Each metric a study can optimise, with its direction; which ones a task records is
 # trainer.TASK_METRICS (accuracy for classification, RMSE and R² for regression).
@@ -54,6 +55,7 @@ STUDY_KEYS = (
     "folder",
     "enqueue",
     "target",
+    "keep_weights",
 )
 # `TrainConfig` fields that hpstudy sets for every trial, so a spec may not.
 SET_BY_STUDY = {
@@ -95,6 +97,8 @@ class StudySpec:
     target: dict[str, float] | None = None
     # [space.lr] auto = true: search lr inside bounds a range test proposes, per optimiser.
     lr_auto: bool = False
+    # The best-epoch weights of the best this many complete trials stay in the database.
+    keep_weights: int = KEEP_WEIGHTS
 
     @property
     def direction(self) -> str:
@@ -135,6 +139,8 @@ class StudySpec:
             study["enqueue"] = [dict(point) for point in self.enqueue]
         if self.target:
             study["target"] = dict(self.target)
+        if self.keep_weights != KEEP_WEIGHTS:
+            study["keep_weights"] = self.keep_weights
         space = self.space.to_dict()
         if self.lr_auto:
             space["lr"] = {**space["lr"], "auto": True}
@@ -186,6 +192,7 @@ class _StudyTable:
     folder: Any
     enqueue: Any
     target: Any
+    keep_weights: Any
 
     @classmethod
     def read(cls, study: dict[str, Any], problems: list[str]) -> _StudyTable:
@@ -206,6 +213,7 @@ class _StudyTable:
             folder=study.get("folder", ""),
             enqueue=study.get("enqueue", []),
             target=study.get("target"),
+            keep_weights=study.get("keep_weights", KEEP_WEIGHTS),
         )
         problems += table.problems(study.get("direction"))
         return table
@@ -245,6 +253,11 @@ class _StudyTable:
                 'enqueue = [{ lr = 0.01, optimizer = "adam" }]'
             )
         found += _target_problems(self.target)
+        if not _is_int(self.keep_weights) or self.keep_weights < 0:
+            found.append(
+                f"study.keep_weights: how many trials' weights to keep (0 = none), a whole "
+                f"number >= 0; got {self.keep_weights!r}"
+            )
         found += check_sampler(self.sampler, prefix="study.sampler")
         found += check_pruner(self.pruner, prefix="study.pruner")
         return found
@@ -263,6 +276,7 @@ class _StudyTable:
             "description": str(self.description),
             "folder": str(self.folder),
             "enqueue": tuple(dict(point) for point in self.enqueue),
+            "keep_weights": int(self.keep_weights),
             "target": None
             if self.target is None
             else {str(k): float(v) for k, v in self.target.items()},

@@ -45,6 +45,7 @@ from studies.storage._urls import (
     require_database,
     sqlite_path,
 )
+from studies.storage._weights import KEEP, WeightStore, weights_filename
 from studies.storage._worker_storage import REFRESH, WorkerStorage
 from studies.storage._write_behind import FLUSH_INTERVAL, WriteBehind
 
@@ -53,6 +54,7 @@ __all__ = [
     "FLUSH_INTERVAL",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
+    "KEEP",
     "METADATA",
     "REFRESH",
     "SPEC_ATTR",
@@ -68,6 +70,7 @@ __all__ = [
     "Target",
     "TrialAttrs",
     "TrialCheckpoint",
+    "WeightStore",
     "WorkerStorage",
     "WriteBehind",
     "best_trial",
@@ -95,5 +98,6 @@ __all__ = [
     "stored_heartbeat",
     "stored_spec",
     "user_attrs_without_outcome",
+    "weights_filename",
     "write_attrs",
 ]

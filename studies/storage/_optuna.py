@@ -45,6 +45,9 @@ _NEEDED = (
     (models, "TrialUserAttributeModel"),
 )
 UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
+# The study/trial system attribute prefix of an artifact's metadata (optuna.artifacts and
+# optuna-dashboard both read it; the dashboard deletes an artifact by setting it to null).
+ARTIFACT_META_PREFIX = "artifacts:"
 
 
 def _release(version: str) -> tuple[int, int]:

@@ -9,7 +9,7 @@ after its worker died resumes on any machine that reaches the database.
 workers on several machines and the dashboard share them through the one database.
 `hpstudy_enqueued` records the known configurations put in a study's queue, so each is tried
 once however often the study is resumed; `hpstudy_target` records the first epoch that
-reached a study's target.
+reached a study's target; `hpstudy_weights` indexes the kept weights of the best trials.
 """
 
 from __future__ import annotations
@@ -78,6 +78,16 @@ TARGETS = sa.Table(
     sa.Column("trial", sa.Integer, nullable=False),  # the trial number
     sa.Column("epoch", sa.Integer, nullable=False),
     sa.Column("reached_at", sa.Float, nullable=False),  # Unix seconds
+)
+
+
+WEIGHTS = sa.Table(
+    "hpstudy_weights",
+    METADATA,
+    sa.Column("study_id", sa.Integer, primary_key=True),  # Optuna's studies.study_id
+    sa.Column("trial", sa.Integer, primary_key=True),  # the trial number
+    sa.Column("value", sa.Float, nullable=False),  # its objective value, to rank by
+    sa.Column("artifact_id", sa.String(64), nullable=False),  # the weights in hpstudy_artifacts
 )
 
 

@@ -17,7 +17,14 @@ import trainer
 from search_space import SearchSpace, nest, suggest
 from studies.analysis import chance_loss, diagnose
 from studies.spec import StudySpec
-from studies.storage import EpochStore, Target, TrialAttrs, chain_root, write_attrs
+from studies.storage import (
+    EpochStore,
+    Target,
+    TrialAttrs,
+    WeightStore,
+    chain_root,
+    write_attrs,
+)
 from studies.workers._lr_auto import as_config_params
 
 if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not on import
@@ -88,10 +95,12 @@ class Objective:
         checkpoints: CheckpointFactory | None = None,
         target: Target | None = None,
         space: SearchSpace | None = None,
+        weights: WeightStore | None = None,
     ) -> None:
         self.spec = spec
         self.target = target
         self.space = spec.space if space is None else space  # with auto lr: lr per optimiser
+        self.weights = weights  # where the best trials' trained weights are kept
         self.store = store
         self.storage = storage
         self.study_id = storage.get_study_id_from_name(spec.name)
@@ -158,7 +167,26 @@ class Objective:
             # A diverged run tells the sampler "bad region" through its reported epochs;
             # as a pruned trial it does not stop the study.
             raise optuna.TrialPruned(f"diverged at epoch {len(result.epochs) - 1}")
-        return best.metric(self.spec.metric)
+        value = best.metric(self.spec.metric)
+        self._keep_weights(trial, value, result.model)
+        return value
+
+    def _keep_weights(self, trial: optuna.Trial, value: float, model: Any) -> None:
+        """Offers the best epoch's weights to the study's store (kept if among the best)."""
+        if self.weights is None or self.spec.keep_weights < 1:
+            return
+        import io
+
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+        try:
+            self.weights.offer(
+                trial.study, trial.number, value, buffer.getvalue(), keep=self.spec.keep_weights
+            )
+        except Exception:  # weights that cannot be kept must not fail a trained trial
+            _log.warning("trial %d: its weights were not kept", trial.number, exc_info=True)
 
     def _finish(
         self, trial: optuna.Trial, config: TrainConfig, epochs: Sequence[EpochResult], reason: str

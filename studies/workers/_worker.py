@@ -34,6 +34,7 @@ from studies.storage import (
     Checkpoints,
     DatabaseArtifactStore,
     Target,
+    WeightStore,
     WorkerStorage,
     chain_root,
     check_code,
@@ -164,6 +165,12 @@ class _Worker:
             checkpoints=self.checkpoints.for_trial if options.checkpoints else None,
             target=self.target,
             space=searched_space(self.spec, stored_ranges(self.study)),
+            weights=WeightStore(
+                self.engine,
+                self.storage,
+                self.study_id,
+                maximize=self.spec.direction == "maximize",
+            ),
         )
         self.summary = WorkerSummary()
 

@@ -122,3 +122,9 @@ def test_create_trial_returns_the_trial_as_stored(rdb: optuna.storages.RDBStorag
     assert internals.trial_study_id(rdb, created._trial_id) == study_id
     with pytest.raises(KeyError):
         internals.trial_study_id(rdb, created._trial_id + 1)
+
+
+def test_the_artifact_metadata_prefix_is_optunas() -> None:
+    from optuna.artifacts import _upload
+
+    assert internals.ARTIFACT_META_PREFIX == _upload.ARTIFACTS_ATTR_PREFIX

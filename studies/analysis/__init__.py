@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from studies.analysis._ablation import CellRow, ablation_table, holm, mean_interval
 from studies.analysis._curves import plot_learning_curves, plot_lr_ranges
 from studies.analysis._diagnosis import (
     LABELS,
@@ -14,11 +15,15 @@ from studies.analysis._diagnosis import (
 
 __all__ = [
     "LABELS",
+    "CellRow",
     "Diagnosis",
     "Thresholds",
+    "ablation_table",
     "chance_loss",
     "diagnose",
     "epoch_scores",
+    "holm",
+    "mean_interval",
     "plot_learning_curves",
     "plot_lr_ranges",
 ]

@@ -148,6 +148,39 @@ def lr_range_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def ablate_command(args: argparse.Namespace) -> int:
+    from studies.results._ablation import ablation_rich_table, ablation_rows
+    from studies.workers import run_study
+    from studies.workers._ablate import ablation_spec
+
+    _quiet_optuna()
+    factors = [f.strip() for f in args.factors.split(",") if f.strip()]
+    base = load_spec(args.spec)
+    if args.storage:
+        base = base.replace(storage=args.storage)
+    spec = ablation_spec(base, factors, args.repeats)
+    console = _console()
+    cells = spec.n_trials or 0
+    console.print(
+        f"ablation of {', '.join(factors)} in '{base.name}': {cells // args.repeats} cells x "
+        f"{args.repeats} seeds = {cells} runs, as study '{spec.name}'",
+        highlight=False,
+    )
+    study = run_study(
+        spec, workers=args.workers, echo=lambda line: console.print(line, highlight=False)
+    )
+    rows = ablation_rows(study, factors)
+    console.print(ablation_rich_table(rows, factors, spec.metric))
+    worse = [r for r in rows if r.worse]
+    console.print(
+        f"{len(worse)} of {len(rows) - 1} cells are significantly worse than the best "
+        f"({', '.join(map(str, rows[0].cell))}) by a paired t-test over seeds, Holm-corrected "
+        f"at 5%; kept with the study (hpstudy report {spec.name})",
+        highlight=False,
+    )
+    return 0
+
+
 def worker_command(args: argparse.Namespace) -> int:
     import logging
     import warnings

@@ -154,6 +154,25 @@ class LRRangeCommand(Command):
         return lr_range_command(args)
 
 
+class Ablate(Command):
+    name = "ablate"
+    help = "run every combination of categorical factors with several seeds; a table with CIs"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("spec", help="a built-in spec (hpstudy specs) or a .toml path")
+        parser.add_argument(
+            "--factors", required=True, help="categorical parameters, e.g. init,activation"
+        )
+        parser.add_argument("--repeats", type=int, default=5, help="seeds per cell (default 5)")
+        parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+        add_storage_option(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies.cli._commands import ablate_command
+
+        return ablate_command(args)
+
+
 class Worker(Command):
     name = "worker"
     help = "join an existing study as one more worker (from any machine reaching its database)"
@@ -368,6 +387,7 @@ COMMANDS: list[Command] = [
     Run(),
     Plan(),
     LRRangeCommand(),
+    Ablate(),
     Worker(),
     Copy(),
     Status(),

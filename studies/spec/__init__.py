@@ -13,6 +13,7 @@ from studies.spec._samplers import (
 from studies.spec._spec import (
     DEFAULT_STORAGE,
     METRICS,
+    REPEAT,
     SpecError,
     StudySpec,
     builtin_specs,
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_STORAGE",
     "METRICS",
     "PRUNERS",
+    "REPEAT",
     "SAMPLERS",
     "SpecError",
     "StudySpec",

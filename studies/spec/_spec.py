@@ -19,7 +19,7 @@ import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from search_space import Float, SearchSpace, SpaceError, encode_point
+from search_space import Categorical, Float, SearchSpace, SpaceError, encode_point
 from studies._errors import StudyError, did_you_mean
 from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
 from trainer import (
@@ -36,6 +36,7 @@ from trainer import (
 from trainer import resolve_data_path as _resolve
 
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
+REPEAT = "repeat"  # an ablation's parameter: which of its seeds a run uses
 KEEP_WEIGHTS = 3  # trials whose trained weights a study keeps, by default
 AUTO_LR = (1e-6, 1.0)  # what `[space.lr] auto = true` may propose, unless low/high say
 # Each metric a study can optimise, with its direction; which ones a task records is
@@ -56,6 +57,7 @@ STUDY_KEYS = (
     "enqueue",
     "target",
     "keep_weights",
+    "ablation",
 )
 # `TrainConfig` fields that hpstudy sets for every trial, so a spec may not.
 SET_BY_STUDY = {
@@ -99,6 +101,8 @@ class StudySpec:
     lr_auto: bool = False
     # The best-epoch weights of the best this many complete trials stay in the database.
     keep_weights: int = KEEP_WEIGHTS
+    # An ablation: {"factors": [...], "repeats": R}; the space's `repeat` picks each seed.
+    ablation: dict[str, Any] | None = None
 
     @property
     def direction(self) -> str:
@@ -141,6 +145,11 @@ class StudySpec:
             study["target"] = dict(self.target)
         if self.keep_weights != KEEP_WEIGHTS:
             study["keep_weights"] = self.keep_weights
+        if self.ablation:
+            study["ablation"] = {
+                "factors": list(self.ablation["factors"]),
+                "repeats": self.ablation["repeats"],
+            }
         space = self.space.to_dict()
         if self.lr_auto:
             space["lr"] = {**space["lr"], "auto": True}
@@ -162,10 +171,12 @@ class StudySpec:
         study = _StudyTable.read(tables["study"], problems)
         train = _read_train(tables["train"], tables["space"], study.metric, problems)
         space_table, lr_auto = _auto_lr(tables["space"], problems)
-        space = _read_space(space_table, problems)
+        space = _read_space(space_table, problems, ablation=study.ablation is not None)
         # 2. What only the tables together can tell.
         if space is not None and study.sampler.get("name") == "grid":
             problems += _grid_problems(space, study.n_trials)
+        if space is not None:
+            problems += _ablation_problems(study.ablation, space)
         if train is not None and space is not None:
             problems += _enqueue_problems(study.enqueue, train, space)
             problems += _target_task_problems(study.target, train)
@@ -193,6 +204,7 @@ class _StudyTable:
     enqueue: Any
     target: Any
     keep_weights: Any
+    ablation: Any
 
     @classmethod
     def read(cls, study: dict[str, Any], problems: list[str]) -> _StudyTable:
@@ -214,6 +226,7 @@ class _StudyTable:
             enqueue=study.get("enqueue", []),
             target=study.get("target"),
             keep_weights=study.get("keep_weights", KEEP_WEIGHTS),
+            ablation=study.get("ablation"),
         )
         problems += table.problems(study.get("direction"))
         return table
@@ -277,10 +290,45 @@ class _StudyTable:
             "folder": str(self.folder),
             "enqueue": tuple(dict(point) for point in self.enqueue),
             "keep_weights": int(self.keep_weights),
+            "ablation": None
+            if not self.ablation
+            else {
+                "factors": tuple(self.ablation["factors"]),
+                "repeats": int(self.ablation["repeats"]),
+            },
             "target": None
             if self.target is None
             else {str(k): float(v) for k, v in self.target.items()},
         }
+
+
+def _ablation_problems(ablation: Any, space: SearchSpace) -> list[str]:
+    """An ablation names categorical factors of at least two values, and repeats seeds."""
+    if ablation is None:
+        return []
+    if not isinstance(ablation, dict) or set(ablation) != {"factors", "repeats"}:
+        return ["study.ablation: a table with factors (a list of names) and repeats"]
+    problems = []
+    factors, repeats = ablation["factors"], ablation["repeats"]
+    if not _is_int(repeats) or repeats < 2:
+        problems.append(f"study.ablation.repeats: at least 2 seeds per cell, got {repeats!r}")
+    if not isinstance(factors, list) or not factors:
+        return [*problems, "study.ablation.factors: a non-empty list of parameter names"]
+    for factor in factors:
+        param = space.get(factor)
+        if not isinstance(param, Categorical):
+            problems.append(
+                f"study.ablation.factors: '{factor}' is not a categorical parameter of the "
+                f"space{did_you_mean(str(factor), space.names)}"
+            )
+        elif len(param.choices) < 2:
+            problems.append(
+                f"study.ablation.factors: '{factor}' has one value ({param.choices[0]!r}); "
+                f"a factor needs two or more to compare"
+            )
+    if REPEAT not in space:
+        problems.append(f"space.{REPEAT}: an ablation's space picks the seed with '{REPEAT}'")
+    return problems
 
 
 def _target_problems(target: Any) -> list[str]:
@@ -379,9 +427,12 @@ def _auto_lr(space: dict[str, Any], problems: list[str]) -> tuple[dict[str, Any]
     return {**space, "lr": table}, auto
 
 
-def _read_space(values: dict[str, Any], problems: list[str]) -> SearchSpace | None:
+def _read_space(
+    values: dict[str, Any], problems: list[str], *, ablation: bool = False
+) -> SearchSpace | None:
+    fields = (*field_names(), REPEAT) if ablation else field_names()
     try:
-        return SearchSpace.from_dict(values, fields=field_names(), prefix="space")
+        return SearchSpace.from_dict(values, fields=fields, prefix="space")
     except SpaceError as exc:
         problems += exc.problems
         return None
@@ -489,6 +540,7 @@ def _check_samples(train: TrainConfig, space: SearchSpace) -> list[str]:
             trial = study.ask()
             base = train.to_dict()
             params = nest(suggest(trial, space, base=base), base=base)
+            params.pop(REPEAT, None)
             try:
                 train.replace(**params)
             except ConfigError as exc:

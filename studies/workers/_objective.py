@@ -16,7 +16,7 @@ import optuna
 import trainer
 from search_space import SearchSpace, nest, suggest
 from studies.analysis import chance_loss, diagnose
-from studies.spec import StudySpec
+from studies.spec import REPEAT, StudySpec
 from studies.storage import (
     EpochStore,
     Target,
@@ -112,7 +112,11 @@ class Objective:
         """The trial's complete config: the spec's base, the sampled values, its chain's seed."""
         base = self.spec.train.to_dict()
         params = as_config_params(nest(suggest(trial, self.space, base=base), base=base))
-        return self.spec.train.replace(**params, seed=trial_seed(self.spec.seed, root))
+        # An ablation's runs share seeds across cells: the seed follows `repeat`, so paired
+        # tests compare the same initial weights and batch order.
+        repeat = params.pop(REPEAT, None)
+        seed = trial_seed(self.spec.seed, root if repeat is None else int(repeat))
+        return self.spec.train.replace(**params, seed=seed)
 
     def data(self, config: TrainConfig) -> Data:
         """The data of `config`, loaded once per worker while trials share the split."""

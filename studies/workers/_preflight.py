@@ -12,7 +12,7 @@ from __future__ import annotations
 import optuna
 
 from search_space import nest, suggest
-from studies.spec import SpecError, StudySpec
+from studies.spec import REPEAT, SpecError, StudySpec
 from trainer import (
     BUILTIN_DATASETS,
     ConfigError,
@@ -83,4 +83,6 @@ def one_sample(spec: StudySpec) -> TrainConfig:
     finally:
         optuna.logging.set_verbosity(verbosity)
     base = spec.train.to_dict()
-    return spec.train.replace(**nest(suggest(trial, spec.space, base=base), base=base))
+    params = nest(suggest(trial, spec.space, base=base), base=base)
+    params.pop(REPEAT, None)  # an ablation's seed index, not a config field
+    return spec.train.replace(**params)

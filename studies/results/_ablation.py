@@ -1,0 +1,64 @@
+"""An ablation study read back: its table of cells, printed and kept with the study."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from rich.table import Table
+
+from studies._errors import StudyError
+from studies.analysis import CellRow, ablation_table
+from studies.spec import REPEAT
+
+ABLATION_ATTR = "hpstudy_ablation"  # study user attribute: the table, as rows of dicts
+
+
+def ablation_rows(study: optuna.Study, factors: Sequence[str]) -> list[CellRow]:
+    """The ablation's table from its complete trials, best cell first.
+
+    Raises:
+        StudyError: when no trial of the ablation has completed.
+    """
+    runs: dict[tuple[Any, ...], dict[int, float]] = {}
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for trial in study.get_trials(deepcopy=False, states=states):
+        config = trial.user_attrs.get("config", {})
+        cell = tuple(config.get(f, trial.params.get(f)) for f in factors)
+        cell = tuple(tuple(v) if isinstance(v, list) else v for v in cell)
+        # A pruned run of an ablation (which prunes nothing) is one that diverged.
+        value = trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None
+        runs.setdefault(cell, {})[int(trial.params[REPEAT])] = (
+            math.nan if value is None else float(value)
+        )
+    if not any(math.isfinite(v) for values in runs.values() for v in values.values()):
+        raise StudyError(f"ablation '{study.study_name}' has no complete run yet")
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    rows = ablation_table(runs, maximize=maximize)
+    study.set_user_attr(
+        ABLATION_ATTR, {"factors": list(factors), "rows": [r.to_dict() for r in rows]}
+    )
+    return rows
+
+
+def ablation_rich_table(rows: Sequence[CellRow], factors: Sequence[str], metric: str) -> Table:
+    table = Table(title=f"mean {metric} per cell, 95% interval over seeds", title_justify="left")
+    columns = (*factors, "runs", "diverged", f"mean {metric}", "95% interval", "p vs best (Holm)")
+    for column in (*columns, ""):
+        table.add_column(column)
+    for row in rows:
+        interval = "-" if math.isnan(row.low) else f"[{row.low:.4f}, {row.high:.4f}]"
+        p = "best" if row.p_vs_best is None else f"{row.p_vs_best:.3g}"
+        p = "too few seeds" if p == "nan" else p
+        table.add_row(
+            *(str(v) for v in row.cell),
+            str(row.n),
+            str(row.lost or ""),
+            f"{row.mean:.4f}",
+            interval,
+            p,
+            "worse" if row.worse else "",
+        )
+    return table

@@ -65,6 +65,12 @@ class Thresholds:
     # Gradient norms below this are raised to it, so that an exactly-zero gradient still gives a
     # finite logarithm.
     grad_norm_floor: float = 1e-12
+    # "High" against what the study's best trials reach: a best dev loss this many times the
+    # best trial's ...
+    underfit_reference_factor: float = 3.0
+    # ... with the train loss "close" to it: a train-dev gap at most this share of the dev loss
+    # (the lecture's underfitting: both curves plateau, close and high).
+    underfit_close_fraction: float = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +118,10 @@ class Diagnosis:
         for label in self.labels:
             text = _NOTES[label].format_map(figures)
             lines.append(f"- **{label.replace('_', ' ')}**: {text}")
+        if "reference_dev_loss" in self.numbers:
+            lines.append(_REFERENCE.format_map(figures))
+        else:
+            lines.append("- high and low are judged against chance only (no study to compare)")
         return "\n".join(lines)
 
 
@@ -131,6 +141,11 @@ _SUMMARIES = {
     "vanishing_gradients": "vanishing gradients (first/last layer {grad_ratio_first_last:.0e})",
     "exploding_gradients": "exploding gradients (max norm {grad_norm_max:.1e})",
 }
+
+_REFERENCE = (
+    "- against the study: best dev loss {best_dev_loss:.3f} is {dev_loss_vs_reference:.1f}x "
+    "the study's best trial's {reference_dev_loss:.3f}"
+)
 
 _NOTES = {
     "diverged": (
@@ -178,6 +193,7 @@ def diagnose(
     diverged: bool = False,
     num_classes: int = 10,
     chance_loss: float | None = None,
+    reference_loss: float | None = None,
     thresholds: Thresholds = Thresholds(),
 ) -> Diagnosis:
     """Labels one run from its per-epoch records.
@@ -191,7 +207,12 @@ def diagnose(
     - underfitting: the final train loss and the best dev loss are both at least
       `t.underfit_loss_fraction` * chance. The train-dev gap is not a condition (a high train
       loss means the model does not fit, whatever dev does), nor is flatness: a high but still
-      falling run gets both underfitting and still_improving.
+      falling run gets both underfitting and still_improving. With a `reference_loss` (the
+      study's best dev loss), also when the best dev loss is at least
+      `t.underfit_reference_factor` times it and the train loss is close to the dev loss
+      (gap at most `t.underfit_close_fraction` of it): both curves high, for this study, and
+      close, as the lecture reads them, though far below chance (a 91% MNIST run among 98.5%
+      ones).
     - overfitting: the last dev loss is above its minimum by more than `t.overfit_min_dev_rise`
       of it and by more than `t.overfit_min_noise_multiple` times `dev_noise` (the median
       absolute change of the dev loss from one epoch to the next), and the train loss fell
@@ -219,6 +240,8 @@ def diagnose(
         num_classes: K, for the chance-level loss ln(K) of a classifier.
         chance_loss: The chance-level loss itself, instead of ln(K): for a regression, the
             variance of the training targets (what predicting their mean scores).
+        reference_loss: The best dev loss the study's trials reach, when the run is part of
+            a study: "high" is then judged against it too (see underfitting above).
         thresholds: The cut-offs.
 
     Returns:
@@ -236,6 +259,8 @@ def diagnose(
         raise ValueError(f"chance_loss must be a positive number, got {chance_loss}")
     chance = math.log(num_classes) if chance_loss is None else chance_loss
     numbers = _curve_numbers(epochs, chance, thresholds)
+    if reference_loss is not None and math.isfinite(reference_loss) and reference_loss > 0:
+        numbers["reference_dev_loss"] = reference_loss
     if diverged and "diverged_epoch" not in numbers:
         numbers["diverged_epoch"] = float(epochs[-1].get("epoch", len(epochs) - 1))
     numbers.update(_vanishing_numbers(epochs, thresholds))
@@ -283,6 +308,12 @@ def _curve_labels(numbers: dict[str, float], t: Thresholds) -> set[str]:
     high = t.underfit_loss_fraction * numbers["chance_loss"]
     if numbers["final_train_loss"] >= high and numbers["best_dev_loss"] >= high:
         labels.add("underfitting")
+    reference = numbers.get("reference_dev_loss")
+    if reference is not None:
+        numbers["dev_loss_vs_reference"] = numbers["best_dev_loss"] / reference
+        close = abs(numbers["gap_at_best"]) <= t.underfit_close_fraction * numbers["best_dev_loss"]
+        if numbers["dev_loss_vs_reference"] >= t.underfit_reference_factor and close:
+            labels.add("underfitting")
     train_drop = numbers["train_loss_at_best"] - numbers["final_train_loss"]
     if (
         numbers["dev_rise"] > t.overfit_min_dev_rise * numbers["best_dev_loss"]

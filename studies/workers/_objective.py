@@ -203,6 +203,18 @@ class Objective:
                 _log.warning("trial %d: %r failed", trial.number, finisher, exc_info=True)
 
 
+def study_best_dev_loss(study: optuna.Study, *, exclude: int) -> float | None:
+    """The lowest best-epoch dev loss of the study's other complete trials (their diagnoses
+    hold it), or None before any."""
+    losses = [
+        trial.user_attrs.get("diagnosis_numbers", {}).get("best_dev_loss")
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if trial.number != exclude
+    ]
+    finite = [loss for loss in losses if isinstance(loss, (int, float)) and math.isfinite(loss)]
+    return min(finite) if finite else None
+
+
 def _watching(
     target: Target, trial: optuna.Trial, reporter: Reporter
 ) -> Callable[[EpochResult], None]:
@@ -235,9 +247,15 @@ def store_diagnosis(
     if not epochs:
         return
     records = [e.to_dict() for e in epochs]
-    # The chance-level loss (ln(classes), or the target's variance) sets what "high" means.
+    # "High" against the chance-level loss (ln(classes), or the target's variance), and
+    # against the best dev loss the study's other trials reached.
     chance = chance_loss(TrialAttrs.of(trial).data or {})
-    diagnosis = diagnose(records, diverged=reason == "diverged", chance_loss=chance)
+    diagnosis = diagnose(
+        records,
+        diverged=reason == "diverged",
+        chance_loss=chance,
+        reference_loss=study_best_dev_loss(trial.study, exclude=trial.number),
+    )
     write_attrs(trial, diagnosis=diagnosis.labels, diagnosis_numbers=diagnosis.numbers)
     sign = -1.0 if trainer.metric_direction(config.monitor) == "maximize" else 1.0
     finite = [e for e in epochs if math.isfinite(e.metric(config.monitor))]

@@ -91,3 +91,38 @@ def test_the_trials_table_shows_the_labels_stored_on_each_trial(
     table = capsys.readouterr().out
     assert "vanishing_gradients" in table
     assert "diverged" in table
+
+
+# "High" against the study: a plateau far below the study's best, far above chance -----------
+
+GOOD = {**DIGITS, "hidden": [64], "optimizer": "adam", "lr": 0.01, "epochs": 12}
+# three hidden units: curves that stay close together,
+# well below chance (ln 10 = 2.30) but many times what the good run reaches
+PLATEAU = {**DIGITS, "hidden": [3], "optimizer": "adam", "lr": 0.01, "epochs": 12}
+
+
+def best_dev_loss(values: dict[str, Any]) -> tuple[float, list[dict[str, Any]]]:
+    result = fit(TrainConfig.from_dict(values))
+    records = [e.to_dict() for e in result.epochs]
+    return min(r["dev_loss"] for r in records), records
+
+
+def test_a_plateau_far_above_the_studys_best_is_underfitting_against_the_study() -> None:
+    reference, _ = best_dev_loss(GOOD)
+    plateau, records = best_dev_loss(PLATEAU)
+    assert plateau < 0.5 * 2.303  # not high against chance: the old rule says good fit
+    assert "underfitting" not in diagnose(records).labels
+    diagnosis = diagnose(records, reference_loss=reference)
+    assert "underfitting" in diagnosis.labels
+    assert diagnosis.numbers["dev_loss_vs_reference"] == pytest.approx(plateau / reference)
+    assert "the study's best trial's" in diagnosis.note()
+
+
+def test_the_good_run_itself_is_not_underfitting_against_the_study() -> None:
+    reference, records = best_dev_loss(GOOD)
+    assert "underfitting" not in diagnose(records, reference_loss=reference).labels
+
+
+def test_a_single_run_says_it_is_judged_against_chance_only() -> None:
+    _, records = best_dev_loss(GOOD)
+    assert "against chance only" in diagnose(records).note()

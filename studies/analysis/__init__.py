@@ -12,13 +12,23 @@ from studies.analysis._diagnosis import (
     diagnose,
     epoch_scores,
 )
+from studies.analysis._size_curve import (
+    SizePoint,
+    SizeThresholds,
+    chance_error,
+    plot_size_curve,
+    read_size_curve,
+)
 
 __all__ = [
     "LABELS",
     "CellRow",
     "Diagnosis",
+    "SizePoint",
+    "SizeThresholds",
     "Thresholds",
     "ablation_table",
+    "chance_error",
     "chance_loss",
     "diagnose",
     "epoch_scores",
@@ -26,4 +36,6 @@ __all__ = [
     "mean_interval",
     "plot_learning_curves",
     "plot_lr_ranges",
+    "plot_size_curve",
+    "read_size_curve",
 ]

@@ -181,6 +181,28 @@ def ablate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def learning_curve_command(args: argparse.Namespace) -> int:
+    from studies.results import check_output
+    from studies.results._size_curve import learning_curve
+
+    _quiet_optuna()
+    try:
+        sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        raise StudyError(f"--sizes takes shares such as 0.1,0.5,1.0; got '{args.sizes}'") from None
+    if args.output:
+        check_output(args.output, (".png",))
+    learning_curve(
+        args.study,
+        url=args.storage,
+        number=args.trial,
+        sizes=sizes,
+        repeats=args.repeats,
+        output=args.output,
+    )
+    return 0
+
+
 def worker_command(args: argparse.Namespace) -> int:
     import logging
     import warnings

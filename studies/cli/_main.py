@@ -173,6 +173,28 @@ class Ablate(Command):
         return ablate_command(args)
 
 
+class LearningCurve(Command):
+    name = "learning-curve"
+    help = "train a trial's config on growing shares of its training data; read bias/variance"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("study")
+        add_storage_option(parser)
+        parser.add_argument("--trial", type=int, help="trial N instead of the best")
+        parser.add_argument(
+            "--sizes",
+            default="0.05,0.1,0.2,0.4,0.7,1.0",
+            help="shares of the training split, in (0, 1] (default 0.05,0.1,0.2,0.4,0.7,1.0)",
+        )
+        parser.add_argument("--repeats", type=int, default=3, help="seeds per size (default 3)")
+        parser.add_argument("-o", "--output", help="also write the picture (.png) here")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from studies.cli._commands import learning_curve_command
+
+        return learning_curve_command(args)
+
+
 class Worker(Command):
     name = "worker"
     help = "join an existing study as one more worker (from any machine reaching its database)"
@@ -388,6 +410,7 @@ COMMANDS: list[Command] = [
     Plan(),
     LRRangeCommand(),
     Ablate(),
+    LearningCurve(),
     Worker(),
     Copy(),
     Status(),

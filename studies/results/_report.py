@@ -18,9 +18,17 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError
-from studies.analysis import Diagnosis, plot_learning_curves, plot_lr_ranges
+from studies.analysis import (
+    Diagnosis,
+    SizePoint,
+    plot_learning_curves,
+    plot_lr_ranges,
+    plot_size_curve,
+)
+from studies.results._ablation import ABLATION_ATTR
 from studies.results._files import check_output
 from studies.results._read import FINISHED, OpenStudy, open_study
+from studies.results._size_curve import CURVE_ATTR
 from studies.storage import TrialAttrs, best_trial, finished_trials, redact
 from studies.workers import RANGE_ATTR
 
@@ -88,6 +96,8 @@ def render_report(opened: OpenStudy, *, top: int = TOP_TRIALS) -> str:
         parts.append(figure.to_html(full_html=False, include_plotlyjs=False))
     parts.append(_curves_section(opened, finished_trials(study)[:top], metric))
     parts.append(_lr_range_section(study))
+    parts.append(_size_curve_section(study))
+    parts.append(_ablation_section(study))
     parts.append(_diagnosis_section(finished, metric))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -130,6 +140,43 @@ def _lr_range_section(study: optuna.Study) -> str:
         f"<p>The study searched the learning rate inside these bounds: {_e(bounds)}.</p>"
         f"<img id='lr-range' alt='learning-rate range test' "
         f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+    )
+
+
+def _size_curve_section(study: optuna.Study) -> str:
+    """The last `hpstudy learning-curve` of the study: its picture and its reading."""
+    record = study.user_attrs.get(CURVE_ATTR)
+    if not record:
+        return ""
+    points = [SizePoint.from_dict(p) for p in record["points"]]
+    png = plot_size_curve(points, title=f"trial {record['trial']}: {record['label']}")
+    return (
+        f"<h2>Learning curves over the training-set size (trial {record['trial']})</h2>"
+        f"<p>{_e(record['sentence'])}</p>"
+        f"<img id='size-curve' alt='learning curves over the training-set size' "
+        f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+    )
+
+
+def _ablation_section(study: optuna.Study) -> str:
+    """An ablation's table: the mean per cell with its 95% interval, and the paired tests."""
+    kept = study.user_attrs.get(ABLATION_ATTR)
+    if not kept:
+        return ""
+    head = (*kept["factors"], "runs", "diverged", "mean", "95% interval", "p vs best (Holm)")
+    rows = []
+    for row in kept["rows"]:
+        interval = "-" if math.isnan(row["low"]) else f"[{row['low']:.4f}, {row['high']:.4f}]"
+        p = row["p_vs_best"]
+        shown = "best" if p is None else ("-" if math.isnan(p) else f"{p:.3g}")
+        cells = (*row["cell"], row["n"], row["lost"], f"{row['mean']:.4f}", interval, shown)
+        rows.append("<tr>" + "".join(f"<td>{_e(str(c))}</td>" for c in cells) + "</tr>")
+    return (
+        "<h2>Ablation</h2>\n<table id='ablation'><tr>"
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr>\n"
+        + "\n".join(rows)
+        + "\n</table>"
     )
 
 

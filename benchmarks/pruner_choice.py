@@ -36,6 +36,15 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "bootstrap_count": 2,
     },
     "hyperband eta3": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
+    "asha eta3 min2": {"name": "successive_halving", "min_resource": 2, "reduction_factor": 3},
+    "asha eta2": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 2},
+    "median early": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+    "percentile 40 early": {
+        "name": "percentile",
+        "percentile": 40.0,
+        "n_startup_trials": 2,
+        "n_warmup_steps": 1,
+    },
 }
 
 
@@ -70,7 +79,10 @@ def measure(spec_name: str, seed: int, label: str, n_trials: int | None) -> dict
         "epochs": sum(epochs.values()),
         "first5": sum(n for number, n in epochs.items() if number < 5),
         "seconds": round(seconds, 1),
-        "best": study.best_value,
+        "best": min(
+            (t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+            default=float("nan"),
+        ),
         "pruned": states.count(optuna.trial.TrialState.PRUNED),
         "trials": len(states),
     }

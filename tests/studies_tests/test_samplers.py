@@ -102,3 +102,61 @@ def test_a_grid_study_is_told_every_point_with_ask_and_tell() -> None:
     points = {(t.params["batch_size"], t.params["optimizer"]) for t in study.trials}
     assert len(points) == 8
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+STEPS = 12  # Hyperband's most patient bracket decides first after step 9
+
+
+def learning(trial: optuna.Trial) -> float:
+    """A trial that learns: its dev loss falls from 1.0 towards 0.1."""
+    for step in range(STEPS):
+        trial.report(0.1 + 0.9 / (step + 1), step)
+        if trial.should_prune():
+            raise optuna.TrialPruned
+    return 0.1 + 0.9 / STEPS
+
+
+@pytest.mark.parametrize("name", sorted(set(PRUNERS) - {"none"}))
+def test_each_pruner_stops_a_hopeless_trial(name: str) -> None:
+    pruner = make_pruner({"name": name, **PRUNER_ARGUMENTS.get(name, {})})
+    # Hyperband puts a trial in a bracket by a hash of the study's name: a fixed name keeps
+    # the test deterministic. A bracket's first trial is never pruned (nothing to compare
+    # with), so every bracket gets learning trials first; each then stops a hopeless one by
+    # step 9.
+    study = optuna.create_study(
+        study_name="hopeless", sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner
+    )
+    study.optimize(learning, n_trials=12)
+    hopeless = study.ask()  # its loss never moves from where the others started
+    stopped_at = None
+    for step in range(STEPS):
+        hopeless.report(2.0, step)
+        if hopeless.should_prune():
+            stopped_at = step
+            break
+    assert stopped_at is not None, f"{name} let a hopeless trial run all {STEPS} epochs"
+    assert stopped_at < STEPS - 1
+
+
+def test_the_none_pruner_stops_nothing() -> None:
+    study = optuna.create_study(pruner=make_pruner({"name": "none"}))
+    study.optimize(learning, n_trials=3)
+    hopeless = study.ask()
+    for step in range(STEPS):
+        hopeless.report(2.0, step)
+        assert not hopeless.should_prune()
+
+
+@pytest.mark.parametrize("spec", ["digits-mlp", "mnist-mlp", "mnist-cnn"])
+def test_a_built_in_spec_stops_a_hopeless_second_trial_at_its_first_rung(spec: str) -> None:
+    from studies import load_spec
+
+    built_in = load_spec(spec)
+    study = optuna.create_study(pruner=make_pruner(built_in.pruner))
+    study.optimize(learning, n_trials=1)  # one finished trial, nothing else yet
+    hopeless = study.ask()
+    pruned = []
+    for step in range(3):
+        hopeless.report(2.0, step)
+        pruned.append(hopeless.should_prune())
+    assert any(pruned), f"{spec}'s pruner waited past epoch 2 with one trial to compare to"

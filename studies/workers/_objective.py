@@ -203,9 +203,12 @@ class Objective:
                 _log.warning("trial %d: %r failed", trial.number, finisher, exc_info=True)
 
 
-def study_best_dev_loss(study: optuna.Study, *, exclude: int) -> float | None:
-    """The lowest best-epoch dev loss of the study's other complete trials (their diagnoses
-    hold it), or None before any."""
+def study_best_dev_loss(trial: optuna.Trial, *, exclude: int) -> float | None:
+    """The lowest best-epoch dev loss of the trial's study's other complete trials (their
+    diagnoses hold it), or None before any (or for a trial outside a study)."""
+    study = getattr(trial, "study", None)
+    if study is None:
+        return None
     losses = [
         trial.user_attrs.get("diagnosis_numbers", {}).get("best_dev_loss")
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -254,7 +257,7 @@ def store_diagnosis(
         records,
         diverged=reason == "diverged",
         chance_loss=chance,
-        reference_loss=study_best_dev_loss(trial.study, exclude=trial.number),
+        reference_loss=study_best_dev_loss(trial, exclude=trial.number),
     )
     write_attrs(trial, diagnosis=diagnosis.labels, diagnosis_numbers=diagnosis.numbers)
     sign = -1.0 if trainer.metric_direction(config.monitor) == "maximize" else 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -136,10 +137,20 @@ def load_study(
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials, best first."""
+    """Complete trials, best first.
+
+    Among trials of equal value (on a small dev set many runs reach a dev loss of exactly 0),
+    one the diagnosis calls diverged comes after the others, then the earlier trial first.
+    """
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(done, key=lambda t: t.value if t.value is not None else 0.0, reverse=reverse)
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+
+    def rank(trial: optuna.trial.FrozenTrial) -> tuple[float, bool, int]:
+        value = trial.value if trial.value is not None else math.inf
+        diverged = "diverged" in trial.user_attrs.get("diagnosis", ())
+        return sign * value, diverged, trial.number
+
+    return sorted(done, key=rank)
 
 
 def best_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.FrozenTrial:

@@ -77,3 +77,16 @@ def test_a_changed_budget_is_taken_over_on_resume(
     create_or_resume(spec, storage)
     create_or_resume(spec.replace(n_trials=9), storage)
     assert stored_spec(storage, spec.name).n_trials == 9
+
+
+def test_among_tied_best_values_a_diverged_trial_comes_last() -> None:
+    import optuna
+
+    from studies import finished_trials
+
+    study = optuna.create_study()
+    for number, labels in enumerate((["diverged"], ["good_fit"], ["overfitting"])):
+        study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs={"diagnosis": labels}))
+        assert study.trials[number].number == number
+    study.add_trial(optuna.trial.create_trial(value=-1.0, user_attrs={"diagnosis": ["diverged"]}))
+    assert [t.number for t in finished_trials(study)] == [3, 1, 2, 0]

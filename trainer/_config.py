@@ -39,6 +39,7 @@ TASK_METRICS = {
 MONITORS = ("dev_loss", "dev_accuracy", "dev_rmse", "dev_r2")
 MAXIMIZED = ("dev_accuracy", "dev_r2")  # larger is better; the other metrics are minimised
 BUILTIN_DATASETS = ("mnist", "digits")
+WEIGHTS_SUFFIXES = (".pt", ".pth")  # what `init_from` may name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,11 @@ class TrainConfig:
     batch_norm: bool = False  # batch norm after each hidden linear / conv layer
     dropout: float = 0.0  # drop probability after each hidden activation, in [0, 1)
     init: str = "default"  # weight-init scheme; "default" keeps torch's own
+    # --- transfer learning ---
+    # a state-dict file (.pt/.pth, as `torch.save(model.state_dict(), path)` writes it): its
+    # entries whose name and shape match start the network, the others keep `init`; "" = none
+    init_from: str = ""
+    freeze: int = 0  # weight layers, from the input side, held fixed (with biases and norms)
     # --- optimiser ---
     optimizer: str = "sgd"  # sgd (with momentum / nesterov), adagrad, rmsprop, adam, adamw
     lr: float = 0.01  # initial learning rate
@@ -231,6 +237,7 @@ def validate(config: TrainConfig) -> list[str]:
         problems.append(f"dev_fraction must be in (0, 1), got {c.dev_fraction}")
     if not 0.0 <= c.test_fraction < 1.0:
         problems.append(f"test_fraction must be in [0, 1), got {c.test_fraction}")
+    problems += _transfer_problems(c)
     if c.train_size < 0:
         problems.append(f"train_size must be >= 0 (0 = all), got {c.train_size}")
     if any(h <= 0 for h in c.hidden):
@@ -308,6 +315,19 @@ def _model_problems(c: TrainConfig) -> list[str]:
             )
         elif not key.isidentifier():
             problems.append(f"model_args key '{key}' is not a Python parameter name")
+    return problems
+
+
+def _transfer_problems(c: TrainConfig) -> list[str]:
+    """`init_from` names a .pt/.pth file (found when the run starts); `freeze` counts layers."""
+    problems = []
+    if c.init_from and not c.init_from.lower().endswith(WEIGHTS_SUFFIXES):
+        problems.append(
+            f"init_from must name a .pt or .pth state-dict file (as "
+            f"torch.save(model.state_dict(), path) writes it), got '{c.init_from}'"
+        )
+    if c.freeze < 0:
+        problems.append(f"freeze must be >= 0 (0 = train every layer), got {c.freeze}")
     return problems
 
 

@@ -18,3 +18,8 @@ class ConfigError(ValueError):
 class BadDataError(DataUnavailableError):
     """Data that was read but cannot be trained on; the message names the file, the array or
     column, how many values are wrong and where the first one is."""
+
+
+class WeightsError(ValueError):
+    """Stored weights that cannot be used: a file that is not a state dict, or one that does not
+    fit the network; the message names the file and the entries that do not fit."""

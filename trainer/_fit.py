@@ -18,13 +18,12 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from trainer._config import MAXIMIZED, MODELS, TrainConfig
+from trainer._config import MAXIMIZED, TrainConfig
 from trainer._data import Data, load_data, resolve_device
 from trainer._evaluate import evaluate, layout, task_loss
-from trainer._factory import check_output
-from trainer._models import build_model
+from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
-from trainer._refs import load_factory
+from trainer._transfer import Transfer, apply_transfer
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between checks for a non-finite loss
 METRICS = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "dev_rmse", "dev_r2")
@@ -47,7 +46,9 @@ class EpochResult:
     dev_loss: float  # as train_loss, on the dev split in eval mode
     dev_accuracy: float
     lr: float  # the learning rate used during this epoch
-    # weight layer (input to output) -> mean L2 norm of its gradient per step, before clipping
+    # weight layer (input to output) -> mean L2 norm of its gradient per step, before clipping;
+    # frozen layers (`freeze`: no gradient) are left out, so the first entry is the lowest
+    # layer that trains
     grad_norm_mean: dict[str, float]
     grad_norm_max: dict[str, float]  # weight layer -> largest such norm in the epoch
     seconds: float  # wall time of the epoch, training and dev evaluation
@@ -101,6 +102,8 @@ class FitResult:
     seconds: float
     # a factory model's identity: {"ref", "source", "sha256"}; None for "mlp" and "cnn"
     factory: dict[str, str] | None = None
+    # what init_from loaded and freeze held fixed; None when the config sets neither
+    transfer: Transfer | None = None
 
     @property
     def best(self) -> EpochResult | None:
@@ -158,8 +161,10 @@ def fit(
             propagates, e.g. a pruning signal).
         checkpoint: when given, the state after each epoch is saved there, and a run that
             finds a saved state resumes after its last finished epoch. The restored epochs are
-            handed to `on_epoch` again first, so a new observer sees the whole curve.
-        search_path: folders where a factory's (or loader's) file or module is looked for.
+            handed to `on_epoch` again first, so a new observer sees the whole curve. A resumed
+            run takes its weights from the checkpoint, not from `init_from` again.
+        search_path: folders where a factory's (or loader's) file or module, or a relative
+            `init_from`, is looked for (before the current folder).
 
     Returns:
         The epochs run, why the run ended, and the model with the best epoch's weights.
@@ -171,6 +176,9 @@ def fit(
             another task.
         UserCodeError: a factory model that cannot be built or does not fit the data (see
             `check_model`).
+        WeightsError: `init_from` cannot be read, or none of its parameters fits the network
+            (see `apply_transfer`).
+        ConfigError: `freeze` leaves no weight layer of the network to train.
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
@@ -180,14 +188,16 @@ def fit(
             f"the data was loaded for task '{data.task}', but the config's task is "
             f"'{config.task}'; load it with this config"
         )
+    saved = checkpoint.load() if checkpoint is not None else None
     torch.manual_seed(config.seed)
-    model, factory = _model_for(config, data, search_path)
-    optimizer = make_optimizer(model, config)
+    model, factory = model_for(config, data, search_path=search_path)
+    restored = None if saved is None else saved.get("transfer")
+    transfer = apply_transfer(model, config, search_path=search_path, restored=restored)
+    optimizer = make_optimizer(model, config)  # without the frozen parameters
     schedule = make_schedule(optimizer, config)
     order = torch.Generator(device=device).manual_seed(config.seed)
-    run = _Run(config, model, optimizer, schedule, order)
+    run = _Run(config, model, optimizer, schedule, order, transfer=transfer)
 
-    saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
         run.restore(saved)
         for result in run.epochs:
@@ -227,25 +237,8 @@ def fit(
         model=model,
         seconds=time.perf_counter() - start,
         factory=factory,
+        transfer=transfer,
     )
-
-
-def _model_for(
-    config: TrainConfig, data: Data, search_path: Sequence[str | Path]
-) -> tuple[nn.Module, dict[str, str] | None]:
-    """The seeded network on the data's device, and a factory's identity (None for ours).
-
-    A factory's network is checked on a few examples first, so a misfit fails at once.
-    """
-    model = build_model(config, data.input_shape, data.num_classes, search_path=search_path)
-    model = model.to(data.x_train.device)
-    if config.model == "cnn":
-        # Convolutions and max pooling run ~1.7x faster on a CPU in channels-last layout.
-        return model.to(memory_format=torch.channels_last), None
-    if config.model in MODELS:
-        return model, None
-    check_output(model, data.x_train, task=data.task, outputs=data.num_classes, name=config.model)
-    return model, load_factory(config.model, search_path=search_path).identity()
 
 
 class _Run:
@@ -258,9 +251,12 @@ class _Run:
         optimizer: torch.optim.Optimizer,
         schedule: Any,
         order: torch.Generator,
+        *,
+        transfer: Transfer | None = None,
     ) -> None:
         self.config = config
         self.model, self.optimizer, self.schedule, self.order = model, optimizer, schedule, order
+        self.transfer = transfer
         self.epochs: list[EpochResult] = []
         self.best_epoch: int | None = None
         self.best_value = math.inf
@@ -300,21 +296,24 @@ class _Run:
             "order": self.order.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+            "transfer": None if self.transfer is None else self.transfer.to_dict(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continues from `state`.
 
+        A field the saved config lacks (it was written before the field existed) counts as
+        its default.
+
         Raises:
             ValueError: the state was saved by a run of another config.
         """
         mine = self.config.to_dict()
-        differ = sorted(
-            k for k in {*mine, *state["config"]} if state["config"].get(k) != mine.get(k)
-        )
+        theirs = {**TrainConfig().to_dict(), **state["config"]}
+        differ = sorted(k for k in {*mine, *theirs} if theirs.get(k) != mine.get(k))
         if differ:
             changes = ", ".join(
-                f"{k}: {state['config'].get(k)!r} there, {mine.get(k)!r} here" for k in differ
+                f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differ
             )
             raise ValueError(
                 f"the checkpoint belongs to a different config ({changes}); "
@@ -333,11 +332,6 @@ class _Run:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """The weight matrices and kernels (not biases or norms), from input to output."""
-    return [(name, p) for name, p in model.named_parameters() if p.dim() > 1]
-
-
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -346,6 +340,9 @@ def train_epoch(
     order: torch.Generator,
 ) -> dict[str, Any]:
     """One pass over the training tensors in a fresh random order.
+
+    Frozen weights (``requires_grad`` off) are left out of the elastic net and of the
+    gradient norms.
 
     Returns:
         train_loss, train_accuracy (NaN for regression), grad_norm_mean and grad_norm_max
@@ -356,7 +353,7 @@ def train_epoch(
     n = len(data.y_train)
     # Batches are gathered from one permutation; the permuted set is never copied whole.
     perm = torch.randperm(n, generator=order, device=device)
-    layers = weight_layers(model)
+    layers = [(name, p) for name, p in weight_layers(model) if p.requires_grad]
     weights = [p for _, p in layers]
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -376,10 +373,10 @@ def train_epoch(
         objective = loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        # Norms of the raw gradients, before clipping: exploding gradients stay visible.
-        norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in weights])
-        norm_sum += norms
-        torch.maximum(norm_max, norms, out=norm_max)
+        if weights:  # norms of the raw gradients, before clipping: explosions stay visible
+            norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in weights])
+            norm_sum += norms
+            torch.maximum(norm_max, norms, out=norm_max)
         if config.clip_value:
             nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
         if config.clip_norm:

@@ -18,8 +18,9 @@ from torch import nn
 from trainer._config import TrainConfig
 from trainer._data import Data, resolve_device
 from trainer._evaluate import layout, task_loss
-from trainer._fit import _model_for, weight_layers
+from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer
+from trainer._transfer import apply_transfer
 
 # Steps before divergence is judged: the bias-corrected average of the first few losses
 # swings too much for "4x its minimum so far" to mean anything yet.
@@ -68,12 +69,13 @@ def lr_range_test(
     """Trains a fresh model of `config` while the learning rate grows from `lr_min` to
     `lr_max`, and proposes search bounds (see `propose_bounds`).
 
-    The model, its init, dropout, batch norm, the optimiser with its momentum and weight decay,
-    the elastic net and gradient clipping are the config's, on the config's device, seeded by
-    `config.seed`; its schedule is not used: before step i the learning rate of every
-    parameter group is set to ``lr_min * (lr_max / lr_min) ** (i / (steps - 1))``. Step i
-    trains, in train mode, on the i-th batch of `config.batch_size` examples of a seeded
-    permutation of the training split (a fresh permutation each epoch, as in `fit`). After
+    The model, its init (and `init_from`, `freeze`), dropout, batch norm, the optimiser with
+    its momentum and weight decay, the elastic net and gradient clipping are the config's, on
+    the config's device, seeded by `config.seed`; its schedule is not used: before step i the
+    learning rate of every parameter group is set to
+    ``lr_min * (lr_max / lr_min) ** (i / (steps - 1))``. Step i trains, in train mode, on the
+    i-th batch of `config.batch_size` examples of a seeded permutation of the training split
+    (a fresh permutation each epoch, as in `fit`). After
     each step the task loss (without the elastic net) enters an exponential moving average,
     bias-corrected as in fastai: ``avg = smoothing * avg + (1 - smoothing) * loss``, recorded
     as ``avg / (1 - smoothing ** (i + 1))``. The test stops at the first step whose smoothed
@@ -92,12 +94,14 @@ def lr_range_test(
         smoothing: the moving average's decay, in [0, 1).
         diverge_factor: the test stops when the smoothed loss exceeds this many times its
             minimum so far (greater than 1).
-        search_path: folders where a factory's file or module is looked for.
+        search_path: folders where a factory's file or module, or a relative `init_from`,
+            is looked for.
 
     Raises:
         ValueError: an argument out of range, data loaded for another task, or a loss that
             diverged before the learning rate grew tenfold (then lower `lr_min`).
         UserCodeError: a factory model that cannot be built or does not fit the data.
+        WeightsError: an `init_from` that cannot be used (see `apply_transfer`).
     """
     _check_arguments(steps, lr_min, lr_max, smoothing, diverge_factor)
     if data.task != config.task:
@@ -110,7 +114,8 @@ def lr_range_test(
     schedule = [lr_min * (lr_max / lr_min) ** (i / (steps - 1)) for i in range(steps)]
     with torch.random.fork_rng(devices=_cuda_devices()):
         torch.manual_seed(config.seed)
-        model, _ = _model_for(config, data, search_path)
+        model, _ = model_for(config, data, search_path=search_path)
+        apply_transfer(model, config, search_path=search_path)  # the run's start, and frozen
         optimizer = make_optimizer(model, config)
         order = torch.Generator(device=device).manual_seed(config.seed)
         batches = _batches(len(data.y_train), config, order)
@@ -266,7 +271,7 @@ def _sweep(
 ) -> tuple[list[float], list[float], float | None]:
     """Trains one step per lr of `schedule`: (lrs, smoothed losses, lr it diverged at)."""
     model.train()
-    weights = [p for _, p in weight_layers(model)]
+    weights = [p for _, p in weight_layers(model) if p.requires_grad]
     lrs: list[float] = []
     losses: list[float] = []
     average, lowest = 0.0, math.inf

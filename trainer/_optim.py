@@ -14,9 +14,14 @@ ParamGroups = list[dict[str, Any]]
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> ParamGroups:
-    """Weight decay on weight matrices and kernels only, not on biases or batch-norm scales."""
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    other = [p for p in model.parameters() if p.dim() <= 1]
+    """Weight decay on weight matrices and kernels only, not on biases or batch-norm scales.
+
+    Frozen parameters (``requires_grad`` off, see `freeze`) are left out: the optimiser never
+    touches them, whatever its weight decay or momentum.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.dim() > 1]
+    other = [p for p in trainable if p.dim() <= 1]
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": other, "weight_decay": 0.0},

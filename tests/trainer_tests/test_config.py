@@ -292,6 +292,10 @@ def test_a_monitor_outside_the_task_lists_the_tasks_metrics() -> None:
         ({"dataset": "t.csv", "target": ["a", "b"]}, "classification takes one target column"),
         ({"test_fraction": 1.0}, "test_fraction must be in [0, 1)"),
         ({"standardize": "yes"}, "standardize must be true or false"),
+        ({"freeze": -1}, "freeze must be >= 0 (0 = train every layer), got -1"),
+        ({"freeze": 1.5}, "freeze must be a whole number"),
+        ({"init_from": "best.toml"}, "init_from must name a .pt or .pth state-dict file"),
+        ({"init_from": 3}, "init_from must be a string"),
     ],
 )
 def test_new_field_validation(changes: dict[str, Any], message: str) -> None:

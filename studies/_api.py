@@ -143,9 +143,13 @@ def train(
     test: bool = False,
     threads: int | None = None,
     overrides: Mapping[str, Any] | None = None,
+    weights: str | Path | None = None,
     echo: Callable[[str], None] = print,
-) -> tuple[FitResult, dict[str, float]]:
+) -> tuple[FitResult | None, dict[str, float]]:
     """Trains a config file (e.g. an export) as `hpstudy train` does.
+
+    Args:
+        weights: score these trained weights instead of training (the fit is then None).
 
     Returns:
         The fit (with `.model`, the best epoch's network) and, with `test`, the test scores.
@@ -153,7 +157,14 @@ def train(
     from studies.results import train_file
 
     pairs = [f"{key}={_toml(value)}" for key, value in (overrides or {}).items()]
-    return train_file(str(path), test=test, overrides=pairs, threads=threads, echo=echo)
+    return train_file(
+        str(path),
+        test=test,
+        overrides=pairs,
+        threads=threads,
+        weights=None if weights is None else str(weights),
+        echo=echo,
+    )
 
 
 def _toml(value: Any) -> str:

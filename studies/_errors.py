@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterable
 
 from search_space import SpaceError
-from trainer import ConfigError, DataUnavailableError
+from trainer import ConfigError, DataUnavailableError, WeightsError
 
 
 class StudyError(Exception):
@@ -15,7 +15,7 @@ class StudyError(Exception):
 
 # Every error whose message is written for the user. Anything else is a bug and keeps its
 # traceback.
-UserError = (StudyError, ConfigError, DataUnavailableError, SpaceError)
+UserError = (StudyError, ConfigError, DataUnavailableError, SpaceError, WeightsError)
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:

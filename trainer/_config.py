@@ -318,13 +318,25 @@ def _model_problems(c: TrainConfig) -> list[str]:
     return problems
 
 
+def is_study_reference(text: str) -> bool:
+    """Whether `init_from` names a study's kept weights, "NAME@URL" or "NAME@URL#TRIAL"
+    (hpstudy fetches them into a file before a run starts)."""
+    name, at, url = text.partition("@")
+    return bool(name and at and "://" in url)
+
+
 def _transfer_problems(c: TrainConfig) -> list[str]:
     """`init_from` names a .pt/.pth file (found when the run starts); `freeze` counts layers."""
     problems = []
-    if c.init_from and not c.init_from.lower().endswith(WEIGHTS_SUFFIXES):
+    if (
+        c.init_from
+        and not c.init_from.lower().endswith(WEIGHTS_SUFFIXES)
+        and not is_study_reference(c.init_from)
+    ):
         problems.append(
             f"init_from must name a .pt or .pth state-dict file (as "
-            f"torch.save(model.state_dict(), path) writes it), got '{c.init_from}'"
+            f"torch.save(model.state_dict(), path) writes it) or a study's kept weights as "
+            f"NAME@URL or NAME@URL#TRIAL, got '{c.init_from}'"
         )
     if c.freeze < 0:
         problems.append(f"freeze must be >= 0 (0 = train every layer), got {c.freeze}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer._config import TrainConfig
+from trainer._config import TrainConfig, is_study_reference
 from trainer._data import Data, resolve_device
 from trainer._errors import WeightsError
 from trainer._evaluate import Evaluation, evaluate
@@ -95,6 +95,11 @@ def find_weights(path: str, search_path: Sequence[str | Path] = ()) -> Path:
     Raises:
         WeightsError: the file is in none of them.
     """
+    if is_study_reference(path):
+        raise WeightsError(
+            f"init_from {path} names a study's kept weights: run it through hpstudy (a study, "
+            f"hpstudy train or reproduce), which fetches them into a file first"
+        )
     found = Path(resolve_data_path(path, search_path)).expanduser()
     if found.is_file():
         return found.resolve()

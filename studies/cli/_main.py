@@ -58,11 +58,22 @@ class Train(Command):
             type=int,
             help="torch CPU threads (default: those of the exported trial, else torch's choice)",
         )
+        parser.add_argument(
+            "--weights",
+            metavar="FILE.pt",
+            help="score these trained weights (hpstudy export --weights) instead of training",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from studies.results import train_file
 
-        train_file(args.config, test=args.test, overrides=args.set, threads=args.threads)
+        train_file(
+            args.config,
+            test=args.test,
+            overrides=args.set,
+            threads=args.threads,
+            weights=args.weights,
+        )
         return 0
 
 

@@ -91,6 +91,7 @@ def provenance(
         "versions": versions(),
         "data": data_identity(trial, config),
         "model": attrs.model,  # a user factory's reference, file and sha256
+        "transfer": attrs.transfer,  # init_from: the weights' source, hash; what loaded, froze
         "folder": _spec_folder(study),  # where the spec's relative paths resolved
     }
     return {key: value for key, value in out.items() if value is not None}

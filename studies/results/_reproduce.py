@@ -18,7 +18,7 @@ import optuna
 from studies._errors import StudyError
 from studies.results._read import open_study, trial_config
 from studies.results._train import check_user_code, cpu_threads, format_epoch, format_scores
-from studies.storage import TrialAttrs, best_trial
+from studies.storage import TrialAttrs, best_trial, local_transfer
 from trainer import EpochResult, Evaluation, evaluate, fit, load_data
 
 TOLERANCE = 1e-4  # largest |stored - new| of a dev loss or accuracy that counts as the same
@@ -117,7 +117,8 @@ def reproduce_trial(
             f"training trial {trial.number} again: seed {config.seed}, up to {config.epochs} "
             f"epochs on {where}; the trial stored {len(stored)}"
         )
-        result = fit(config, data, on_epoch=on_epoch, search_path=search_path)
+        trained, _ = local_transfer(config)  # init_from = "study@url": its kept weights
+        result = fit(trained, data, on_epoch=on_epoch, search_path=search_path)
     comparison = compare_curves(stored, [e.to_dict() for e in new])
     test = None
     examples = 0

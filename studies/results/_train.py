@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studies._errors import StudyError
+from studies.storage import local_transfer
 from trainer import (
     Evaluation,
     TrainConfig,
@@ -123,9 +124,14 @@ def train_file(
     test: bool = False,
     overrides: Sequence[str] = (),
     threads: int | None = None,
+    weights: str | None = None,
     echo: Any = print,
-) -> tuple[FitResult, dict[str, float]]:
+) -> tuple[FitResult | None, dict[str, float]]:
     """Trains the config in `path`; returns the fit and, with `test`, its test scores.
+
+    With `weights` (a state-dict file, e.g. from `hpstudy export --weights`), nothing is
+    trained: the weights are loaded into the config's network (strictly: every entry must fit)
+    and scored on the dev split, and with `test` on the test split; the fit is then None.
 
     An exported file trains as its trial did: on its thread count (on a CPU the same count
     repeats the trial's numbers exactly; `threads` changes it), with the feature statistics of
@@ -143,6 +149,9 @@ def train_file(
     check_user_code(config, about.get("model"), search_path, echo=echo)
     stats = exported.get("standardization")
     data = load_data(config, with_test=test, standardization=stats, search_path=search_path)
+    if weights is not None:
+        return None, score_weights(config, data, weights, test=test, echo=echo)
+    config, _ = local_transfer(config)  # init_from = "study@url": its kept weights, a file
     why = ""
     if threads is None:  # an exported trial's own count: `[provenance] torch_threads`
         stored = about.get("torch_threads")
@@ -182,6 +191,28 @@ def train_file(
         scores = {f"test_{k}": v for k, v in scored.to_dict().items() if math.isfinite(v)}
         echo(f"{format_scores(scored, 'test', config.task)} ({len(data.y_test)} examples)")
     return result, scores
+
+
+def score_weights(
+    config: TrainConfig, data: Any, weights: str, *, test: bool, echo: Any = print
+) -> dict[str, float]:
+    """Scores stored weights on the dev (and test) split without training.
+
+    Raises:
+        WeightsError: for a file that is not a state dict or does not fit the network.
+        StudyError: for `test` on data without a test split.
+    """
+    from trainer import evaluate_state
+
+    dev = evaluate_state(config, data, weights, split="dev")
+    echo(f"the weights in {weights}, not trained: {format_scores(dev, 'dev', config.task)}")
+    if not test:
+        return {}
+    if data.x_test is None:
+        raise StudyError(f"data set '{config.dataset}' has no test split")
+    scored = evaluate_state(config, data, weights, split="test")
+    echo(f"{format_scores(scored, 'test', config.task)} ({len(data.y_test)} examples)")
+    return {f"test_{k}": v for k, v in scored.to_dict().items() if math.isfinite(v)}
 
 
 def _search_path(path: str, provenance: Mapping[str, Any]) -> tuple[str, ...]:

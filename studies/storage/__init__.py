@@ -45,7 +45,13 @@ from studies.storage._urls import (
     require_database,
     sqlite_path,
 )
-from studies.storage._weights import KEEP, WeightStore, weights_filename
+from studies.storage._weights import (
+    KEEP,
+    WeightStore,
+    fetch_weights,
+    local_transfer,
+    weights_filename,
+)
 from studies.storage._worker_storage import REFRESH, WorkerStorage
 from studies.storage._write_behind import FLUSH_INTERVAL, WriteBehind
 
@@ -82,10 +88,12 @@ __all__ = [
     "database_url",
     "enqueue_once",
     "ensure_tables",
+    "fetch_weights",
     "finished_trials",
     "is_lock_error",
     "is_warm_start",
     "load_study",
+    "local_transfer",
     "open_storage",
     "open_worker_storage",
     "parse_url",

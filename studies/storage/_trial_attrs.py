@@ -49,6 +49,7 @@ class TrialAttrs:
     standardization: dict[str, Any] | None = None  # feature statistics of the training split
     torch_threads: int | None = None  # CPU results repeat exactly only with this count
     warm_start: str | None = None  # where an enqueued configuration came from
+    transfer: dict[str, Any] | None = None  # init_from and freeze: what was loaded, from where
     # --- how its run ended ---
     stop_reason: str | None = None  # completed, early_stopped, pruned, diverged, failed, ...
     fail_reason: str | None = None  # the exception, for a failed trial

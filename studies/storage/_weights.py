@@ -11,18 +11,24 @@ weights per study (briefly `keep + 1` while two workers offer at once).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy as sa
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from studies._errors import StudyError
 from studies.storage._artifacts import DatabaseArtifactStore
 from studies.storage._locks import retry_locked
 from studies.storage._optuna import ARTIFACT_META_PREFIX
+from studies.storage._study import load_study
 from studies.storage._tables import WEIGHTS, ensure_tables
+from studies.storage._urls import create_engine, open_storage, redact, require_database
+from trainer import TrainConfig, is_study_reference
 
 KEEP = 3  # sets of weights a study keeps unless its spec says otherwise
 
@@ -131,3 +137,64 @@ class WeightStore:
 
     def _key(self, trial: int) -> sa.ColumnElement[bool]:
         return (WEIGHTS.c.study_id == self.study_id) & (WEIGHTS.c.trial == trial)
+
+
+def fetch_weights(reference: str) -> tuple[Path, dict[str, Any]]:
+    """The kept weights a study reference names, in a local file: "NAME@URL" (the study's
+    best kept trial) or "NAME@URL#TRIAL".
+
+    Returns:
+        The file (in a cache folder, named by the content's hash) and where it came from.
+
+    Raises:
+        StudyError: for a missing database, an unknown study, a bad trial number, or a trial
+            whose weights were not kept.
+    """
+    name, _, rest = reference.partition("@")
+    url, _, number = rest.partition("#")
+    if number and not number.isdigit():
+        raise StudyError(f"init_from {reference}: the trial after '#' must be a number")
+    require_database(url)
+    storage = open_storage(url)
+    study = load_study(storage, name, url=url)
+    engine = create_engine(url)
+    try:
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        store = WeightStore(
+            engine, storage, storage.get_study_id_from_name(name), maximize=maximize
+        )
+        kept = store.kept()
+        trial = int(number) if number else (kept[0][0] if kept else -1)
+        blob = store.read(trial) if trial >= 0 else None
+    finally:
+        engine.dispose()
+        storage.engine.dispose()
+    if blob is None:
+        shown = ", ".join(str(t) for t, _ in kept) or "none"
+        what = f"trial {trial}" if number else "any trial"
+        raise StudyError(
+            f"init_from {redact(reference)}: study '{name}' kept no weights of {what} "
+            f"(it keeps its best study.keep_weights trials; kept now: {shown})"
+        )
+    digest = hashlib.sha256(blob).hexdigest()
+    folder = Path(tempfile.gettempdir()) / "hpstudy-weights"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-trial-{trial}-{digest[:16]}.pt"
+    if not path.is_file():
+        partial = path.with_suffix(".part")
+        partial.write_bytes(blob)
+        partial.replace(path)
+    about = {"study": name, "storage": redact(url), "trial": trial, "sha256": digest}
+    return path, about
+
+
+def local_transfer(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The config to train: a study reference in `init_from` replaced by the fetched file.
+
+    Returns:
+        The config, and where the weights came from (None for a file or no init_from).
+    """
+    if not is_study_reference(config.init_from):
+        return config, None
+    path, about = fetch_weights(config.init_from)
+    return config.replace(init_from=str(path)), about

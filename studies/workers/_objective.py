@@ -23,6 +23,7 @@ from studies.storage import (
     TrialAttrs,
     WeightStore,
     chain_root,
+    local_transfer,
     write_attrs,
 )
 from studies.workers._lr_auto import as_config_params
@@ -150,13 +151,16 @@ class Objective:
             if trainer.parse_reference(config.model) is not None:
                 factory = trainer.load_factory(config.model, search_path=self.spec.search_path)
                 write_attrs(trial, model=factory.identity())
+            trained, source = local_transfer(config)  # init_from = "study@url": a file
             result = trainer.fit(
-                config,
+                trained,
                 data,
                 on_epoch=on_epoch,
                 checkpoint=checkpoint,
                 search_path=self.spec.search_path,
             )
+            if result.transfer is not None:
+                write_attrs(trial, transfer={**result.transfer.to_dict(), "study": source})
         except optuna.TrialPruned:
             self._finish(trial, config, reporter.epochs, "pruned")
             raise

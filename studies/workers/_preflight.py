@@ -9,16 +9,21 @@ file and the key, instead of failing every trial.
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 
 from search_space import nest, suggest
+from studies._errors import StudyError
 from studies.spec import REPEAT, SpecError, StudySpec
+from studies.storage import local_transfer
 from trainer import (
     BUILTIN_DATASETS,
     ConfigError,
     DataUnavailableError,
     TrainConfig,
     UserCodeError,
+    WeightsError,
     load_factory,
     load_loader,
     parse_reference,
@@ -57,7 +62,8 @@ def preflight(spec: StudySpec) -> Code:
         SpecError: naming the spec file and `train.model` or `train.dataset`.
     """
     train = spec.train
-    if parse_reference(train.model) is None and train.dataset in BUILTIN_DATASETS:
+    transfer = bool(train.init_from or train.freeze)
+    if parse_reference(train.model) is None and train.dataset in BUILTIN_DATASETS and not transfer:
         return {}
     code = user_code(spec)
     from trainer import check_model, load_data  # torch: only for the user's code or data
@@ -71,7 +77,25 @@ def preflight(spec: StudySpec) -> Code:
         check_model(config.replace(device="cpu"), data, search_path=spec.search_path)
     except (UserCodeError, ConfigError, ValueError) as exc:
         raise SpecError([f"train.model: {exc}"], source=spec.source) from None
+    if transfer:
+        _check_transfer(spec, config.replace(device="cpu"), data)
     return code
+
+
+def _check_transfer(spec: StudySpec, config: TrainConfig, data: Any) -> None:
+    """`init_from` fetched and loaded, `freeze` applied, on a network built once."""
+    from trainer import apply_transfer, build_model
+
+    try:
+        trained, _ = local_transfer(config)
+        model = build_model(
+            trained, data.input_shape, data.num_classes, search_path=spec.search_path
+        )
+        apply_transfer(model, trained, search_path=spec.search_path)
+    except (StudyError, WeightsError, ConfigError) as exc:
+        key = "train.init_from" if isinstance(exc, (StudyError, WeightsError)) else "train.freeze"
+        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        raise SpecError([f"{key}: {p}" for p in problems], source=spec.source) from None
 
 
 def one_sample(spec: StudySpec) -> TrainConfig:

@@ -110,3 +110,97 @@ def test_keep_weights_zero_keeps_none(tmp_path: Path) -> None:
     spec = run(tmp_path, keep=0)
     with pytest.raises(StudyError, match="kept now: none"):
         export_best("kept", url=spec.storage, output=tmp_path / "b.toml", weights=tmp_path / "b.pt")
+
+
+# Scoring kept weights and starting from them ------------------------------------------------
+
+
+def test_train_scores_exported_weights_without_training(
+    kept: studies.StudySpec, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from studies.cli import main
+
+    config, weights = tmp_path / "best.toml", tmp_path / "best.pt"
+    assert (
+        main(
+            [
+                "export",
+                "kept",
+                "--storage",
+                kept.storage,
+                "-o",
+                str(config),
+                "--weights",
+                str(weights),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["train", str(config), "--weights", str(weights), "--test"]) == 0
+    out = capsys.readouterr().out
+    assert "not trained" in out and "epoch" not in out
+    study = optuna.load_study(study_name="kept", storage=kept.storage)
+    assert f"dev loss {study.best_value:.4f}" in out
+    assert "test accuracy" in out
+
+
+def test_weights_of_another_network_are_refused_naming_the_layer(
+    kept: studies.StudySpec, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from studies.cli import main
+
+    config, weights = tmp_path / "best.toml", tmp_path / "best.pt"
+    export_best("kept", url=kept.storage, output=config, weights=weights)
+    code = main(["train", str(config), "--set", "hidden=[8]", "--weights", str(weights)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "do not fit this config's network" in err
+    assert "fc1.weight: (16, 64) in best.pt, (8, 64)" in err
+
+
+def test_a_study_starts_from_another_studys_kept_weights(
+    kept: studies.StudySpec, tmp_path: Path
+) -> None:
+    source = optuna.load_study(study_name="kept", storage=kept.storage).best_trial.number
+    path = tmp_path / "transfer.toml"
+    text = textwrap.dedent(SPEC.format(db=tmp_path / "t.db", keep=1))
+    text = text.replace('name = "kept"', 'name = "transferred"').replace(
+        "n_trials = 6", "n_trials = 2"
+    )
+    text = text.replace(
+        "epochs = 3", f'epochs = 2\ninit_from = "kept@{kept.storage}#{source}"\nfreeze = 1'
+    )
+    path.write_text(text)
+    spec = studies.spec_of(path)
+    prepare_study(spec, echo=lambda _: None, code=studies.workers.preflight(spec))
+    run_worker(spec.name, spec.storage, options=WorkerOptions(flush_interval=0))
+    study = optuna.load_study(study_name="transferred", storage=spec.storage)
+    for trial in study.trials:
+        transfer = trial.user_attrs["transfer"]
+        assert transfer["study"]["trial"] == source and transfer["study"]["study"] == "kept"
+        assert set(transfer["loaded"]) >= {"fc1.weight", "out.weight"}
+        assert transfer["frozen"] == ["fc1.weight", "fc1.bias"]
+    _, about = export_best("transferred", url=spec.storage, output=tmp_path / "t.toml")
+    assert about["transfer"]["study"]["trial"] == source
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("freeze = 5", "train.freeze: freeze = 5 leaves no weight layer to train"),
+        ('init_from = "kept@{url}#999"', "train.init_from: init_from kept@"),
+        ('init_from = "elsewhere.pt"', "train.init_from: no such weights file"),
+    ],
+)
+def test_bad_transfer_settings_are_refused_before_the_study(
+    kept: studies.StudySpec, tmp_path: Path, line: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    text = textwrap.dedent(SPEC.format(db=tmp_path / "b.db", keep=1))
+    path.write_text(text.replace("epochs = 3", f"epochs = 1\n{line.format(url=kept.storage)}"))
+    with pytest.raises(studies.SpecError, match=message):
+        studies.run(path, progress=False)
+    assert not (tmp_path / "b.db").exists() or not optuna.get_all_study_summaries(
+        studies.open_storage(f"sqlite:///{tmp_path / 'b.db'}")
+    )

@@ -15,11 +15,11 @@ in one database; `analysis` reads learning curves; `workers` trains trials in wo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from studies._api import export, load, run, spec_of, train
 from studies._errors import StudyError, UserError
+from studies._lazy import lazy_exports
 from studies.analysis import LABELS, Diagnosis, Thresholds, diagnose
 from studies.spec import (
     DEFAULT_STORAGE,
@@ -75,11 +75,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
-        return value
-    raise AttributeError(f"module 'studies' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from studies._lazy import lazy_exports
 from studies.results._files import check_output
 from studies.results._read import FINISHED, OpenStudy, open_study, trial_config
 from studies.results._tables import trials_table
@@ -43,11 +43,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
-        return value
-    raise AttributeError(f"module 'studies.results' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

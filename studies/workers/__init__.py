@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from studies._lazy import lazy_exports
 from studies.workers._lr_auto import RANGE_ATTR, run_range_tests, searched_space
 from studies.workers._progress import Counts, count, progress_line
 from studies.workers._recovery import MAX_RETRY, RequeueStale, recover_dead_workers, requeue
@@ -55,11 +55,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
-        return value
-    raise AttributeError(f"module 'studies.workers' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -19,7 +19,7 @@ ROOT = Path(studies.__file__).parent
 # Rank of each layer; a module may import layers of a lower rank only. storage and analysis
 # share a rank and may not import each other.
 LAYERS = {"spec": 1, "storage": 2, "analysis": 2, "workers": 3, "results": 4, "cli": 5}
-BASE = {"studies._errors"}  # below every layer
+BASE = {"studies._errors", "studies._lazy"}  # below every layer
 
 
 def _layer(module: str) -> str | None:

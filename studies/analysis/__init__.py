@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from studies.analysis._ablation import CellRow, ablation_table, holm, mean_interval
+from studies.analysis._ablation import (
+    CellRow,
+    ablation_table,
+    holm,
+    mean_interval,
+    plot_ablation,
+)
 from studies.analysis._curves import plot_learning_curves, plot_lr_ranges
 from studies.analysis._diagnosis import (
     LABELS,
@@ -34,6 +40,7 @@ __all__ = [
     "epoch_scores",
     "holm",
     "mean_interval",
+    "plot_ablation",
     "plot_learning_curves",
     "plot_lr_ranges",
     "plot_size_curve",

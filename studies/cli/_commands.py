@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 import optuna
 from rich.console import Console
@@ -155,6 +156,10 @@ def ablate_command(args: argparse.Namespace) -> int:
 
     _quiet_optuna()
     factors = [f.strip() for f in args.factors.split(",") if f.strip()]
+    if args.output:
+        from studies.results import check_output
+
+        check_output(args.output, (".png",))
     base = load_spec(args.spec)
     if args.storage:
         base = base.replace(storage=args.storage)
@@ -171,6 +176,10 @@ def ablate_command(args: argparse.Namespace) -> int:
     )
     rows = ablation_rows(study, factors)
     console.print(ablation_rich_table(rows, factors, spec.metric))
+    if args.output:
+        from studies.analysis import plot_ablation
+
+        Path(args.output).write_bytes(plot_ablation(rows, factors, spec.metric))
     worse = [r for r in rows if r.worse]
     console.print(
         f"{len(worse)} of {len(rows) - 1} cells are significantly worse than the best "

@@ -176,6 +176,7 @@ class Ablate(Command):
         )
         parser.add_argument("--repeats", type=int, default=5, help="seeds per cell (default 5)")
         parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+        parser.add_argument("-o", "--output", help="also draw the table (.png) here")
         add_storage_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:

@@ -120,8 +120,10 @@ def test_bad_factors_are_refused(
 
 @pytest.mark.slow  # a worker process and twelve runs
 def test_hpstudy_ablate_runs_the_grid_and_prints_the_table(tmp_path: Path, capsys: Any) -> None:
-    code = main(["ablate", str(write(tmp_path)), "--factors", "init,activation", "--repeats", "2"])
-    assert code == 0
+    picture = tmp_path / "ablation.png"
+    argv = ["ablate", str(write(tmp_path)), "--factors", "init,activation", "--repeats", "2"]
+    assert main([*argv, "-o", str(picture)]) == 0
+    assert picture.read_bytes()[:4] == b"\x89PNG"
     out = capsys.readouterr().out
     assert "2 cells" not in out and "6 cells x 2 seeds = 12 runs" in out
     assert "95% interval" in out and "significantly worse than the best" in out
@@ -134,3 +136,11 @@ def test_hpstudy_ablate_runs_the_grid_and_prints_the_table(tmp_path: Path, capsy
     assert len({frozenset(s) for s in seeds.values()}) == 1  # every cell ran the same seeds
     kept = study.user_attrs["hpstudy_ablation"]
     assert kept["factors"] == ["init", "activation"] and len(kept["rows"]) == 6
+
+
+def test_the_picture_draws_every_cell_with_an_interval() -> None:
+    from studies.analysis import plot_ablation
+
+    runs = {("a",): {0: 0.9, 1: 0.92}, ("b",): {0: 0.5, 1: 0.52}}
+    png = plot_ablation(ablation_table(runs, maximize=True), ["init"], "dev_accuracy")
+    assert png[:4] == b"\x89PNG" and len(png) > 5000

@@ -173,9 +173,15 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
         self.writes.flush()
 
     def close(self) -> None:
-        """Writes what is buffered, stops the thread and closes the connections."""
+        """Writes what is buffered, stops the thread and closes the connections.
+
+        A buffered write refused now (its trial was finished by another process meanwhile)
+        is logged and dropped, as the thread would have: closing does not fail on it.
+        """
         try:
             self.writes.close()
+        except (UpdateFinishedTrialError, KeyError) as exc:
+            _log.warning("closing the worker storage: a write was refused: %s", exc)
         finally:
             self._rdb.engine.dispose()
 

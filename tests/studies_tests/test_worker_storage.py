@@ -134,6 +134,16 @@ def test_a_report_refused_after_another_process_failed_the_trial_is_dropped_once
     storage.close()  # nothing left to raise
 
 
+def test_closing_with_a_refused_write_pending_drops_it_without_failing(sqlite_url: str) -> None:
+    storage = WorkerStorage(sqlite_url, flush_interval=3600)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.report(0.5, 0)
+    open_storage(sqlite_url).set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    storage.close()  # the pending report is refused: logged, not raised
+    assert open_storage(sqlite_url).get_trial(trial._trial_id).intermediate_values == {}
+
+
 def test_a_write_to_a_trial_this_process_finished_is_refused_at_once(
     sqlite_url: str, worker_storage: Callable[..., WorkerStorage]
 ) -> None:

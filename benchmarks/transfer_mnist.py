@@ -76,12 +76,34 @@ def base(dataset: Path, **changes: object) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
+def plot(results: dict[str, list[float]], labels: int, path: Path) -> None:
+    """Test accuracy of every seed per arm, with the mean."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3.6), dpi=100)
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=0.1, right=0.98, bottom=0.2, top=0.88)
+    axes = figure.subplots()
+    for x, (arm, values) in enumerate(results.items()):
+        axes.plot([x] * len(values), [100 * v for v in values], "o", color="C0", alpha=0.6)
+        axes.plot([x - 0.2, x + 0.2], [100 * statistics.fmean(values)] * 2, color="C3")
+    axes.set_xticks(range(len(results)), [arm.replace(", ", "\n") for arm in results])
+    axes.set_ylabel("test accuracy, digits 5-9 (%)")
+    axes.set_title(f"{labels} labelled images of 5-9; hidden layers from a net trained on 0-4")
+    axes.grid(alpha=0.3, axis="y")
+    figure.savefig(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=int, default=300)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--epochs", type=int, default=60, help="cap on the target runs")
+    parser.add_argument(
+        "--plot", default=str(ROOT / "benchmarks" / "transfer_mnist.png"), help="the picture"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if not has_mnist(args.data_dir):

@@ -85,7 +85,7 @@ def plot(results: dict[str, list[float]], labels: int, path: Path) -> None:
     FigureCanvasAgg(figure)
     figure.subplots_adjust(left=0.1, right=0.98, bottom=0.2, top=0.88)
     axes = figure.subplots()
-    for x, (arm, values) in enumerate(results.items()):
+    for x, values in enumerate(results.values()):
         axes.plot([x] * len(values), [100 * v for v in values], "o", color="C0", alpha=0.6)
         axes.plot([x - 0.2, x + 0.2], [100 * statistics.fmean(values)] * 2, color="C3")
     axes.set_xticks(range(len(results)), [arm.replace(", ", "\n") for arm in results])

@@ -3,9 +3,12 @@
 For each seed, with the same budget and two worker processes per side (one torch thread
 each), one after the other on this machine:
 
-- `hpstudy`: `hpstudy run mnist-mlp --workers 2 --seed S` (the built-in spec as it ships);
-- `hpstudy-auto-lr`: the same spec with `[space.lr] auto = true`
-  (benchmarks/mnist-mlp-auto-lr.toml), its range tests included in its time;
+- `hpstudy`: `hpstudy run mnist-mlp --workers 2 --seed S` (the built-in spec as it ships, its
+  enqueued textbook configuration first);
+- `hpstudy-no-start`: the same spec without its `[study] enqueue` (what `mnist-mlp` was before
+  it started from that configuration);
+- `hpstudy-auto-lr`: the spec without `enqueue` and with `[space.lr] auto = true` instead of its
+  hand-written bounds, its range tests included in its time;
 - `baseline`: the Optuna-examples way (benchmarks/baseline_optuna.py: DataLoader, TPE, median
   pruner), the same space, epoch cap, batch size and dev split;
 - `plain+trainer`: plain Optuna around hpstudy's trainer with TPE + Hyperband
@@ -30,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,10 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TARGET = 0.98
-SIDES = ("hpstudy", "hpstudy-auto-lr", "baseline", "plain+trainer")
+SIDES = ("hpstudy", "hpstudy-no-start", "hpstudy-auto-lr", "baseline", "plain+trainer")
+# sides compared with hpstudy only (the second list of ratios is against the unstarted spec)
+PAIRS_DONE = ("hpstudy", "hpstudy-no-start")
+BUILT_IN = ROOT / "studies" / "spec" / "specs" / "mnist-mlp.toml"
 RESULTS = ROOT / "benchmarks" / "time_to_target.json"
 PICTURE = ROOT / "benchmarks" / "time_to_target.png"
 POLL = 2.0
@@ -71,7 +78,7 @@ def launch(side: str, seed: int, work: Path) -> tuple[list[subprocess.Popen[byte
         )
 
     if side.startswith("hpstudy"):
-        spec = "mnist-mlp" if side == "hpstudy" else str(ROOT / "benchmarks/mnist-mlp-auto-lr.toml")
+        spec = "mnist-mlp" if side == "hpstudy" else str(variant(side, work))
         url = f"sqlite:///{work / 'study.db'}"
         command = [
             str(BIN / "hpstudy"),
@@ -112,6 +119,20 @@ def launch(side: str, seed: int, work: Path) -> tuple[list[subprocess.Popen[byte
             _create(url)
         processes.append(popen(command, f"{side}-{index}"))
     return processes, lambda: _epochs_in_logs(work)
+
+
+def variant(side: str, work: Path) -> Path:
+    """The built-in spec without its enqueued start (for auto-lr also `lr.auto`), as a file."""
+    import tomli_w
+
+    spec = tomllib.loads(BUILT_IN.read_text())
+    del spec["study"]["enqueue"]
+    spec["study"]["name"] = f"mnist-mlp-{side}"
+    if side == "hpstudy-auto-lr":
+        spec["space"]["lr"] = {"auto": True}
+    path = work / f"{side}.toml"
+    path.write_text(tomli_w.dumps(spec))
+    return path
 
 
 def _create(url: str) -> None:
@@ -219,25 +240,24 @@ def summary(results: list[dict[str, Any]]) -> str:
     lines = ["| seed | " + " | ".join(sides) + " |", "|---:|" + "---:|" * len(sides)]
     for seed in seeds:
         lines.append(f"| {seed} | " + " | ".join(cell(find(s, seed)) for s in sides) + " |")
-    lines += [
-        "",
-        "| ratio (minutes of the other side / hpstudy's) | per seed | median |",
-        "|---|---|---:|",
-    ]
-    for other in sides:
-        if other == "hpstudy":
-            continue
+    lines += ["", "| ratio (minutes of one side / another's) | per seed | median |"]
+    lines.append("|---|---|---:|")
+    pairs = [(other, "hpstudy") for other in sides if other != "hpstudy"]
+    pairs += [(other, "hpstudy-no-start") for other in sides if other not in PAIRS_DONE]
+    for other, mine_side in pairs:
         ratios = []
         for seed in seeds:
-            mine, theirs = find("hpstudy", seed), find(other, seed)
+            mine, theirs = find(mine_side, seed), find(other, seed)
             if mine is None or theirs is None or mine["minutes_to_target"] is None:
                 continue
             minutes = theirs["minutes_to_target"] or theirs["budget_minutes"]  # a lower bound
             bound = "" if theirs["minutes_to_target"] else ">="
             ratios.append((minutes / mine["minutes_to_target"], bound))
+        if not ratios:
+            continue
         shown = ", ".join(f"{b}{r:.2f}" for r, b in ratios)
-        median = statistics.median(r for r, _ in ratios) if ratios else float("nan")
-        lines.append(f"| {other} / hpstudy | {shown} | {median:.2f} |")
+        median = statistics.median(r for r, _ in ratios)
+        lines.append(f"| {other} / {mine_side} | {shown} | {median:.2f} |")
     return "\n".join(lines)
 
 

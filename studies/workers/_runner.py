@@ -222,7 +222,9 @@ def prepare_study(
         echo(f"re-queued trial(s) {requeued}: their workers on this machine are gone")
     enqueued = enqueue_points(study, study_id, spec.storage, points)
     if enqueued:
-        echo(f"warm start: {len(enqueued)} known configuration(s) first: {'; '.join(enqueued)}")
+        more = f"; and {len(enqueued) - 3} more" if len(enqueued) > 3 else ""
+        shown = "; ".join(enqueued[:3]) + more
+        echo(f"warm start: {len(enqueued)} known configuration(s) first: {shown}")
     engine = create_engine(spec.storage)
     try:
         held = Budget(engine, study_id).reconcile(study)

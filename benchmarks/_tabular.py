@@ -139,15 +139,18 @@ def search_and_test(
     from trainer import read_config_file
 
     diagnosis = read_config_file(path)["provenance"].get("diagnosis", [])
+    chosen = studies.best_trial(study)
     figures = {
         "name": name,
         "wall_s": wall,
         "complete": states.count(optuna.trial.TrialState.COMPLETE),
         "pruned": states.count(optuna.trial.TrialState.PRUNED),
         "failed": states.count(optuna.trial.TrialState.FAIL),
-        "best_trial": study.best_trial.number,
-        "best_value": study.best_value,
-        "best_params": study.best_trial.params,
+        # hpstudy's best (what export wrote): ties go against trials diagnosed diverged,
+        # where Optuna's `study.best_trial` takes the first of them
+        "best_trial": chosen.number,
+        "best_value": chosen.value,
+        "best_params": chosen.params,
         "diagnosis": list(diagnosis),
         "retrain_s": time.perf_counter() - tic,
         "retrain_epochs": len(result.epochs),

@@ -155,6 +155,8 @@ def main() -> None:
         print(
             f"\n{len(test.y_test)} test images of digits 5-9; {time.perf_counter() - started:.0f} s"
         )
+        plot(results, args.labels, Path(args.plot))
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

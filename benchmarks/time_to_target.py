@@ -19,7 +19,7 @@ dev accuracy >= 0.98 (the side is then stopped, to save machine time) or at the 
 the time is reported as "more than the budget"). Results are saved after every side, so an
 interrupted run resumes where it stopped.
 
-    .venv/bin/python benchmarks/time_to_target.py --seeds 0 1 2 3 4 --budget 720
+    .venv/bin/python benchmarks/time_to_target.py --seeds 0 1 2 3 4 5 6 7 8 9 --budget 600
     .venv/bin/python benchmarks/time_to_target.py --summary   # tables and the picture only
 """
 
@@ -272,13 +272,22 @@ def plot(results: list[dict[str, Any]]) -> None:
     for run in results:
         if not run["curve"]:
             continue
-        x = [m for m, _ in run["curve"]] + [run["budget_minutes"]]
-        y = [a for _, a in run["curve"]] + [run["curve"][-1][1]]
+        # each curve ends where its side stopped: at the target (a dot) or at the budget
+        end = run["minutes_to_target"] or run["budget_minutes"]
+        x = [m for m, _ in run["curve"] if m <= end] + [end]
+        y = [a for m, a in run["curve"] if m <= end]
+        if not y:
+            continue
+        y.append(y[-1])
         label = run["side"] if run["seed"] == min(r["seed"] for r in results) else None
-        axes.step(x, y, where="post", color=colors[run["side"]], alpha=0.7, label=label)
+        color = colors[run["side"]]
+        axes.step(x, y, where="post", color=color, alpha=0.7, label=label)
+        if run["minutes_to_target"]:
+            axes.plot([end], [y[-1]], "o", color=color, markersize=4)
     axes.axhline(TARGET, color="grey", linestyle="--", linewidth=1)
     axes.set_ylim(0.95, 0.99)
-    axes.set_xlabel("minutes since start")
+    axes.set_xscale("log")
+    axes.set_xlabel("minutes since start (log scale)")
     axes.set_ylabel("best dev accuracy so far")
     axes.set_title("MNIST MLP search, 2 workers: every seed of every side")
     axes.grid(alpha=0.3)
@@ -290,7 +299,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
-    parser.add_argument("--budget", type=float, default=720, help="seconds per side and seed")
+    parser.add_argument("--budget", type=float, default=600, help="seconds per side and seed")
     parser.add_argument("--work", default="/tmp/time_to_target")
     parser.add_argument("--summary", action="store_true", help="only print and draw")
     args = parser.parse_args()

@@ -108,6 +108,14 @@ def render_report(opened: OpenStudy, *, top: int = TOP_TRIALS) -> str:
     )
 
 
+def _image(png: bytes, *, alt: str, anchor: str = "") -> str:
+    """A PNG inlined as an `<img>` tag, so the page is one self-contained file."""
+    id_attr = f"id='{anchor}' " if anchor else ""
+    return (
+        f"<img {id_attr}alt='{alt}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+    )
+
+
 def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metric: str) -> str:
     parts = [f"<h2>Learning curves of the {len(top)} best trials</h2>"]
     epochs = opened.epochs(t.number for t in top)
@@ -122,8 +130,7 @@ def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metr
         parts.append(
             f"<h3 id='trial-{trial.number}'>Trial {trial.number}</h3>"
             f"<p>{_e(_params(trial))}</p>"
-            f"<img alt='learning curves of trial {trial.number}' "
-            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            + _image(png, alt=f"learning curves of trial {trial.number}")
         )
     return "\n".join(parts)
 
@@ -138,8 +145,7 @@ def _lr_range_section(study: optuna.Study) -> str:
     return (
         "<h2>Learning-rate range test</h2>"
         f"<p>The study searched the learning rate inside these bounds: {_e(bounds)}.</p>"
-        f"<img id='lr-range' alt='learning-rate range test' "
-        f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        + _image(png, alt="learning-rate range test", anchor="lr-range")
     )
 
 
@@ -153,8 +159,7 @@ def _size_curve_section(study: optuna.Study) -> str:
     return (
         f"<h2>Learning curves over the training-set size (trial {record['trial']})</h2>"
         f"<p>{_e(record['sentence'])}</p>"
-        f"<img id='size-curve' alt='learning curves over the training-set size' "
-        f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        + _image(png, alt="learning curves over the training-set size", anchor="size-curve")
     )
 
 

@@ -1,4 +1,6 @@
 # `make run`: set up and run the default study.  `make test`: set up and run every check.
+# Both install exactly what requirements/dev.txt names (versions and hashes): `make lock`
+# rewrites it from pyproject.toml; `make test-latest` tries the newest releases instead.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,13 +10,24 @@ PYTEST_ARGS ?=
 # `make run`: the default study and its worker processes (one per core on a 2-core machine)
 SPEC ?= mnist-mlp
 WORKERS ?= 2
+LOCK := requirements/dev.txt
+PIP_LOCK := requirements/pip.txt
+PIP_FLAGS := --quiet --disable-pip-version-check
+# Where `make test-latest` builds its throwaway environment
+LATEST ?= .venv-latest
 
-.PHONY: run test lint venv data clean
+.PHONY: run test check lint venv data lock test-latest clean
 
-# The venv is rebuilt when pyproject.toml changes; the stamp records the last install.
-$(BIN)/.installed: pyproject.toml
+# The venv is refreshed when the lock changes; the stamp records the last install.
+# 1. the installer itself, pinned (a new venv's pip is whatever Python shipped);
+# 2. every package the lock names, each checked against its hashes;
+# 3. hpstudy itself, editable, with nothing more (--no-deps: the lock has it all).
+$(BIN)/.installed: $(LOCK) $(PIP_LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install $(PIP_FLAGS) --require-hashes -r $(PIP_LOCK)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 venv: $(BIN)/.installed
@@ -36,5 +49,31 @@ lint: venv
 test: lint data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The lock, from pyproject.toml's ranges, with the extras `make test` uses, and the installer.
+lock: venv
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	    --extra test --extra ray --no-emit-index-url --no-emit-find-links \
+	    --output-file $(LOCK) pyproject.toml requirements/tools.in
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	    --no-emit-index-url --no-emit-find-links --output-file $(PIP_LOCK) requirements/pip.in
+
+# The newest releases inside pyproject.toml's ranges, in a throwaway venv, through the same
+# checks; $(LATEST)/resolved.txt keeps what it resolved, for the README's Development section.
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(LATEST)/bin/python -m pip install $(PIP_FLAGS) --upgrade --upgrade-strategy eager \
+	    -e '.[test,ray]'
+	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/resolved.txt
+	$(MAKE) --no-print-directory check VENV=$(LATEST)
+
+# The checks alone, on a venv that is there already (test-latest's).
+check: data
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LATEST) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

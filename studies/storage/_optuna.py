@@ -106,7 +106,11 @@ def set_trial_state(
         row = session.get(trial, trial_id)
         if row is None:
             raise KeyError(f"no trial with trial_id {trial_id}")
-        study_id = int(row.study_id)
+        # Optuna's schema lets trials.study_id be NULL (typed `int | None` since Optuna 5.1);
+        # a row without a study is a damaged database, not a trial to claim.
+        if row.study_id is None:
+            raise KeyError(f"trial {trial_id} belongs to no study")
+        study_id = row.study_id
         if not updated:
             if row.state.is_finished():
                 raise UpdateFinishedTrialError(

@@ -13,8 +13,10 @@ WORKERS ?= 2
 LOCK := requirements/dev.txt
 PIP_LOCK := requirements/pip.txt
 PIP_FLAGS := --quiet --disable-pip-version-check
-# Where `make test-latest` builds its throwaway environment
+# Where `make test-latest` builds its throwaway environment, and requirements it adds to the
+# project's ranges there (e.g. LATEST_EXTRA='optuna<6' to try a release past a ceiling)
 LATEST ?= .venv-latest
+LATEST_EXTRA ?=
 
 .PHONY: run test check lint venv data lock test-latest clean
 
@@ -64,8 +66,9 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
 	$(LATEST)/bin/python -m pip install $(PIP_FLAGS) --upgrade --upgrade-strategy eager \
-	    -e '.[test,ray]'
+	    -e '.[test,ray]' $(LATEST_EXTRA)
 	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/resolved.txt
+	touch $(LATEST)/bin/.installed
 	$(MAKE) --no-print-directory check VENV=$(LATEST)
 
 # The checks alone, on a venv that is there already (test-latest's).

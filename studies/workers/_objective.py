@@ -92,7 +92,8 @@ def trial_seed(study_seed: int, number: int) -> int:
 
 
 class Objective:
-    """Trains one trial; its value is the best dev metric over the epochs (model selection)."""
+    """Trains one trial; its value is the best dev metric over the epochs (model selection),
+    or for folds or repeats > 1 the mean of that over the trial's networks (`cross_fit`)."""
 
     def __init__(
         self,

@@ -183,6 +183,18 @@ def test_folds_cannot_be_searched() -> None:
         StudySpec.from_dict(spec, source="test")
 
 
+def test_more_folds_than_a_class_has_rows_fails_before_the_study_starts(tmp_path: Path) -> None:
+    import numpy as np
+
+    from studies.workers import preflight
+
+    x = np.random.default_rng(0).normal(size=(23, 4)).astype(np.float32)
+    np.savez(tmp_path / "small.npz", x_train=x, y_train=np.array([0] * 20 + [1] * 3))
+    spec = spec_dict(dataset=str(tmp_path / "small.npz"), folds=5)
+    with pytest.raises(SpecError, match=r"train\.folds: folds = 5 is more than class 1"):
+        preflight(StudySpec.from_dict(spec, source="test"))
+
+
 def test_plan_says_folds_and_repeats_multiply_the_cost() -> None:
     spec = StudySpec.from_dict(spec_dict(repeats=2), source="test")
     plan = Plan(

@@ -50,6 +50,7 @@ DATA_FIELDS = (
     "test_fraction",
     "standardize",
     "dev_fraction",
+    "folds",  # folds > 1 loads the whole training split, the folds' pool
     "split_seed",
     "train_size",
     "device",

@@ -204,6 +204,14 @@ def test_plan_says_folds_and_repeats_multiply_the_cost() -> None:
     assert any("folds x repeats = 3 x 2 networks, 6 times the cost" in x for x in plan.lines(spec))
 
 
+def test_plan_probes_one_network_and_counts_every_fold() -> None:
+    from studies.workers._plan import plan
+
+    spec = StudySpec.from_dict(spec_dict(), source="test")
+    planned = plan(spec, budget=600.0, workers=1)
+    assert planned.networks == FOLDS and planned.epoch_seconds > 0
+
+
 @pytest.mark.slow
 def test_a_five_fold_study_with_two_workers_records_prunes_exports_and_retrains(
     tmp_path: Path,

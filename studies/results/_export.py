@@ -136,12 +136,16 @@ def export_trial(
     if folds is None and config.folds * config.repeats > 1:
         # pruned before its networks' values were stored: the merged curve's best epoch
         best = attrs.best_epoch if attrs.best_epoch is not None else config.epochs - 1
-        folds = {"refit_epochs": best + 1, "note": "pruned: epochs from the mean curve"}
+        folds = {"folds": config.folds, "repeats": config.repeats, "refit_epochs": best + 1}
     if folds:
         config = refit_config(config, folds)
     about = provenance(study, trial, config, url=url)
     if folds:  # what the exported run no longer shows: the networks the trial averaged
-        about["folds"] = {**folds, "trained_folds": trial_config(trial).folds}
+        about["folds"] = {
+            **folds,
+            # TOML has no null: -1 marks a network without a finite epoch (it diverged)
+            "best_epochs": [-1 if e is None else e for e in folds.get("best_epochs", [])],
+        }
     if weights is not None and blob is not None:
         try:
             Path(weights).write_bytes(blob)

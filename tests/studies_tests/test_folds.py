@@ -145,6 +145,14 @@ def test_the_export_retrains_one_network_for_the_folds_median_best_epoch(
     assert read_config_file(path)["provenance"]["folds"]["values"] == folds["values"]
 
 
+def test_a_pruned_fold_trial_exports_for_its_mean_curves_best_epoch(
+    study_url: str, study: optuna.Study, tmp_path: Path
+) -> None:
+    path = studies.export(NAME, storage=study_url, output=tmp_path / "pruned.toml", trial=2)
+    config = TrainConfig.load(path)
+    assert config.folds == 1 and config.epochs == study.trials[2].user_attrs["best_epoch"] + 1
+
+
 def test_train_test_fits_the_whole_training_split_and_scores_the_test_split(
     study_url: str, study: optuna.Study, tmp_path: Path
 ) -> None:

@@ -213,8 +213,11 @@ def score_weights(
     """
     from trainer import evaluate_state
 
-    dev = evaluate_state(config, data, weights, split="dev")
-    echo(f"the weights in {weights}, not trained: {format_scores(dev, 'dev', config.task)}")
+    if len(data.y_dev):
+        dev = evaluate_state(config, data, weights, split="dev")
+        echo(f"the weights in {weights}, not trained: {format_scores(dev, 'dev', config.task)}")
+    else:
+        echo(f"the weights in {weights}, not trained (no dev split to score: dev_fraction = 0)")
     if not test:
         return {}
     if data.x_test is None:

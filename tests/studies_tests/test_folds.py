@@ -165,6 +165,21 @@ def test_train_test_fits_the_whole_training_split_and_scores_the_test_split(
     assert scores["test_accuracy"] > 0.5
 
 
+def test_weights_without_a_dev_split_are_scored_on_the_test_split_only(tmp_path: Path) -> None:
+    import torch
+
+    config = TrainConfig(dataset="digits", hidden=[16], epochs=1, dev_fraction=0.0, device="cpu")
+    config.save(tmp_path / "all.toml")
+    result, _ = studies.train(tmp_path / "all.toml", echo=lambda _line: None)
+    assert result is not None
+    torch.save(result.model.state_dict(), tmp_path / "w.pt")
+    lines: list[str] = []
+    _, scores = studies.train(
+        tmp_path / "all.toml", test=True, weights=tmp_path / "w.pt", echo=lines.append
+    )
+    assert "no dev split to score" in lines[0] and "test_accuracy" in scores
+
+
 def test_reproduce_trains_the_folds_again(study_url: str) -> None:
     lines: list[str] = []
     outcome = reproduce(NAME, url=study_url, number=0, echo=lines.append)

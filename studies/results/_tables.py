@@ -62,10 +62,10 @@ def trials_table(
 
 
 def _folds_cell(folds: dict[str, Any] | None) -> str:
-    """ "± 0.0123: 0.11 0.13 0.12" (the standard deviation, then each network's value)."""
+    """ "± 0.0082: 0.1100 0.1300 0.1200" (the standard deviation, then each network's value)."""
     if not folds:
         return "-"
-    return f"± {folds['std']:.4f}: " + " ".join(f"{v:.4g}" for v in folds["values"])
+    return f"± {folds['std']:.4f}: " + " ".join(f"{v:.4f}" for v in folds["values"])
 
 
 def _or_dash(value: Any) -> str:

@@ -93,9 +93,9 @@ def trial_note(
 
 
 def folds_text(folds: Mapping[str, Any]) -> str:
-    """ "5 folds x 1 seed: dev_loss 0.1234 ± 0.0100 (0.11, 0.12, ...); best epochs 7, 9, ...",
+    """ "5 folds x 1 seed: dev_loss 0.1234 ± 0.0100 (0.1100, 0.1200, ...); best epochs 7, 9, ...",
     from a trial's `folds` attribute."""
-    values = ", ".join(f"{v:.4g}" for v in folds["values"])
+    values = ", ".join(f"{v:.4f}" for v in folds["values"])
     best = ", ".join("-" if e is None else str(e) for e in folds["best_epochs"])
     seeds = "seed" if folds["repeats"] == 1 else "seeds"
     return (

@@ -93,7 +93,7 @@ def trial_note(
 
 
 def folds_text(folds: Mapping[str, Any]) -> str:
-    """ "5 folds x 1 seed: dev_loss 0.1234 ± 0.0100 (0.1100, 0.1200, ...); best epochs 7, 9, ...",
+    """ "5 fold(s) x 1 seed: dev_loss 0.1234 ± 0.0100 (0.1100, 0.1200, ...); best epochs 7, 9, ...",
     from a trial's `folds` attribute."""
     values = ", ".join(f"{v:.4f}" for v in folds["values"])
     best = ", ".join("-" if e is None else str(e) for e in folds["best_epochs"])

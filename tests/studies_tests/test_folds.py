@@ -187,6 +187,32 @@ def test_reproduce_trains_the_folds_again(study_url: str) -> None:
     assert any(line.startswith("trained again:") for line in lines)
 
 
+def test_an_interrupted_fold_trial_resumes_every_fold_from_the_study_database(
+    tmp_path: Path,
+) -> None:
+    import sqlalchemy as sa
+
+    from studies.storage import CheckpointTable, TrialCheckpoint
+    from trainer import cross_fit
+
+    config = TrainConfig(dataset="digits", hidden=[16], epochs=3, folds=FOLDS, device="cpu")
+    data = load_data(config)
+    whole = cross_fit(config, data)
+    table = CheckpointTable(sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}"), study_id=1)
+
+    def interrupt(e: Any) -> None:
+        if e.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cross_fit(config, data, on_epoch=interrupt, checkpoint=TrialCheckpoint(table, root=0))
+    resumed_from: list[int] = []
+    store = TrialCheckpoint(table, root=0, on_resume=resumed_from.append)
+    again = cross_fit(config, data, checkpoint=store)
+    assert resumed_from == [2]  # both rounds were saved, for every fold
+    assert again.values("dev_loss") == whole.values("dev_loss")
+
+
 def test_train_refuses_a_fold_config(tmp_path: Path) -> None:
     path = tmp_path / "folds.toml"
     TrainConfig(dataset="digits", folds=3).save(path)

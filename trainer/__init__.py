@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
         fit,
         train_epoch,
     )
+    from trainer._folds import CrossResult, cross_fit, fold_indices, member_seed
     from trainer._init import INIT_SCHEMES, fans, initialize
     from trainer._lr_range import LRRange, lr_range_test, propose_bounds
     from trainer._models import ACTIVATIONS, build_model, check_model, weight_layers
@@ -64,6 +65,7 @@ _TORCH_MODULES = (
     "trainer._data",
     "trainer._evaluate",
     "trainer._fit",
+    "trainer._folds",
     "trainer._init",
     "trainer._lr_range",
     "trainer._models",
@@ -99,6 +101,7 @@ __all__ = [
     "BadDataError",
     "CheckpointStore",
     "ConfigError",
+    "CrossResult",
     "Data",
     "DataUnavailableError",
     "EpochResult",
@@ -115,6 +118,7 @@ __all__ = [
     "apply_transfer",
     "build_model",
     "check_model",
+    "cross_fit",
     "elastic_net",
     "evaluate",
     "evaluate_state",
@@ -122,6 +126,7 @@ __all__ = [
     "fetch_mnist",
     "field_names",
     "fit",
+    "fold_indices",
     "has_mnist",
     "initialize",
     "is_study_reference",
@@ -133,6 +138,7 @@ __all__ = [
     "lr_range_test",
     "make_optimizer",
     "make_schedule",
+    "member_seed",
     "metric_direction",
     "parse_reference",
     "propose_bounds",

@@ -55,7 +55,9 @@ class TrainConfig:
     target: tuple[str, ...] = ()  # CSV only: the label column(s); a string or a list of them
     test_fraction: float = 0.0  # data without a test split: share held out (fixed seed) as test
     standardize: bool = False  # per-feature (and regression target) standardisation
-    dev_fraction: float = 0.1  # share of the training set held out as the dev set
+    # share of the training set held out as the dev set; 0 = none: every example trains and
+    # the last epoch is kept (how an export of a k-fold trial retrains; needs patience = 0)
+    dev_fraction: float = 0.1
     split_seed: int = 0  # seeds the train/dev split; fixed across trials so all see one dev set
     train_size: int = 0  # use only this many training examples (0 = all); small = fast/overfit
     # --- model ---
@@ -95,6 +97,10 @@ class TrainConfig:
     batch_size: int = 64  # examples per optimiser step
     patience: int = 0  # early stopping: epochs without a better monitored metric; 0 = off
     monitor: str = "dev_loss"  # metric for early stopping and model selection
+    # k-fold cross-validation: one network per fold of the training split (train and dev
+    # together; stratified for classification), dev_fraction unused; 1 = one dev split
+    folds: int = 1
+    repeats: int = 1  # networks (seeds) per fold; a trial's value is the mean over all of them
     seed: int = 0  # seeds init, dropout and batch order
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:N"
 
@@ -233,8 +239,7 @@ def validate(config: TrainConfig) -> list[str]:
     choose("task", c.task, TASKS)
     problems += _monitor_problems(c)
     problems += _data_problems(c)
-    if not 0.0 < c.dev_fraction < 1.0:
-        problems.append(f"dev_fraction must be in (0, 1), got {c.dev_fraction}")
+    problems += _split_problems(c)
     if not 0.0 <= c.test_fraction < 1.0:
         problems.append(f"test_fraction must be in [0, 1), got {c.test_fraction}")
     problems += _transfer_problems(c)
@@ -323,6 +328,28 @@ def is_study_reference(text: str) -> bool:
     (hpstudy fetches them into a file before a run starts)."""
     name, at, url = text.partition("@")
     return bool(name and at and "://" in url)
+
+
+def _split_problems(c: TrainConfig) -> list[str]:
+    """dev_fraction, folds and repeats: how the training split is cut and trained on.
+
+    Whether `folds` fits the data (no more folds than the smallest class has examples) is
+    checked when the data is split (`trainer.fold_indices`).
+    """
+    problems = []
+    if not 0.0 <= c.dev_fraction < 1.0:
+        problems.append(f"dev_fraction must be in [0, 1) (0 = no dev split), got {c.dev_fraction}")
+    if c.folds < 1:
+        problems.append(f"folds must be >= 1 (1 = one dev split, 5 = 5-fold), got {c.folds}")
+    if c.repeats < 1:
+        problems.append(f"repeats must be >= 1 (networks per configuration), got {c.repeats}")
+    if c.dev_fraction == 0.0 and (c.folds > 1 or c.repeats > 1 or c.patience):
+        problems.append(
+            "dev_fraction = 0 trains on every example with nothing to select on: it needs "
+            "folds = 1, repeats = 1 and patience = 0 (set epochs instead); or hold out a dev "
+            "share, e.g. dev_fraction = 0.1"
+        )
+    return problems
 
 
 def _transfer_problems(c: TrainConfig) -> list[str]:

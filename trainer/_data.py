@@ -307,10 +307,15 @@ def _hold_out_test(arrays: Arrays, config: TrainConfig) -> tuple[np.ndarray, np.
 
 
 def _split(pool: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(train, dev) rows: a `split_seed` permutation of `pool`; train cut to `train_size`."""
+    """(train, dev) rows: a `split_seed` permutation of `pool`; train cut to `train_size`.
+
+    With `folds` > 1 (the folds are cut from the training rows later, by `cross_fit`) or
+    `dev_fraction` = 0 there is no dev split: every row of the pool trains.
+    """
     n = len(pool)
     order = pool[np.random.default_rng(config.split_seed).permutation(n)]
-    n_dev = max(1, round(n * config.dev_fraction))
+    whole = config.folds > 1 or config.dev_fraction == 0.0
+    n_dev = 0 if whole else max(1, round(n * config.dev_fraction))
     if n_dev >= n:
         raise DataUnavailableError(
             f"dataset '{config.dataset}' has {n} training examples: too few to hold out "

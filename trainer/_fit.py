@@ -20,7 +20,7 @@ from torch import nn
 
 from trainer._config import MAXIMIZED, TrainConfig
 from trainer._data import Data, load_data, resolve_device
-from trainer._evaluate import evaluate, layout, task_loss
+from trainer._evaluate import Evaluation, evaluate, layout, task_loss
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
 from trainer._transfer import Transfer, apply_transfer
@@ -172,8 +172,9 @@ def fit(
         threads (a different count changes the rounding of matrix products).
 
     Raises:
-        ValueError: the checkpoint holds a run of another config, or `data` was loaded for
-            another task.
+        ValueError: the checkpoint holds a run of another config, `data` was loaded for
+            another task, or the config asks for several networks (folds or repeats > 1:
+            `cross_fit` trains those).
         UserCodeError: a factory model that cannot be built or does not fit the data (see
             `check_model`).
         WeightsError: `init_from` cannot be read, or none of its parameters fits the network
@@ -183,62 +184,118 @@ def fit(
     start = time.perf_counter()
     device = resolve_device(config.device)
     data = (load_data(config, search_path=search_path) if data is None else data).to(device)
-    if data.task != config.task:
-        raise ValueError(
-            f"the data was loaded for task '{data.task}', but the config's task is "
-            f"'{config.task}'; load it with this config"
+    training = Training(config, data, checkpoint=checkpoint, search_path=search_path)
+    if on_epoch is not None:
+        for result in training.epochs:  # restored from the checkpoint: the whole curve
+            on_epoch(result)
+    while training.status == "running":
+        result = training.step()
+        if on_epoch is not None:
+            on_epoch(result)
+    return training.result(started=start)
+
+
+class Training:
+    """One network's run, an epoch at a time: `fit` drives one, `cross_fit` several in turn.
+
+    Building it seeds torch, builds and initialises the network, and restores the checkpoint's
+    state when there is one (its epochs are then in `epochs` already).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: Data,
+        *,
+        checkpoint: CheckpointStore | None = None,
+        search_path: Sequence[str | Path] = (),
+    ) -> None:
+        if data.task != config.task:
+            raise ValueError(
+                f"the data was loaded for task '{data.task}', but the config's task is "
+                f"'{config.task}'; load it with this config"
+            )
+        if config.folds > 1 or config.repeats > 1:
+            raise ValueError(
+                f"fit trains one network; a config with folds = {config.folds} and repeats = "
+                f"{config.repeats} trains several: use cross_fit"
+            )
+        self.config, self.data, self.checkpoint = config, data, checkpoint
+        device = data.x_train.device
+        saved = checkpoint.load() if checkpoint is not None else None
+        torch.manual_seed(config.seed)
+        model, self.factory = model_for(config, data, search_path=search_path)
+        restored = None if saved is None else saved.get("transfer")
+        self.transfer = apply_transfer(model, config, search_path=search_path, restored=restored)
+        optimizer = make_optimizer(model, config)  # without the frozen parameters
+        self.schedule = make_schedule(optimizer, config)
+        order = torch.Generator(device=device).manual_seed(config.seed)
+        # Without a dev split (dev_fraction = 0) nothing is scored: the last epoch is kept.
+        self.scored = len(data.y_dev) > 0
+        self.run = _Run(
+            config,
+            model,
+            optimizer,
+            self.schedule,
+            order,
+            transfer=self.transfer,
+            scored=self.scored,
         )
-    saved = checkpoint.load() if checkpoint is not None else None
-    torch.manual_seed(config.seed)
-    model, factory = model_for(config, data, search_path=search_path)
-    restored = None if saved is None else saved.get("transfer")
-    transfer = apply_transfer(model, config, search_path=search_path, restored=restored)
-    optimizer = make_optimizer(model, config)  # without the frozen parameters
-    schedule = make_schedule(optimizer, config)
-    order = torch.Generator(device=device).manual_seed(config.seed)
-    run = _Run(config, model, optimizer, schedule, order, transfer=transfer)
+        if saved is not None:
+            self.run.restore(saved)
 
-    if saved is not None:
-        run.restore(saved)
-        for result in run.epochs:
-            if on_epoch is not None:
-                on_epoch(result)
+    @property
+    def status(self) -> str:
+        """ "running", or why the run ended: "completed", "early_stopped" or "diverged"."""
+        return self.run.status
 
-    status = run.status
-    while status == "running":
-        epoch = len(run.epochs)
+    @property
+    def epochs(self) -> list[EpochResult]:
+        return self.run.epochs
+
+    def step(self) -> EpochResult:
+        """Trains and scores one more epoch, and saves the state to the checkpoint."""
+        run, data, config = self.run, self.data, self.config
         tic = time.perf_counter()
-        train = train_epoch(model, optimizer, data, config, order)
-        dev = evaluate(model, data.x_dev, data.y_dev, task=data.task, target_std=data.target_std)
+        train = train_epoch(run.model, run.optimizer, data, config, run.order)
+        if self.scored:
+            dev = evaluate(
+                run.model, data.x_dev, data.y_dev, task=data.task, target_std=data.target_std
+            )
+        else:
+            dev = Evaluation(loss=math.nan)
         result = EpochResult(
-            epoch=epoch,
+            epoch=len(run.epochs),
             dev_loss=dev.loss,
             dev_accuracy=dev.accuracy,
             dev_rmse=dev.rmse,
             dev_r2=dev.r2,
-            lr=optimizer.param_groups[0]["lr"],
+            lr=run.optimizer.param_groups[0]["lr"],
             seconds=time.perf_counter() - tic,
             finished_at=time.time(),
             **train,
         )
-        status = run.record(result)
-        step_schedule(schedule, dev.loss)
-        if checkpoint is not None:
-            checkpoint.save(run.state())
-        if on_epoch is not None:
-            on_epoch(result)
+        run.record(result)
+        # reduce_on_plateau watches the dev loss; without a dev split, the training loss
+        step_schedule(self.schedule, dev.loss if self.scored else result.train_loss)
+        if self.checkpoint is not None:
+            self.checkpoint.save(run.state())
+        return result
 
-    if run.best_state is not None:
-        model.load_state_dict(run.best_state)
-    return FitResult(
-        status=status,
-        epochs=run.epochs,
-        best_epoch=run.best_epoch,
-        model=model,
-        seconds=time.perf_counter() - start,
-        factory=factory,
-        transfer=transfer,
-    )
+    def result(self, *, started: float) -> FitResult:
+        """The run so far, its model set to the best epoch's weights."""
+        run = self.run
+        if run.best_state is not None:
+            run.model.load_state_dict(run.best_state)
+        return FitResult(
+            status=run.status,
+            epochs=run.epochs,
+            best_epoch=run.best_epoch,
+            model=run.model,
+            seconds=time.perf_counter() - started,
+            factory=self.factory,
+            transfer=self.transfer,
+        )
 
 
 class _Run:
@@ -253,8 +310,10 @@ class _Run:
         order: torch.Generator,
         *,
         transfer: Transfer | None = None,
+        scored: bool = True,
     ) -> None:
         self.config = config
+        self.scored = scored  # False: no dev split, so each epoch replaces the last
         self.model, self.optimizer, self.schedule, self.order = model, optimizer, schedule, order
         self.transfer = transfer
         self.epochs: list[EpochResult] = []
@@ -268,10 +327,15 @@ class _Run:
     def record(self, result: EpochResult) -> str:
         """Adds an epoch; returns the run's status after it."""
         self.epochs.append(result)
-        if not (math.isfinite(result.train_loss) and math.isfinite(result.dev_loss)):
+        if not (
+            math.isfinite(result.train_loss) and (math.isfinite(result.dev_loss) or not self.scored)
+        ):
             self.status = "diverged"
             return self.status
-        value = self.sign * result.metric(self.config.monitor)
+        if self.scored:
+            value = self.sign * result.metric(self.config.monitor)
+        else:
+            value = -float(result.epoch)  # nothing to select on: the newest epoch is best
         if value < self.best_value:
             self.best_value, self.best_epoch = value, result.epoch
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

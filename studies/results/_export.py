@@ -4,7 +4,9 @@ The file holds `[train]`, every field of the config the trial trained (not just 
 ones, and with the trial's seed), `[provenance]`: where it came from (study, trial, value,
 seed, data set identity, a user model factory's file and content hash, package versions,
 date), and `[standardization]`: the training split's feature statistics, which `hpstudy
-train` applies again. `TrainConfig.load` reads `[train]` only, so
+train` applies again. A trial of several networks (k folds, repeats) exports the one network
+that retrains it on the whole training split (`refit_config`); its networks' values are in
+`[provenance.folds]`. `TrainConfig.load` reads `[train]` only, so
 `hpstudy train FILE [--test]` runs the file as it is, without the database.
 """
 
@@ -97,6 +99,19 @@ def provenance(
     return {key: value for key, value in out.items() if value is not None}
 
 
+def refit_config(config: TrainConfig, folds: dict[str, Any]) -> TrainConfig:
+    """The config that retrains a trial of several networks (folds, repeats) as one.
+
+    One network on the whole training split (`dev_fraction = 0`: the k-fold trial's train and
+    dev rows together; the test split as ever untouched) for the epochs its networks chose,
+    `refit_epochs` (the median of their best epoch + 1), with no early stopping: nothing is
+    held out to stop on. The seed is the trial's (its first repeat's).
+    """
+    return config.replace(
+        folds=1, repeats=1, dev_fraction=0.0, patience=0, epochs=int(folds["refit_epochs"])
+    )
+
+
 def export_trial(
     study: optuna.Study,
     trial: optuna.trial.FrozenTrial,
@@ -116,7 +131,21 @@ def export_trial(
     """
     path = check_output(path, SUFFIXES)
     config = trial_config(trial)
+    attrs = TrialAttrs.of(trial)
+    folds = attrs.folds
+    if folds is None and config.folds * config.repeats > 1:
+        # pruned before its networks' values were stored: the merged curve's best epoch
+        best = attrs.best_epoch if attrs.best_epoch is not None else config.epochs - 1
+        folds = {"folds": config.folds, "repeats": config.repeats, "refit_epochs": best + 1}
+    if folds:
+        config = refit_config(config, folds)
     about = provenance(study, trial, config, url=url)
+    if folds:  # what the exported run no longer shows: the networks the trial averaged
+        about["folds"] = {
+            **folds,
+            # TOML has no null: -1 marks a network without a finite epoch (it diverged)
+            "best_epochs": [-1 if e is None else e for e in folds.get("best_epochs", [])],
+        }
     if weights is not None and blob is not None:
         try:
             Path(weights).write_bytes(blob)
@@ -124,7 +153,7 @@ def export_trial(
             raise StudyError(f"cannot write '{weights}': {exc.strerror or exc}") from None
         about["weights"] = {"file": str(weights), "sha256": hashlib.sha256(blob).hexdigest()}
     extra: dict[str, Any] = {"provenance": about}
-    stats = TrialAttrs.of(trial).standardization
+    stats = attrs.standardization
     if stats:  # the training split's feature statistics: train and reproduce apply them
         extra["standardization"] = stats
     try:

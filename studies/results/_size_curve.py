@@ -126,7 +126,8 @@ def learning_curve(
     shares = check_sizes(sizes, repeats)
     opened = open_study(name, url)
     trial = best_trial(opened.study, number)
-    config = trial_config(trial)
+    # A k-fold trial's config: its one network on the dev split dev_fraction holds out
+    config = trial_config(trial).replace(folds=1, repeats=1)
     search_path = opened.search_path(trial)
     stats = TrialAttrs.of(trial).standardization
     data = load_data(config, standardization=stats, search_path=search_path)

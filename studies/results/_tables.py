@@ -37,23 +37,35 @@ def trials_table(
         trials = trials[:limit]
     metric = (study.metric_names or ["value"])[0]
     table = Table(title=title, title_justify="left")
-    for column in ("#", "state", metric, "epochs", "stop", "diagnosis", "params"):
+    # a trial of several networks (folds, repeats): their spread and each one's value
+    crossed = any(TrialAttrs.of(t).folds for t in trials)
+    columns = ("#", "state", metric, "epochs", "stop", "diagnosis", "params")
+    for column in columns[:3] + (("folds",) if crossed else ()) + columns[3:]:
         table.add_column(column, overflow="fold")
     for trial in trials:
         value = (
             "-" if trial.value is None or not math.isfinite(trial.value) else f"{trial.value:.4f}"
         )
         attrs = TrialAttrs.of(trial)
+        spread = (_folds_cell(attrs.folds),) if crossed else ()
         table.add_row(
             str(trial.number),
             trial.state.name.lower(),
             value,
+            *spread,
             _or_dash(attrs.epochs_run),
             _or_dash(attrs.stop_reason),
             ", ".join(attrs.diagnosis) or "-",
             " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()),
         )
     return table
+
+
+def _folds_cell(folds: dict[str, Any] | None) -> str:
+    """ "± 0.0082: 0.1100 0.1300 0.1200" (the standard deviation, then each network's value)."""
+    if not folds:
+        return "-"
+    return f"± {folds['std']:.4f}: " + " ".join(f"{v:.4f}" for v in folds["values"])
 
 
 def _or_dash(value: Any) -> str:

@@ -143,6 +143,13 @@ def train_file(
     config = TrainConfig.load(path)
     if overrides:
         config = config.replace(**parse_overrides(overrides))
+    if config.folds * config.repeats > 1:
+        raise StudyError(
+            f"{path} cross-validates (folds = {config.folds}, repeats = {config.repeats}): "
+            f"hpstudy train trains one network. Run it as a study and export a trial (the "
+            f"export retrains one network on the whole training split), or train one network "
+            f"here with --set folds=1 --set repeats=1"
+        )
     exported = read_config_file(path)
     about = exported.get("provenance", {})
     search_path = _search_path(path, about)
@@ -174,10 +181,12 @@ def train_file(
         echo(f"run {result.status}: no epoch had a finite dev loss")
         return result, {}
     dev = Evaluation(best.dev_loss, best.dev_accuracy, best.dev_rmse, best.dev_r2)
-    echo(
-        f"{result.status} after {len(result.epochs)} epochs in {result.seconds:.1f}s; "
+    kept = (
         f"best epoch {best.epoch}: {format_scores(dev, 'dev', config.task)}"
+        if len(data.y_dev)
+        else f"no dev split (dev_fraction = 0): the last epoch, {best.epoch}, is kept"
     )
+    echo(f"{result.status} after {len(result.epochs)} epochs in {result.seconds:.1f}s; {kept}")
     scores: dict[str, float] = {}
     if test:
         if data.x_test is None or data.y_test is None:
@@ -204,8 +213,11 @@ def score_weights(
     """
     from trainer import evaluate_state
 
-    dev = evaluate_state(config, data, weights, split="dev")
-    echo(f"the weights in {weights}, not trained: {format_scores(dev, 'dev', config.task)}")
+    if len(data.y_dev):
+        dev = evaluate_state(config, data, weights, split="dev")
+        echo(f"the weights in {weights}, not trained: {format_scores(dev, 'dev', config.task)}")
+    else:
+        echo(f"the weights in {weights}, not trained (no dev split to score: dev_fraction = 0)")
     if not test:
         return {}
     if data.x_test is None:

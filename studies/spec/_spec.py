@@ -63,6 +63,9 @@ STUDY_KEYS = (
 SET_BY_STUDY = {
     "seed": "each trial gets its own seed from study.seed",
     "monitor": "it is study.metric",
+    # trials of different fold counts or seeds per trial score on different dev rows
+    "folds": "every trial must be scored on the same folds; set train.folds",
+    "repeats": "every trial must average the same number of seeds; set train.repeats",
 }
 
 
@@ -400,10 +403,16 @@ def _read_train(
     elif metric in METRICS:
         values = {**values, "monitor": metric}
     try:
-        return TrainConfig.from_dict(values)
+        config = TrainConfig.from_dict(values)
     except ConfigError as exc:
         problems += [_train_problem(p) for p in exc.problems]
         return None
+    if config.dev_fraction == 0.0:
+        problems.append(
+            "train.dev_fraction: 0 leaves no dev split to score trials on; hold one out "
+            "(e.g. dev_fraction = 0.2) or cross-validate (folds = 5)"
+        )
+    return config
 
 
 def _auto_lr(space: dict[str, Any], problems: list[str]) -> tuple[dict[str, Any], bool]:

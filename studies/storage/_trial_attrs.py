@@ -55,6 +55,9 @@ class TrialAttrs:
     fail_reason: str | None = None  # the exception, for a failed trial
     epochs_run: int | None = None
     best_epoch: int | None = None  # the epoch model selection kept
+    # folds or repeats > 1: each network's value, their mean and spread, best epochs and the
+    # epochs an export retrains for (`trainer.CrossResult.summary`)
+    folds: dict[str, Any] | None = None
     diagnosis: tuple[str, ...] = ()  # labels from `studies.analysis.LABELS`
     diagnosis_numbers: dict[str, float] = dataclasses.field(default_factory=dict)
     resumed_from_epoch: int | None = None  # a retry that continued from a checkpoint

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # these import torch: see __getattr__
         trial_seed,
     )
     from studies.workers._preflight import preflight, user_code
-    from studies.workers._publish import CURVES_FILENAME, TrialPublisher, trial_note
+    from studies.workers._publish import CURVES_FILENAME, TrialPublisher, folds_text, trial_note
     from studies.workers._runner import (
         describe_reached,
         prepare_study,
@@ -41,6 +41,7 @@ _LAZY = {
     "CURVES_FILENAME": "studies.workers._publish",
     "TrialPublisher": "studies.workers._publish",
     "trial_note": "studies.workers._publish",
+    "folds_text": "studies.workers._publish",
     "preflight": "studies.workers._preflight",
     "user_code": "studies.workers._preflight",
     "prepare_study": "studies.workers._runner",
@@ -74,6 +75,7 @@ __all__ = [
     "WorkerSummary",
     "count",
     "describe_reached",
+    "folds_text",
     "preflight",
     "prepare_study",
     "progress_line",

@@ -29,7 +29,15 @@ from studies.storage import (
 from studies.workers._lr_auto import as_config_params
 
 if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not on import
-    from trainer import CheckpointStore, Data, EpochResult, TrainConfig
+    from trainer import (
+        CheckpointStore,
+        CrossResult,
+        Data,
+        EpochResult,
+        FitResult,
+        TrainConfig,
+        Transfer,
+    )
 
 _log = logging.getLogger("hpstudy.objective")
 
@@ -42,6 +50,7 @@ DATA_FIELDS = (
     "test_fraction",
     "standardize",
     "dev_fraction",
+    "folds",  # folds > 1 loads the whole training split, the folds' pool
     "split_seed",
     "train_size",
     "device",
@@ -84,7 +93,8 @@ def trial_seed(study_seed: int, number: int) -> int:
 
 
 class Objective:
-    """Trains one trial; its value is the best dev metric over the epochs (model selection)."""
+    """Trains one trial; its value is the best dev metric over the epochs (model selection),
+    or for folds or repeats > 1 the mean of that over the trial's networks (`cross_fit`)."""
 
     def __init__(
         self,
@@ -152,15 +162,19 @@ class Objective:
                 factory = trainer.load_factory(config.model, search_path=self.spec.search_path)
                 write_attrs(trial, model=factory.identity())
             trained, source = local_transfer(config)  # init_from = "study@url": a file
-            result = trainer.fit(
+            train = trainer.cross_fit if config.folds * config.repeats > 1 else trainer.fit
+            result = train(
                 trained,
                 data,
                 on_epoch=on_epoch,
                 checkpoint=checkpoint,
                 search_path=self.spec.search_path,
             )
-            if result.transfer is not None:
-                write_attrs(trial, transfer={**result.transfer.to_dict(), "study": source})
+            if isinstance(result, trainer.CrossResult):
+                write_attrs(trial, folds=result.summary(self.spec.metric))
+            transfer = _transfer(result)
+            if transfer is not None:
+                write_attrs(trial, transfer={**transfer.to_dict(), "study": source})
         except optuna.TrialPruned:
             self._finish(trial, config, reporter.epochs, "pruned")
             raise
@@ -170,6 +184,8 @@ class Objective:
             )
             raise
         self._finish(trial, config, reporter.epochs, result.status)
+        if isinstance(result, trainer.CrossResult):
+            return _cross_value(result, self.spec.metric)
         best = result.best
         if result.status == "diverged" or best is None:
             # A diverged run tells the sampler "bad region" through its reported epochs;
@@ -205,6 +221,27 @@ class Objective:
                 finisher(trial, config, epochs, reason)
             except Exception:  # a picture or a note that fails must not change the trial
                 _log.warning("trial %d: %r failed", trial.number, finisher, exc_info=True)
+
+
+def _cross_value(result: CrossResult, metric: str) -> float:
+    """The value of a trial of several networks (folds, repeats): the mean of their best
+    epochs' `metric`. No weights are kept: no one network is the trial's; an export retrains
+    on the whole training split.
+
+    Raises:
+        optuna.TrialPruned: a network diverged (as for one network).
+    """
+    values = result.values(metric)
+    if result.status == "diverged" or not all(math.isfinite(v) for v in values):
+        raise optuna.TrialPruned(f"diverged at epoch {len(result.epochs) - 1}")
+    return result.value(metric)
+
+
+def _transfer(result: FitResult | CrossResult) -> Transfer | None:
+    """What init_from loaded: the same for every network of a trial."""
+    if isinstance(result, trainer.CrossResult):
+        return result.members[0].transfer if result.members else None
+    return result.transfer
 
 
 def study_best_dev_loss(trial: optuna.Trial, *, exclude: int) -> float | None:

@@ -2,7 +2,8 @@
 
 The probe trains one sample of the space (what a first trial would train) on a share of the
 training set with the thread count each worker would get, and scales the time to a whole
-epoch. From it: the epochs the budget holds over all workers, and how many trials that makes
+epoch, and to the folds x repeats networks each trial of a cross-validated spec trains.
+From it: the epochs the budget holds over all workers, and how many trials that makes
 without pruning and with the spec's pruner, whose expected epochs per trial follow from its
 settings (successive halving: a trial stopped at rung k trained min_resource * eta^k + 1
 epochs, and about eta^-k of the trials reach rung k).
@@ -36,6 +37,7 @@ class Plan:
     max_epochs: int  # the spec's epochs per trial
     epochs_per_trial: float  # expected with the spec's pruner
     pruner: str
+    networks: int = 1  # networks a trial trains in lock-step: folds x repeats
 
     @property
     def trials_unpruned(self) -> int:
@@ -54,6 +56,14 @@ class Plan:
             f"a probe epoch of '{spec.name}' ({spec.train.dataset}, model {spec.train.model}) "
             f"takes about {self.epoch_seconds:.1f} s with {self.threads} torch thread(s) per "
             f"worker",
+        ]
+        if self.networks > 1:
+            out.append(
+                f"that is {self.networks} networks' epochs: each trial trains folds x repeats = "
+                f"{spec.train.folds} x {spec.train.repeats} networks, {self.networks} times the "
+                f"cost of one"
+            )
+        out += [
             f"{_duration(self.budget)} x {self.workers} worker(s) hold about {self.epochs} "
             f"epochs: {self.trials_unpruned} trials of {self.max_epochs} epochs without pruning, "
             f"about {self.trials} with {self.pruner} ({self.epochs_per_trial:.1f} epochs a trial "
@@ -73,7 +83,8 @@ class Plan:
 def plan(spec: StudySpec, *, budget: float, workers: int) -> Plan:
     """Times a probe epoch here and says what `budget` seconds with `workers` workers hold."""
     threads = threads_per_worker(workers)
-    seconds = probe_epoch(spec, threads=threads)
+    networks = spec.train.folds * spec.train.repeats
+    seconds = probe_epoch(spec, threads=threads) * networks
     usable = max(0.0, budget - STARTUP) * workers
     epochs = int(usable // seconds)
     return Plan(
@@ -85,20 +96,23 @@ def plan(spec: StudySpec, *, budget: float, workers: int) -> Plan:
         max_epochs=spec.train.epochs,
         epochs_per_trial=expected_epochs(spec.pruner, spec.train.epochs),
         pruner=describe_pruner(spec.pruner),
+        networks=networks,
     )
 
 
 def probe_epoch(spec: StudySpec, *, threads: int) -> float:
-    """Seconds one whole epoch of a sampled config takes, scaled from a timed share of one."""
+    """Seconds one whole epoch of one network of a sampled config takes, scaled from a timed
+    share of one (with folds, of one fold's training rows)."""
     import torch
 
     from trainer import fit, load_data
 
     config = one_sample(spec)
     data = load_data(config, search_path=spec.search_path)
-    full = len(data.y_train)
+    full = len(data.y_train)  # with folds > 1: the whole training split the folds cut
+    full -= full // config.folds if config.folds > 1 else 0
     share = min(full, max(50 * config.batch_size, int(full * PROBE_SHARE)))
-    probe = config.replace(epochs=1, patience=0, train_size=share)
+    probe = config.replace(epochs=1, patience=0, train_size=share, folds=1, repeats=1)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

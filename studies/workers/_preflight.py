@@ -73,6 +73,16 @@ def preflight(spec: StudySpec) -> Code:
         data = load_data(config, device="cpu", search_path=spec.search_path)
     except (UserCodeError, DataUnavailableError, ConfigError) as exc:
         raise SpecError([f"train.dataset: {exc}"], source=spec.source) from None
+    if config.folds > 1:  # a class with fewer rows than folds would fail every trial
+        from trainer import fold_indices
+
+        try:
+            fold_indices(
+                data.y_train.numpy(), config.folds, task=config.task, seed=config.split_seed
+            )
+        except ConfigError as exc:
+            problems = [f"train.folds: {p}" for p in exc.problems]
+            raise SpecError(problems, source=spec.source) from None
     try:
         check_model(config.replace(device="cpu"), data, search_path=spec.search_path)
     except (UserCodeError, ConfigError, ValueError) as exc:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -66,7 +66,7 @@ class TrialPublisher:
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial
             )
         diagnosis = Diagnosis.from_dict({"labels": labels, "numbers": attrs.diagnosis_numbers})
-        note = trial_note(trial.number, epochs, reason, best_epoch, diagnosis)
+        note = trial_note(trial.number, epochs, reason, best_epoch, diagnosis, folds=attrs.folds)
         save_note(trial, f"{note}\n\n![learning curves]({artifact_url(trial, artifact_id)})\n")
 
 
@@ -76,15 +76,32 @@ def trial_note(
     reason: str,
     best_epoch: int | None,
     diagnosis: Diagnosis,
+    *,
+    folds: Mapping[str, Any] | None = None,
 ) -> str:
-    """The Markdown note of a trial: how it ended, its best epoch, and its diagnosis."""
+    """The Markdown note of a trial: how it ended, its best epoch, its folds' values (a trial
+    of several networks, whose curve is their mean), and its diagnosis."""
     lines = [f"### Trial {number}: {reason} after {len(epochs)} epochs", ""]
     best = next((e for e in epochs if e.epoch == best_epoch), None)
     if best is not None:
         lines += [f"Best epoch {best.epoch}: {epoch_scores(best.to_dict())}.", ""]
+    if folds:
+        lines += [f"Networks ({folds_text(folds)}); the curves are their mean.", ""]
     if diagnosis.labels:
         lines += [diagnosis.note(), ""]
     return "\n".join(lines).rstrip()
+
+
+def folds_text(folds: Mapping[str, Any]) -> str:
+    """ "5 fold(s) x 1 seed: dev_loss 0.1234 ± 0.0100 (0.1100, 0.1200, ...); best epochs 7, 9, ...",
+    from a trial's `folds` attribute."""
+    values = ", ".join(f"{v:.4f}" for v in folds["values"])
+    best = ", ".join("-" if e is None else str(e) for e in folds["best_epochs"])
+    seeds = "seed" if folds["repeats"] == 1 else "seeds"
+    return (
+        f"{folds['folds']} fold(s) x {folds['repeats']} {seeds}: {folds['metric']} "
+        f"{folds['mean']:.4f} ± {folds['std']:.4f} ({values}); best epochs {best}"
+    )
 
 
 def artifact_url(trial: optuna.Trial, artifact_id: str) -> str:

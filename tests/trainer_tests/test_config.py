@@ -98,7 +98,7 @@ def test_replace_validates() -> None:
         ({"nesterov": True, "momentum": 0.9, "optimizer": "rmsprop"}, "nesterov needs"),
         ({"momentum": 0.9, "optimizer": "adam"}, "momentum applies to sgd and rmsprop only"),
         ({"momentum": 1.0}, "momentum must be in [0, 1)"),
-        ({"dev_fraction": 1.0}, "dev_fraction must be in (0, 1)"),
+        ({"dev_fraction": 1.0}, "dev_fraction must be in [0, 1)"),
         ({"train_size": -1}, "train_size must be >= 0"),
         ({"hidden": [0]}, "hidden sizes must be positive"),
         ({"model": "cnn", "channels": []}, "a cnn needs at least one entry in channels"),

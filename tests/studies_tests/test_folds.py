@@ -1,0 +1,295 @@
+"""A k-fold study on digits: each trial's networks, its merged curve and pruning, the export
+that retrains one network on the whole training split, reproduce, and what plan says."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+import studies
+from studies import EpochStore, StudyError, create_engine
+from studies.cli import main
+from studies.results import reproduce
+from studies.spec import SpecError, StudySpec
+from studies.storage import TrialAttrs, create_or_resume, open_storage
+from studies.workers import WorkerOptions, run_worker, trial_note
+from studies.workers._plan import Plan
+from trainer import TrainConfig, load_data, read_config_file
+
+NAME = "folds"
+FOLDS, EPOCHS = 3, 4
+GOOD = [{"lr": 0.05, "optimizer": "adam"}, {"lr": 0.02, "optimizer": "adam"}]
+HOPELESS = {"lr": 1e-6, "optimizer": "sgd"}  # learns nothing: the median pruner stops it
+TrialState = optuna.trial.TrialState
+
+
+def spec_dict(**train: Any) -> dict[str, Any]:
+    return {
+        "study": {
+            "name": NAME,
+            "n_trials": 3,
+            "seed": 5,
+            "sampler": {"name": "random"},
+            "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+        },
+        "train": {
+            "dataset": "digits",
+            "hidden": [16],
+            "epochs": EPOCHS,
+            "device": "cpu",
+            "dropout": 0.1,
+            "folds": FOLDS,
+            **train,
+        },
+        "space": {
+            "lr": {"low": 1e-6, "high": 0.1, "log": True},
+            "optimizer": {"choices": ["sgd", "adam"]},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Three enqueued trials of a 3-fold study, run by an hpstudy worker on one thread."""
+    import torch
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('folds') / 'study.db'}"
+    spec = StudySpec.from_dict(spec_dict(), source="test").replace(storage=url)
+    study = create_or_resume(spec, open_storage(url))
+    for params in [*GOOD, HOPELESS]:
+        study.enqueue_trial(params)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_worker(NAME, url, options=WorkerOptions(flush_interval=0))
+    finally:
+        torch.set_num_threads(threads)
+    return url
+
+
+@pytest.fixture(scope="module")
+def study(study_url: str) -> optuna.Study:
+    return optuna.load_study(study_name=NAME, storage=study_url)
+
+
+def rows(url: str, study: optuna.Study, number: int) -> list[dict[str, float]]:
+    storage = optuna.storages.RDBStorage(url)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    engine = create_engine(url)
+    try:
+        return EpochStore(engine).epochs(trial_id)
+    finally:
+        engine.dispose()
+
+
+def test_a_trials_value_is_the_mean_of_its_folds(study: optuna.Study) -> None:
+    for trial in study.trials[:2]:
+        folds = TrialAttrs.of(trial).folds
+        assert trial.state == TrialState.COMPLETE and folds is not None
+        assert folds["folds"] == FOLDS and len(folds["values"]) == FOLDS
+        assert trial.value == pytest.approx(statistics.fmean(folds["values"]))
+        assert folds["std"] == pytest.approx(statistics.pstdev(folds["values"]))
+
+
+def test_one_epoch_row_and_one_report_per_lock_step_round(
+    study_url: str, study: optuna.Study
+) -> None:
+    for trial in study.trials:
+        stored = rows(study_url, study, trial.number)
+        assert {r["epoch"]: r["dev_loss"] for r in stored} == pytest.approx(
+            trial.intermediate_values
+        )
+
+
+def test_the_hopeless_trial_is_pruned_before_its_last_epoch(study: optuna.Study) -> None:
+    trial = study.trials[2]
+    assert trial.state == TrialState.PRUNED
+    assert trial.user_attrs["epochs_run"] < EPOCHS
+
+
+def test_the_trials_table_shows_each_folds_value(
+    study_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["trials", NAME, "--storage", study_url]) == 0
+    out = capsys.readouterr().out
+    assert "folds" in out and "±" in out
+
+
+def test_the_dashboard_note_names_the_folds(study: optuna.Study) -> None:
+    from studies.analysis import Diagnosis
+
+    folds = TrialAttrs.of(study.trials[0]).folds
+    note = trial_note(
+        0, [], "completed", None, Diagnosis.from_dict({"labels": [], "numbers": {}}), folds=folds
+    )
+    assert f"{FOLDS} fold(s) x 1 seed: dev_loss" in note
+
+
+def test_the_export_retrains_one_network_for_the_folds_median_best_epoch(
+    study_url: str, study: optuna.Study, tmp_path: Path
+) -> None:
+    path = studies.export(NAME, storage=study_url, output=tmp_path / "best.toml", trial=0)
+    config = TrainConfig.load(path)
+    folds = TrialAttrs.of(study.trials[0]).folds
+    assert folds is not None
+    best = sorted(e + 1 for e in folds["best_epochs"])
+    assert (config.folds, config.dev_fraction, config.patience) == (1, 0.0, 0)
+    assert config.epochs == best[len(best) // 2]
+    assert read_config_file(path)["provenance"]["folds"]["values"] == folds["values"]
+
+
+def test_a_pruned_fold_trial_exports_for_its_mean_curves_best_epoch(
+    study_url: str, study: optuna.Study, tmp_path: Path
+) -> None:
+    path = studies.export(NAME, storage=study_url, output=tmp_path / "pruned.toml", trial=2)
+    config = TrainConfig.load(path)
+    assert config.folds == 1 and config.epochs == study.trials[2].user_attrs["best_epoch"] + 1
+
+
+def test_train_test_fits_the_whole_training_split_and_scores_the_test_split(
+    study_url: str, study: optuna.Study, tmp_path: Path
+) -> None:
+    path = studies.export(NAME, storage=study_url, output=tmp_path / "best.toml", trial=0)
+    lines: list[str] = []
+    result, scores = studies.train(path, test=True, echo=lines.append)
+    pool = load_data(TrainConfig(dataset="digits", device="cpu", folds=FOLDS))
+    assert result is not None and result.status == "completed"
+    assert f"{len(pool.y_train)} train / 0 dev examples" in lines[0]
+    assert scores["test_accuracy"] > 0.5
+
+
+def test_weights_without_a_dev_split_are_scored_on_the_test_split_only(tmp_path: Path) -> None:
+    import torch
+
+    config = TrainConfig(dataset="digits", hidden=[16], epochs=1, dev_fraction=0.0, device="cpu")
+    config.save(tmp_path / "all.toml")
+    result, _ = studies.train(tmp_path / "all.toml", echo=lambda _line: None)
+    assert result is not None
+    torch.save(result.model.state_dict(), tmp_path / "w.pt")
+    lines: list[str] = []
+    _, scores = studies.train(
+        tmp_path / "all.toml", test=True, weights=tmp_path / "w.pt", echo=lines.append
+    )
+    assert "no dev split to score" in lines[0] and "test_accuracy" in scores
+
+
+def test_reproduce_trains_the_folds_again(study_url: str) -> None:
+    lines: list[str] = []
+    outcome = reproduce(NAME, url=study_url, number=0, echo=lines.append)
+    assert outcome.comparison.equal
+    assert any(line.startswith("trained again:") for line in lines)
+
+
+def test_an_interrupted_fold_trial_resumes_every_fold_from_the_study_database(
+    tmp_path: Path,
+) -> None:
+    import sqlalchemy as sa
+
+    from studies.storage import CheckpointTable, TrialCheckpoint
+    from trainer import cross_fit
+
+    config = TrainConfig(dataset="digits", hidden=[16], epochs=3, folds=FOLDS, device="cpu")
+    data = load_data(config)
+    whole = cross_fit(config, data)
+    table = CheckpointTable(sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}"), study_id=1)
+
+    def interrupt(e: Any) -> None:
+        if e.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cross_fit(config, data, on_epoch=interrupt, checkpoint=TrialCheckpoint(table, root=0))
+    resumed_from: list[int] = []
+    store = TrialCheckpoint(table, root=0, on_resume=resumed_from.append)
+    again = cross_fit(config, data, checkpoint=store)
+    assert resumed_from == [2]  # both rounds were saved, for every fold
+    assert again.values("dev_loss") == whole.values("dev_loss")
+
+
+def test_train_refuses_a_fold_config(tmp_path: Path) -> None:
+    path = tmp_path / "folds.toml"
+    TrainConfig(dataset="digits", folds=3).save(path)
+    with pytest.raises(StudyError, match=r"cross-validates.*--set folds=1"):
+        studies.train(path)
+
+
+def test_a_study_needs_a_dev_split_or_folds() -> None:
+    with pytest.raises(SpecError, match=r"train\.dev_fraction: 0 leaves no dev split"):
+        StudySpec.from_dict(spec_dict(folds=1, dev_fraction=0.0), source="test")
+
+
+def test_folds_cannot_be_searched() -> None:
+    spec = spec_dict()
+    spec["space"]["folds"] = {"choices": [3, 5]}
+    with pytest.raises(SpecError, match=r"space\.folds: cannot be searched"):
+        StudySpec.from_dict(spec, source="test")
+
+
+def test_more_folds_than_a_class_has_rows_fails_before_the_study_starts(tmp_path: Path) -> None:
+    import numpy as np
+
+    from studies.workers import preflight
+
+    x = np.random.default_rng(0).normal(size=(23, 4)).astype(np.float32)
+    np.savez(tmp_path / "small.npz", x_train=x, y_train=np.array([0] * 20 + [1] * 3))
+    spec = spec_dict(dataset=str(tmp_path / "small.npz"), folds=5)
+    with pytest.raises(SpecError, match=r"train\.folds: folds = 5 is more than class 1"):
+        preflight(StudySpec.from_dict(spec, source="test"))
+
+
+def test_plan_says_folds_and_repeats_multiply_the_cost() -> None:
+    spec = StudySpec.from_dict(spec_dict(repeats=2), source="test")
+    plan = Plan(
+        epoch_seconds=6.0, threads=1, budget=600.0, workers=1, epochs=100, max_epochs=EPOCHS,
+        epochs_per_trial=EPOCHS, pruner="none", networks=FOLDS * 2,
+    )  # fmt: skip
+    assert any("folds x repeats = 3 x 2 networks, 6 times the cost" in x for x in plan.lines(spec))
+
+
+def test_plan_probes_one_network_and_counts_every_fold() -> None:
+    from studies.workers._plan import plan
+
+    spec = StudySpec.from_dict(spec_dict(), source="test")
+    planned = plan(spec, budget=600.0, workers=1)
+    assert planned.networks == FOLDS and planned.epoch_seconds > 0
+
+
+@pytest.mark.slow
+def test_a_five_fold_study_with_two_workers_records_prunes_exports_and_retrains(
+    tmp_path: Path,
+) -> None:
+    spec = spec_dict(folds=5)
+    spec["study"].update(n_trials=6, storage=f"sqlite:///{tmp_path / 's.db'}")
+    spec["study"]["pruner"] = {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}
+    spec["space"]["lr"] = {"low": 1e-7, "high": 0.1, "log": True}  # some trials learn nothing
+    path = tmp_path / "five.toml"
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(spec))
+    env = {"HPSTUDY_THREADS": "1"}
+    hpstudy = [sys.executable, "-m", "studies"]
+    run = subprocess.run(
+        [*hpstudy, "run", str(path), "--workers", "2"],
+        capture_output=True, text=True, env={**_env(), **env}, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name=NAME, storage=spec["study"]["storage"])
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete and all(len(TrialAttrs.of(t).folds["values"]) == 5 for t in complete)
+    assert any(t.state == TrialState.PRUNED for t in study.trials)
+    best = studies.export(NAME, storage=spec["study"]["storage"], output=tmp_path / "b.toml")
+    _, scores = studies.train(best, test=True, echo=lambda _line: None)
+    assert math.isfinite(scores["test_loss"])
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)

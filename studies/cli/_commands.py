@@ -14,7 +14,15 @@ from rich.table import Table
 
 from studies._errors import StudyError
 from studies.results import trials_table
-from studies.spec import DEFAULT_STORAGE, StudySpec, builtin_specs, check_data, load_spec
+from studies.spec import (
+    DEFAULT_STORAGE,
+    ENV_PREFIX,
+    STORAGE_ENV,
+    StudySpec,
+    builtin_specs,
+    check_data,
+    load_spec,
+)
 from studies.storage import (
     SPEC_ATTR,
     Target,
@@ -23,6 +31,7 @@ from studies.storage import (
     open_storage,
     redact,
     require_database,
+    resolve_storage,
 )
 from studies.workers import count, describe_reached
 
@@ -101,7 +110,9 @@ def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 
 
 def _next_steps(console: Console, name: str, storage: str) -> None:
-    flag = "" if storage == DEFAULT_STORAGE else f" --storage {redact(storage)}"
+    default = f"{ENV_PREFIX}{STORAGE_ENV}" if os.environ.get(STORAGE_ENV) else DEFAULT_STORAGE
+    # env:NAME is shown as such: it holds no secret, and the command works as printed.
+    flag = "" if storage == default else f" --storage {redact(storage)}"
     steps = [
         (f"hpstudy export {name}{flag} -o best.toml", "the best config, ready for hpstudy train"),
         ("hpstudy train best.toml --test", "train it again and report the test set"),
@@ -218,6 +229,11 @@ def worker_command(args: argparse.Namespace) -> int:
 
     from studies.workers import Stop, WorkerOptions, run_worker
 
+    if args.storage is None and not os.environ.get(STORAGE_ENV):
+        raise StudyError(
+            f"hpstudy worker needs the study's database: --storage URL, --storage env:NAME "
+            f"(the URL in variable NAME), or {STORAGE_ENV} set to the URL"
+        )
     threads = os.environ.get("HPSTUDY_THREADS")
     if threads:
         import torch
@@ -230,7 +246,7 @@ def worker_command(args: argparse.Namespace) -> int:
     stop = Stop().install()  # Ctrl-C / SIGTERM: the running trial is re-queued, then we exit
     summary = run_worker(
         args.study,
-        args.storage,
+        resolve_storage(args.storage),
         options=WorkerOptions(
             index=args.index,
             timeout=args.timeout,
@@ -254,7 +270,7 @@ def _storage(args: argparse.Namespace) -> tuple[str, optuna.storages.BaseStorage
         StudyError: for a SQLite file that does not exist, or a storage that cannot be reached.
     """
     _quiet_optuna()
-    url = args.storage or DEFAULT_STORAGE
+    url = resolve_storage(args.storage)
     require_database(url)
     return url, open_storage(url)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from studies._errors import UserError
-from studies.spec import DEFAULT_STORAGE
+from studies.spec import DEFAULT_STORAGE, STORAGE_ENV
 
 
 class Command:
@@ -25,15 +25,22 @@ class Command:
         raise NotImplementedError
 
 
-def add_storage_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """The one `--storage` option of every command that opens a study database."""
-    default = "" if required else f" (default: the spec's, else {DEFAULT_STORAGE})"
+def add_storage_option(parser: argparse.ArgumentParser, *, fallback: bool = True) -> None:
+    """The one `--storage` option of every command that opens a study database.
+
+    Args:
+        fallback: without the flag or HPSTUDY_STORAGE, use the spec's (run) or the local
+            SQLite file; False (a joining worker): one of the two must name the database.
+    """
+    default = f"${STORAGE_ENV}"
+    if fallback:
+        default = f"the spec's, else ${STORAGE_ENV}, else {DEFAULT_STORAGE}"
     parser.add_argument(
         "--storage",
-        required=required,
         default=None,
         metavar="URL",
-        help=f"the study database, a SQLAlchemy URL{default}",
+        help=f"the study database: a SQLAlchemy URL, or env:NAME for the URL in environment "
+        f"variable NAME (keeps a password out of ps and shell history; default: {default})",
     )
 
 
@@ -213,7 +220,7 @@ class Worker(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", help="the study's name")
-        add_storage_option(parser, required=True)
+        add_storage_option(parser, fallback=False)
         parser.add_argument("--index", type=int, default=0, help="seeds this worker's sampler")
         parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
         _add_heartbeat_arguments(parser, "the study's", "the study's")
@@ -335,7 +342,7 @@ class Dashboard(Command):
     def run(self, args: argparse.Namespace) -> int:
         from studies.cli._dashboard import serve
 
-        serve(args.storage or DEFAULT_STORAGE, host=args.host, port=args.port)
+        serve(args.storage, host=args.host, port=args.port)
         return 0
 
 

@@ -72,9 +72,20 @@ def public_url(url: str) -> str:
     if url.startswith(ENV_PREFIX):
         return url
     try:
-        return make_url(url).set(password=None).render_as_string(hide_password=False)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         return strip_passwords(url)
+    if parsed.password is None:
+        return url
+    # URL.set(password=None) keeps the password: None there means "unchanged".
+    return URL.create(
+        parsed.drivername,
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    ).render_as_string(hide_password=False)
 
 
 def strip_passwords(text: str) -> str:

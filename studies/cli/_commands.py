@@ -29,6 +29,7 @@ from studies.storage import (
     create_engine,
     load_study,
     open_storage,
+    public_url,
     redact,
     require_database,
     resolve_storage,
@@ -58,6 +59,7 @@ def run_command(args: argparse.Namespace) -> int:
     from studies.workers import run_study
 
     _quiet_optuna()
+    _warn_password_in_argv(args.storage)
     spec = _with_overrides(load_spec(args.spec), args)
     console = _console()
     study = run_study(
@@ -74,6 +76,22 @@ def run_command(args: argparse.Namespace) -> int:
     console.print(trials_table(study, limit=SUMMARY_ROWS, title=f"best trials of '{spec.name}'"))
     _next_steps(console, spec.name, spec.storage)
     return 0
+
+
+def _warn_password_in_argv(storage: str | None) -> None:
+    """Says when the user's own --storage shows a password to every user of the machine.
+
+    Nothing hpstudy starts repeats it (workers get the URL by environment), but this command's
+    line stays in `ps` for as long as it runs.
+    """
+    if storage and public_url(storage) != storage:
+        print(
+            f"warning: the password in --storage is visible to every user of this machine "
+            f"(ps) while this command runs; put the URL in a variable (--storage env:NAME, "
+            f"or {STORAGE_ENV}) or the password in ~/.pgpass",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
@@ -234,6 +252,7 @@ def worker_command(args: argparse.Namespace) -> int:
             f"hpstudy worker needs the study's database: --storage URL, --storage env:NAME "
             f"(the URL in variable NAME), or {STORAGE_ENV} set to the URL"
         )
+    _warn_password_in_argv(args.storage)
     threads = os.environ.get("HPSTUDY_THREADS")
     if threads:
         import torch

@@ -124,6 +124,16 @@ def test_a_worker_without_a_database_is_told_how_to_name_one(
     assert code == 2 and "--storage env:NAME" in err and "HPSTUDY_STORAGE" in err
 
 
+def test_a_password_in_a_workers_own_storage_flag_is_warned_about_not_shown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run_cli(
+        capsys, "worker", "s", "--storage", "postgresql://u:S3cr3t@127.0.0.1:1/x"
+    )
+    assert code == 2 and "warning: the password in --storage is visible" in err
+    assert "S3cr3t" not in err
+
+
 def test_an_unknown_study_names_the_known_ones(
     digits_study: FinishedStudy, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,15 +25,16 @@ class Command:
         raise NotImplementedError
 
 
-def add_storage_option(parser: argparse.ArgumentParser, *, fallback: bool = True) -> None:
+def add_storage_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     """The one `--storage` option of every command that opens a study database.
 
     Args:
-        fallback: without the flag or HPSTUDY_STORAGE, use the spec's (run) or the local
-            SQLite file; False (a joining worker): one of the two must name the database.
+        required: the flag or HPSTUDY_STORAGE must name the database (a joining worker); the
+            command checks, since the variable may stand in for the flag. Otherwise the
+            spec's storage (run) or the local SQLite file is the last fallback.
     """
     default = f"${STORAGE_ENV}"
-    if fallback:
+    if not required:
         default = f"the spec's, else ${STORAGE_ENV}, else {DEFAULT_STORAGE}"
     parser.add_argument(
         "--storage",
@@ -220,7 +221,7 @@ class Worker(Command):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("study", help="the study's name")
-        add_storage_option(parser, fallback=False)
+        add_storage_option(parser, required=True)
         parser.add_argument("--index", type=int, default=0, help="seeds this worker's sampler")
         parser.add_argument("--timeout", type=float, help="stop starting trials after SECONDS")
         _add_heartbeat_arguments(parser, "the study's", "the study's")

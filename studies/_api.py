@@ -23,7 +23,7 @@ import optuna
 
 from studies.spec import SpecError, StudySpec, check_data, load_spec
 from studies.storage import load_study as _load_study
-from studies.storage import open_storage, require_database
+from studies.storage import open_storage, require_database, resolve_storage
 
 if TYPE_CHECKING:
     from trainer import FitResult
@@ -109,12 +109,13 @@ def run(
 def load(name: str, *, storage: str | None = None) -> optuna.Study:
     """An existing study, for reading (e.g. `studies.load("digits-mlp").trials_dataframe()`).
 
-    Raises:
-        StudyError: for a missing database or an unknown study name.
-    """
-    from studies.spec import DEFAULT_STORAGE
+    Args:
+        storage: a database URL or `env:NAME`; None: $HPSTUDY_STORAGE, else sqlite:///hpstudy.db.
 
-    url = storage or DEFAULT_STORAGE
+    Raises:
+        StudyError: for a missing database, an unset `env:` variable or an unknown study name.
+    """
+    url = resolve_storage(storage)
     require_database(url)
     return _load_study(open_storage(url), name, url=url)
 

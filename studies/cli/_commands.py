@@ -14,15 +14,25 @@ from rich.table import Table
 
 from studies._errors import StudyError
 from studies.results import trials_table
-from studies.spec import DEFAULT_STORAGE, StudySpec, builtin_specs, check_data, load_spec
+from studies.spec import (
+    DEFAULT_STORAGE,
+    ENV_PREFIX,
+    STORAGE_ENV,
+    StudySpec,
+    builtin_specs,
+    check_data,
+    load_spec,
+)
 from studies.storage import (
     SPEC_ATTR,
     Target,
     create_engine,
     load_study,
     open_storage,
+    public_url,
     redact,
     require_database,
+    resolve_storage,
 )
 from studies.workers import count, describe_reached
 
@@ -49,6 +59,7 @@ def run_command(args: argparse.Namespace) -> int:
     from studies.workers import run_study
 
     _quiet_optuna()
+    _warn_password_in_argv(args.storage)
     spec = _with_overrides(load_spec(args.spec), args)
     console = _console()
     study = run_study(
@@ -65,6 +76,22 @@ def run_command(args: argparse.Namespace) -> int:
     console.print(trials_table(study, limit=SUMMARY_ROWS, title=f"best trials of '{spec.name}'"))
     _next_steps(console, spec.name, spec.storage)
     return 0
+
+
+def _warn_password_in_argv(storage: str | None) -> None:
+    """Says when the user's own --storage shows a password to every user of the machine.
+
+    Nothing hpstudy starts repeats it (workers get the URL by environment), but this command's
+    line stays in `ps` for as long as it runs.
+    """
+    if storage and public_url(storage) != storage:
+        print(
+            f"warning: the password in --storage is visible to every user of this machine "
+            f"(ps) while this command runs; put the URL in a variable (--storage env:NAME, "
+            f"or {STORAGE_ENV}) or the password in ~/.pgpass",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
@@ -101,7 +128,9 @@ def _with_overrides(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 
 
 def _next_steps(console: Console, name: str, storage: str) -> None:
-    flag = "" if storage == DEFAULT_STORAGE else f" --storage {redact(storage)}"
+    default = f"{ENV_PREFIX}{STORAGE_ENV}" if os.environ.get(STORAGE_ENV) else DEFAULT_STORAGE
+    # env:NAME is shown as such: it holds no secret, and the command works as printed.
+    flag = "" if storage == default else f" --storage {redact(storage)}"
     steps = [
         (f"hpstudy export {name}{flag} -o best.toml", "the best config, ready for hpstudy train"),
         ("hpstudy train best.toml --test", "train it again and report the test set"),
@@ -218,6 +247,12 @@ def worker_command(args: argparse.Namespace) -> int:
 
     from studies.workers import Stop, WorkerOptions, run_worker
 
+    if args.storage is None and not os.environ.get(STORAGE_ENV):
+        raise StudyError(
+            f"hpstudy worker needs the study's database: --storage URL, --storage env:NAME "
+            f"(the URL in variable NAME), or {STORAGE_ENV} set to the URL"
+        )
+    _warn_password_in_argv(args.storage)
     threads = os.environ.get("HPSTUDY_THREADS")
     if threads:
         import torch
@@ -230,7 +265,7 @@ def worker_command(args: argparse.Namespace) -> int:
     stop = Stop().install()  # Ctrl-C / SIGTERM: the running trial is re-queued, then we exit
     summary = run_worker(
         args.study,
-        args.storage,
+        resolve_storage(args.storage),
         options=WorkerOptions(
             index=args.index,
             timeout=args.timeout,
@@ -254,7 +289,7 @@ def _storage(args: argparse.Namespace) -> tuple[str, optuna.storages.BaseStorage
         StudyError: for a SQLite file that does not exist, or a storage that cannot be reached.
     """
     _quiet_optuna()
-    url = args.storage or DEFAULT_STORAGE
+    url = resolve_storage(args.storage)
     require_database(url)
     return url, open_storage(url)
 

@@ -12,6 +12,7 @@ from studies.storage import (
     open_storage,
     redact,
     require_database,
+    resolve_storage,
 )
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only: the dashboard has no login and can delete studies
@@ -26,12 +27,13 @@ def serve(
     port: int = DEFAULT_PORT,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Runs optuna-dashboard on the study database `url` until interrupted.
+    """Runs optuna-dashboard on the study database `url` (or `env:NAME`) until interrupted.
 
     Raises:
         StudyError: for a SQLite file that does not exist, an unreachable database, or an
             address that cannot be listened on.
     """
+    url = resolve_storage(url)
     require_database(url)
     storage = open_storage(url)
     artifact_store = DatabaseArtifactStore(create_engine(url))

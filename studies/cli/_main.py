@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from studies._errors import UserError
-from studies.spec import DEFAULT_STORAGE
+from studies.spec import DEFAULT_STORAGE, STORAGE_ENV
 
 
 class Command:
@@ -26,14 +26,22 @@ class Command:
 
 
 def add_storage_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """The one `--storage` option of every command that opens a study database."""
-    default = "" if required else f" (default: the spec's, else {DEFAULT_STORAGE})"
+    """The one `--storage` option of every command that opens a study database.
+
+    Args:
+        required: the flag or HPSTUDY_STORAGE must name the database (a joining worker); the
+            command checks, since the variable may stand in for the flag. Otherwise the
+            spec's storage (run) or the local SQLite file is the last fallback.
+    """
+    default = f"${STORAGE_ENV}"
+    if not required:
+        default = f"the spec's, else ${STORAGE_ENV}, else {DEFAULT_STORAGE}"
     parser.add_argument(
         "--storage",
-        required=required,
         default=None,
         metavar="URL",
-        help=f"the study database, a SQLAlchemy URL{default}",
+        help=f"the study database: a SQLAlchemy URL, or env:NAME for the URL in environment "
+        f"variable NAME (keeps a password out of ps and shell history; default: {default})",
     )
 
 
@@ -335,7 +343,7 @@ class Dashboard(Command):
     def run(self, args: argparse.Namespace) -> int:
         from studies.cli._dashboard import serve
 
-        serve(args.storage or DEFAULT_STORAGE, host=args.host, port=args.port)
+        serve(args.storage, host=args.host, port=args.port)
         return 0
 
 

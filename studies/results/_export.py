@@ -31,7 +31,7 @@ from studies.storage import (
     WeightStore,
     best_trial,
     create_engine,
-    redact,
+    public_url,
 )
 from trainer import DataUnavailableError, TrainConfig, load_data
 
@@ -88,7 +88,7 @@ def provenance(
         "epochs_run": attrs.epochs_run,
         "stop_reason": attrs.stop_reason,
         "diagnosis": list(attrs.diagnosis),
-        "storage": redact(url) if url else None,
+        "storage": public_url(url) if url else None,
         "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "data": data_identity(trial, config),

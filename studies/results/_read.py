@@ -11,7 +11,6 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError
-from studies.spec import DEFAULT_STORAGE
 from studies.storage import (
     SPEC_ATTR,
     EpochStore,
@@ -20,6 +19,7 @@ from studies.storage import (
     load_study,
     open_storage,
     require_database,
+    resolve_storage,
 )
 from trainer import ConfigError, TrainConfig
 
@@ -60,12 +60,16 @@ class OpenStudy:
 
 
 def open_study(name: str, url: str | None = None) -> OpenStudy:
-    """Loads study `name` from `url` (default: sqlite:///hpstudy.db) for reading.
+    """Loads study `name` from `url` for reading.
+
+    Args:
+        url: a database URL or `env:NAME`; None: $HPSTUDY_STORAGE, else sqlite:///hpstudy.db.
 
     Raises:
-        StudyError: for a SQLite file that does not exist, or an unknown study name.
+        StudyError: for a SQLite file that does not exist, an unset `env:` variable, or an
+            unknown study name.
     """
-    url = url or DEFAULT_STORAGE
+    url = resolve_storage(url)
     require_database(url)
     storage = open_storage(url)
     return OpenStudy(load_study(storage, name, url=url), storage, url)

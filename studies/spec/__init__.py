@@ -12,27 +12,33 @@ from studies.spec._samplers import (
 )
 from studies.spec._spec import (
     DEFAULT_STORAGE,
+    ENV_PREFIX,
     METRICS,
     REPEAT,
+    STORAGE_ENV,
     SpecError,
     StudySpec,
     builtin_specs,
     check_data,
+    default_storage,
     load_spec,
 )
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "ENV_PREFIX",
     "METRICS",
     "PRUNERS",
     "REPEAT",
     "SAMPLERS",
+    "STORAGE_ENV",
     "SpecError",
     "StudySpec",
     "builtin_specs",
     "check_data",
     "check_pruner",
     "check_sampler",
+    "default_storage",
     "load_spec",
     "make_pruner",
     "make_sampler",

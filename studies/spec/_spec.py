@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -29,6 +31,7 @@ from trainer import (
     ConfigError,
     TrainConfig,
     field_names,
+    is_study_reference,
     metric_direction,
     parse_reference,
     read_config_file,
@@ -36,6 +39,11 @@ from trainer import (
 from trainer import resolve_data_path as _resolve
 
 DEFAULT_STORAGE = "sqlite:///hpstudy.db"
+# The study database when no --storage or spec names one; a worker started by `hpstudy run`
+# finds its URL there, since a password in argv is readable by every user in `ps`.
+STORAGE_ENV = "HPSTUDY_STORAGE"
+ENV_PREFIX = "env:"  # storage = "env:NAME": the URL is environment variable NAME's value
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 REPEAT = "repeat"  # an ablation's parameter: which of its seeds a run uses
 KEEP_WEIGHTS = 3  # trials whose trained weights a study keeps, by default
 AUTO_LR = (1e-6, 1.0)  # what `[space.lr] auto = true` may propose, unless low/high say
@@ -217,7 +225,7 @@ class _StudyTable:
                 problems.append(f"study.{key}: unknown key{did_you_mean(key, STUDY_KEYS)}")
         table = cls(
             name=study.get("name"),
-            storage=study.get("storage", DEFAULT_STORAGE),
+            storage=study.get("storage", default_storage()),
             metric=study.get("metric", "dev_loss"),
             sampler=_named(study.get("sampler", {"name": "tpe"}), "sampler", "tpe", problems),
             pruner=_named(study.get("pruner", {"name": "median"}), "pruner", "median", problems),
@@ -412,7 +420,23 @@ def _read_train(
             "train.dev_fraction: 0 leaves no dev split to score trials on; hold one out "
             "(e.g. dev_fraction = 0.2) or cross-validate (folds = 5)"
         )
+    problems += _init_from_problems(config.init_from)
     return config
+
+
+def _init_from_problems(init_from: str) -> list[str]:
+    """A study reference in `init_from` may not hold a password: every trial stores it."""
+    if not is_study_reference(init_from):
+        return []
+    url = init_from.partition("@")[2].partition("#")[0]
+    with contextlib.suppress(ArgumentError, ValueError):
+        if make_url(url).password:
+            return [
+                "train.init_from: its URL holds a database password, which every trial and "
+                "export would store; leave it out and put it in ~/.pgpass or PGPASSWORD, "
+                "where the database driver finds it"
+            ]
+    return []
 
 
 def _auto_lr(space: dict[str, Any], problems: list[str]) -> tuple[dict[str, Any], bool]:
@@ -575,10 +599,31 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def default_storage() -> str:
+    """`env:HPSTUDY_STORAGE` when that variable is set, else `sqlite:///hpstudy.db`.
+
+    The variable's name, not its value, goes into the spec: the URL (and any password in
+    it) is read where the study is opened (`studies.storage.resolve_storage`).
+    """
+    return f"{ENV_PREFIX}{STORAGE_ENV}" if os.environ.get(STORAGE_ENV) else DEFAULT_STORAGE
+
+
 def _storage_problems(storage: Any) -> list[str]:
-    """A storage URL must name a database SQLAlchemy knows (postgres:// is not one)."""
+    """A storage URL must name a database SQLAlchemy knows (postgres:// is not one), or be
+    `env:NAME`, a variable holding one."""
+    if isinstance(storage, str) and storage.startswith(ENV_PREFIX):
+        name = storage.removeprefix(ENV_PREFIX)
+        if _ENV_NAME.fullmatch(name):
+            return []
+        return [
+            f"study.storage: {storage!r} must name an environment variable after 'env:', "
+            f"e.g. env:{STORAGE_ENV}"
+        ]
     if not isinstance(storage, str) or "://" not in storage:
-        return [f"study.storage: {storage!r} is not a database URL such as {DEFAULT_STORAGE!r}"]
+        return [
+            f"study.storage: {storage!r} is not a database URL such as {DEFAULT_STORAGE!r} "
+            f"(or env:NAME, an environment variable holding one)"
+        ]
     try:
         url = make_url(storage)
         url.get_dialect()

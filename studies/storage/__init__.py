@@ -6,6 +6,7 @@ metrics, training checkpoints, artifacts (learning-curve pictures) and the trial
 
 from __future__ import annotations
 
+from studies.spec import STORAGE_ENV
 from studies.storage._artifacts import DatabaseArtifactStore
 from studies.storage._budget import Budget
 from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialCheckpoint
@@ -13,6 +14,7 @@ from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._locks import is_lock_error, retry_locked
 from studies.storage._queue import Reached, Target, enqueue_once, is_warm_start, reached_target
+from studies.storage._secrets import strip_stored_passwords
 from studies.storage._study import (
     CODE_ATTR,
     GRACE_PERIOD,
@@ -24,6 +26,7 @@ from studies.storage._study import (
     finished_trials,
     load_study,
     open_worker_storage,
+    storable_spec,
     store_heartbeat,
     stored_heartbeat,
     stored_spec,
@@ -41,9 +44,12 @@ from studies.storage._urls import (
     database_url,
     open_storage,
     parse_url,
+    public_url,
     redact,
     require_database,
+    resolve_storage,
     sqlite_path,
+    strip_passwords,
 )
 from studies.storage._weights import (
     KEEP,
@@ -64,6 +70,7 @@ __all__ = [
     "METADATA",
     "REFRESH",
     "SPEC_ATTR",
+    "STORAGE_ENV",
     "WORKER_ATTR",
     "Budget",
     "BufferedEpochStore",
@@ -97,14 +104,19 @@ __all__ = [
     "open_storage",
     "open_worker_storage",
     "parse_url",
+    "public_url",
     "reached_target",
     "redact",
     "require_database",
+    "resolve_storage",
     "retry_locked",
     "sqlite_path",
+    "storable_spec",
     "store_heartbeat",
     "stored_heartbeat",
     "stored_spec",
+    "strip_passwords",
+    "strip_stored_passwords",
     "user_attrs_without_outcome",
     "weights_filename",
     "write_attrs",

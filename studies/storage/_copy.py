@@ -17,9 +17,10 @@ import sqlalchemy as sa
 
 from studies._errors import StudyError
 from studies.storage._budget import Budget
+from studies.storage._secrets import strip_stored_passwords
 from studies.storage._study import load_study
 from studies.storage._tables import BUDGET, METADATA, ensure_tables
-from studies.storage._urls import create_engine, open_storage, redact
+from studies.storage._urls import create_engine, open_storage, redact, resolve_storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +32,14 @@ class CopyReport:
 def copy_study(name: str, source_url: str, target_url: str) -> CopyReport:
     """Copies study `name` with its trials and project rows from one database to another.
 
+    Either URL may be `env:NAME`. The copy holds no database password, even when the source
+    study still does (one stored by an earlier hpstudy).
+
     Raises:
         StudyError: for an unknown study, one that still has running trials, or a target
             that already holds a study of that name.
     """
+    source_url, target_url = resolve_storage(source_url), resolve_storage(target_url)
     source = open_storage(source_url)
     target = open_storage(target_url)
     study = load_study(source, name, url=source_url)
@@ -51,6 +56,7 @@ def copy_study(name: str, source_url: str, target_url: str) -> CopyReport:
             f"{redact(target_url)} already has a study named '{name}'; delete it there first "
             f"(optuna delete-study --study-name {name} --storage ...)"
         ) from None
+    strip_stored_passwords(target, name)
     copied = load_study(target, name, url=target_url)
     ids = (source.get_study_id_from_name(name), target.get_study_id_from_name(name))
     trial_ids = {

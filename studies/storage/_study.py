@@ -12,7 +12,7 @@ import optuna
 
 from studies._errors import StudyError
 from studies.spec import SpecError, StudySpec
-from studies.storage._urls import open_storage, redact
+from studies.storage._urls import open_storage, public_url, redact
 from studies.storage._worker_storage import REFRESH, StaleCallback, WorkerStorage
 from studies.storage._write_behind import FLUSH_INTERVAL
 
@@ -71,11 +71,22 @@ def create_or_resume(
     if code:
         check_code(study, code)
         study.set_user_attr(CODE_ATTR, dict(code))
-    study.set_user_attr(SPEC_ATTR, json.dumps(spec.to_dict()))
+    study.set_user_attr(SPEC_ATTR, json.dumps(storable_spec(spec)))
     with warnings.catch_warnings():  # "experimental since 3.2": a note for Optuna's users
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
     return study
+
+
+def storable_spec(spec: StudySpec) -> dict[str, Any]:
+    """The spec as the study keeps it: its storage URL without the password.
+
+    Everyone who reads the database (optuna-dashboard, `hpstudy copy`) sees study attributes,
+    and a worker is given the URL anyway, so the stored one needs no password.
+    """
+    data = spec.to_dict()
+    data["study"]["storage"] = public_url(spec.storage)
+    return data
 
 
 def check_code(study: optuna.Study, code: Mapping[str, Mapping[str, str]]) -> None:

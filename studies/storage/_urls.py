@@ -7,6 +7,8 @@ consistency (`synchronous=NORMAL`: a power cut may lose the last commits, never 
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 import warnings
 from collections.abc import Callable
@@ -19,9 +21,76 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from studies._errors import StudyError
+from studies.spec import DEFAULT_STORAGE, ENV_PREFIX, STORAGE_ENV
 
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a SQLite connection waits for a lock before failing
+
+
+# scheme://user:password@ inside any text: what `strip_passwords` removes from stored values.
+_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*):[^@\s\"']*@", re.IGNORECASE)
+
+
+def resolve_storage(value: str | None = None) -> str:
+    """The storage URL that a `--storage` value, a spec's `storage` or an API argument means.
+
+    `env:NAME` is the URL held by environment variable NAME, so a password stays out of argv,
+    specs and shell history. No value (None or "") means `$HPSTUDY_STORAGE` when that is set,
+    else `sqlite:///hpstudy.db`. Any other value is a URL and comes back unchanged, so a value
+    resolved once may be resolved again.
+
+    Raises:
+        StudyError: for an `env:` variable that is unset or empty, naming it and the fix.
+    """
+    if not value:
+        return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    if not value.startswith(ENV_PREFIX):
+        return value
+    name = value.removeprefix(ENV_PREFIX)
+    url = os.environ.get(name, "").strip()
+    if not url:
+        state = "empty" if name in os.environ else "not set"
+        raise StudyError(
+            f"storage {value}: the environment variable {name or '(none named)'} is {state}; "
+            f"set it to the study's database URL (e.g. export {name or STORAGE_ENV}="
+            f"postgresql://user@host:5432/dbname, its password in ~/.pgpass or PGPASSWORD), "
+            f"or give --storage URL"
+        )
+    if url.startswith(ENV_PREFIX):
+        raise StudyError(
+            f"storage {value}: ${name} holds '{url}'; it must hold the database URL itself"
+        )
+    return url
+
+
+def public_url(url: str) -> str:
+    """The URL without its password, for what hpstudy stores (specs, exports, provenance).
+
+    Unlike `redact` ("user:***@"), nothing is left of the password; libpq finds it again in
+    PGPASSWORD or ~/.pgpass, so the stored URL is still one a reader can use.
+    """
+    if url.startswith(ENV_PREFIX):
+        return url
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return strip_passwords(url)
+    if parsed.password is None:
+        return url
+    # URL.set(password=None) keeps the password: None there means "unchanged".
+    return URL.create(
+        parsed.drivername,
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    ).render_as_string(hide_password=False)
+
+
+def strip_passwords(text: str) -> str:
+    """`text` with the password taken out of every `scheme://user:password@` in it."""
+    return _PASSWORD.sub(r"\g<head>@", text)
 
 
 def parse_url(url: str) -> URL:

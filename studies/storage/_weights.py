@@ -27,7 +27,13 @@ from studies.storage._locks import retry_locked
 from studies.storage._optuna import ARTIFACT_META_PREFIX
 from studies.storage._study import load_study
 from studies.storage._tables import WEIGHTS, ensure_tables
-from studies.storage._urls import create_engine, open_storage, redact, require_database
+from studies.storage._urls import (
+    create_engine,
+    open_storage,
+    public_url,
+    redact,
+    require_database,
+)
 from trainer import TrainConfig, is_study_reference
 
 KEEP = 3  # sets of weights a study keeps unless its spec says otherwise
@@ -184,7 +190,7 @@ def fetch_weights(reference: str) -> tuple[Path, dict[str, Any]]:
         partial = path.with_suffix(".part")
         partial.write_bytes(blob)
         partial.replace(path)
-    about = {"study": name, "storage": redact(url), "trial": trial, "sha256": digest}
+    about = {"study": name, "storage": public_url(url), "trial": trial, "sha256": digest}
     return path, about
 
 

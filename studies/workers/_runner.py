@@ -28,6 +28,7 @@ import optuna
 from studies._errors import StudyError
 from studies.spec import StudySpec
 from studies.storage import (
+    STORAGE_ENV,
     Budget,
     Checkpoints,
     Reached,
@@ -36,9 +37,11 @@ from studies.storage import (
     create_or_resume,
     open_storage,
     redact,
+    resolve_storage,
     sqlite_path,
     store_heartbeat,
     stored_heartbeat,
+    strip_stored_passwords,
 )
 from studies.workers._lr_auto import ensure_ranges
 from studies.workers._preflight import Code, preflight
@@ -70,6 +73,7 @@ def threads_per_worker(workers: int) -> int:
 
 
 def worker_command(spec: StudySpec, index: int, timeout: float | None) -> list[str]:
+    """A worker's command line; it names the URL's variable, never the URL (see `worker_env`)."""
     command = [
         sys.executable,
         "-m",
@@ -77,7 +81,7 @@ def worker_command(spec: StudySpec, index: int, timeout: float | None) -> list[s
         "worker",
         spec.name,
         "--storage",
-        spec.storage,
+        f"env:{STORAGE_ENV}",
         "--index",
         str(index),
     ]
@@ -86,9 +90,15 @@ def worker_command(spec: StudySpec, index: int, timeout: float | None) -> list[s
     return command
 
 
-def worker_env(index: int, workers: int) -> dict[str, str]:
-    """Thread limits, and on a GPU machine a device per worker (round robin)."""
+def worker_env(index: int, workers: int, *, storage: str | None = None) -> dict[str, str]:
+    """Thread limits, on a GPU machine a device per worker (round robin), and the storage URL.
+
+    The URL goes in HPSTUDY_STORAGE: a process's environment is readable by its owner only,
+    its command line by every user of the machine (`ps`).
+    """
     env = dict(os.environ)
+    if storage is not None:
+        env[STORAGE_ENV] = storage
     threads = str(threads_per_worker(workers))
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, HPSTUDY_THREADS=threads)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -137,6 +147,7 @@ def run_study(
     """
     if workers < 1:
         raise StudyError(f"--workers must be at least 1, got {workers}")
+    spec = spec.replace(storage=resolve_storage(spec.storage))  # env:NAME -> its URL, once
     # 1. The user's code and data, checked before any study exists; then the study, with
     # what earlier runs left behind settled.
     code = preflight(spec)
@@ -206,12 +217,20 @@ def prepare_study(
     """Creates or resumes the study, stores its heartbeat, and settles earlier runs' leftovers.
 
     Trials of workers that died on this machine are re-queued, the budget is recounted from
-    the trials that hold a claim, and checkpoints of chains that ended are deleted.
+    the trials that hold a claim, checkpoints of chains that ended are deleted, and a database
+    password an earlier hpstudy stored with the study is removed (saying so).
 
     Returns:
         The study, its storage, and the number of trials that hold a claim on its budget.
     """
     storage = open_storage(spec.storage)
+    cleaned = strip_stored_passwords(storage, spec.name)
+    if cleaned:
+        echo(
+            f"removed the database password that an earlier hpstudy stored in clear with "
+            f"study '{spec.name}' ({_listed(cleaned)}); whoever could read the database "
+            f"(optuna-dashboard, copies of it) could read the password: change it"
+        )
     study = create_or_resume(spec, storage, code=code)
     study_id = storage.get_study_id_from_name(spec.name)
     if heartbeat is not None or grace is not None:
@@ -235,6 +254,11 @@ def prepare_study(
     finally:
         engine.dispose()
     return study, storage, held
+
+
+def _listed(items: Sequence[str], shown: int = 3) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def target_reached(spec: StudySpec, storage: optuna.storages.BaseStorage) -> Reached | None:
@@ -306,7 +330,7 @@ class _WorkerPool:
                 worker_command(self.spec, index, self.spec.timeout),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=worker_env(index, self.workers),
+                env=worker_env(index, self.workers, storage=self.spec.storage),
                 start_new_session=True,  # Ctrl-C reaches the parent only; it stops workers
             )
             self.processes.append((process, log))

@@ -17,7 +17,7 @@ import optuna
 
 from search_space import SpaceError, encode_point
 from studies._errors import StudyError
-from studies.spec import StudySpec
+from studies.spec import ENV_PREFIX, StudySpec
 from studies.storage import (
     TrialAttrs,
     create_engine,
@@ -25,7 +25,9 @@ from studies.storage import (
     finished_trials,
     load_study,
     open_storage,
+    redact,
     require_database,
+    resolve_storage,
 )
 from trainer import ConfigError, read_config_file
 
@@ -66,7 +68,7 @@ def warm_start_points(spec: StudySpec, sources: Sequence[str] = ()) -> list[Poin
 def _read_source(source: str) -> list[tuple[dict[str, Any], str, bool]]:
     """Points from an exported config file or from `NAME@URL` (a study's best trials)."""
     name, at, url = source.partition("@")
-    if at and "://" in url:
+    if at and ("://" in url or url.startswith(ENV_PREFIX)):
         return _from_study(name, url)
     path = Path(source)
     if not path.is_file():
@@ -81,12 +83,13 @@ def _read_source(source: str) -> list[tuple[dict[str, Any], str, bool]]:
     return [(dict(data.get("train", data)), str(path), False)]
 
 
-def _from_study(name: str, url: str) -> list[tuple[dict[str, Any], str, bool]]:
+def _from_study(name: str, given: str) -> list[tuple[dict[str, Any], str, bool]]:
+    url = resolve_storage(given)  # NAME@env:VAR keeps a password off the command line
     require_database(url)
     study = load_study(open_storage(url), name, url=url)
     best = finished_trials(study)[:TOP_TRIALS]
     if not best:
-        raise StudyError(f"--warm-start {name}@{url}: the study has no complete trial")
+        raise StudyError(f"--warm-start {name}@{redact(given)}: the study has no complete trial")
     return [_trial_point(trial, name) for trial in best]
 
 

@@ -42,6 +42,7 @@ from studies.storage import (
     is_warm_start,
     load_study,
     open_worker_storage,
+    resolve_storage,
     stored_spec,
     write_attrs,
 )
@@ -99,10 +100,15 @@ def run_worker(
     With a `Stop` that handles signals, SIGINT/SIGTERM interrupt the running trial: it ends
     FAIL ("interrupted") and is re-queued, to resume from its checkpoint.
 
+    Args:
+        url: the study's database URL, or `env:NAME` for one held by environment variable
+            NAME (how `hpstudy run` and Ray hand it over: never in a command line).
+
     Raises:
         StudyError: for an unknown study, an unreachable storage, or a worker whose trials
             fail again and again.
     """
+    url = resolve_storage(url)
     worker = _Worker(name, url, options or WorkerOptions(), stop or threading.Event())
     try:
         return worker.run()

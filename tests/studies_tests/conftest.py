@@ -7,6 +7,7 @@ rate makes it diverge. It runs in this process through the real worker, on one t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import textwrap
@@ -118,9 +119,9 @@ def digits_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
     return FinishedStudy(spec, spec.storage, loaded, hopeless=3, diverging=4)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
+@contextlib.contextmanager
+def throwaway_database() -> Iterator[str]:
+    """A new database on the local PostgreSQL server, dropped afterwards; skips without one."""
     admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
     name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -134,6 +135,13 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the local PostgreSQL server, dropped afterwards."""
+    with throwaway_database() as url:
+        yield url
 
 
 TINY = "tiny"  # the name of every tiny study below

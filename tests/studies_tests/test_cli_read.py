@@ -91,6 +91,49 @@ def test_an_unreachable_storage_is_one_line(
     assert "Traceback" not in err
 
 
+def test_a_reading_command_takes_its_storage_from_a_named_variable(
+    digits_study: FinishedStudy, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STUDY_DB", digits_study.url)
+    code, out, _ = run_cli(capsys, "studies", "--storage", "env:STUDY_DB")
+    assert code == 0 and digits_study.spec.name in out
+
+
+def test_a_reading_command_defaults_to_hpstudy_storage(
+    digits_study: FinishedStudy, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPSTUDY_STORAGE", digits_study.url)
+    code, out, _ = run_cli(capsys, "status", digits_study.spec.name)
+    assert code == 0 and "5 finished" in out
+
+
+def test_an_unset_storage_variable_is_one_line_naming_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STUDY_DB", raising=False)
+    code, _, err = run_cli(capsys, "status", "s", "--storage", "env:STUDY_DB")
+    assert code == 2 and err.count("\n") == 1
+    assert "the environment variable STUDY_DB is not set" in err
+
+
+def test_a_worker_without_a_database_is_told_how_to_name_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HPSTUDY_STORAGE", raising=False)
+    code, _, err = run_cli(capsys, "worker", "s")
+    assert code == 2 and "--storage env:NAME" in err and "HPSTUDY_STORAGE" in err
+
+
+def test_a_password_in_a_workers_own_storage_flag_is_warned_about_not_shown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run_cli(
+        capsys, "worker", "s", "--storage", "postgresql://u:S3cr3t@127.0.0.1:1/x"
+    )
+    assert code == 2 and "warning: the password in --storage is visible" in err
+    assert "S3cr3t" not in err
+
+
 def test_an_unknown_study_names_the_known_ones(
     digits_study: FinishedStudy, capsys: pytest.CaptureFixture[str]
 ) -> None:

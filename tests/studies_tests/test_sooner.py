@@ -150,6 +150,16 @@ def test_a_warm_start_outside_the_new_space_says_which_value_and_where(tmp_path:
         warm_start_points(spec, [str(tmp_path / "missing.toml")])
 
 
+def test_a_warm_start_study_may_be_named_by_an_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = studies.spec_of(digits(tmp_path))
+    prepare_study(spec, echo=lambda _: None)  # a study with no complete trial yet
+    monkeypatch.setenv("OLD_DB", spec.storage)
+    with pytest.raises(StudyError, match=r"sooner@env:OLD_DB: the study has no complete trial"):
+        warm_start_points(spec, ["sooner@env:OLD_DB"])
+
+
 # A target -----------------------------------------------------------------------------------
 
 TARGET = 'metric = "dev_accuracy"\ntarget = { dev_accuracy = 0.5 }\n'

@@ -100,6 +100,9 @@ def test_the_metric_is_the_trainers_monitor() -> None:
         ({"study": {"direction": "maximize"}}, "study.direction"),
         ({"study": {"storage": "hpstudy.db"}}, "study.storage"),
         ({"study": {"storage": "postgres://u@h/db"}}, "study.storage"),
+        ({"study": {"storage": "env:"}}, "study.storage"),
+        ({"study": {"storage": "env:MY-DB"}}, "study.storage"),
+        ({"train": {"init_from": "other@postgresql://hp:pw@h/db"}}, "train.init_from"),
         ({"study": {"sampler": {"name": "bayes"}}}, "study.sampler.name"),
         ({"study": {"sampler": {"name": "tpe", "n_startup": 3}}}, "study.sampler.n_startup"),
         ({"study": {"sampler": {"name": "tpe", "seed": 3}}}, "study.sampler.seed"),
@@ -130,6 +133,30 @@ def test_a_bad_spec_names_its_file_and_key(
 ) -> None:
     message, problems = problems_of(tmp_path, changed(**tables))
     assert any(p.startswith(key) for p in problems), message
+
+
+def test_storage_may_name_an_environment_variable() -> None:
+    spec = StudySpec.from_dict(changed(study={"storage": "env:STUDY_DB"}))
+    assert spec.storage == "env:STUDY_DB"
+
+
+def test_without_storage_a_spec_uses_hpstudy_storage_when_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HPSTUDY_STORAGE", "postgresql://hp@db-host/hp")
+    data = changed()
+    data["study"].pop("storage", None)
+    # The variable's name, not its value: the URL is read where the study is opened.
+    assert StudySpec.from_dict(data).storage == "env:HPSTUDY_STORAGE"
+
+
+def test_without_storage_or_variable_a_spec_uses_the_local_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HPSTUDY_STORAGE", raising=False)
+    data = changed()
+    data["study"].pop("storage", None)
+    assert StudySpec.from_dict(data).storage == "sqlite:///hpstudy.db"
 
 
 def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:

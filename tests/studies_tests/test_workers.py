@@ -118,12 +118,18 @@ def test_gpus_are_handed_out_round_robin(monkeypatch: pytest.MonkeyPatch) -> Non
     assert [worker_env(i, 3)["CUDA_VISIBLE_DEVICES"] for i in range(3)] == ["0", "1", "0"]
 
 
-def test_worker_command_joins_by_study_name_and_url() -> None:
+def test_worker_command_names_the_storage_variable_not_the_url() -> None:
     spec = StudySpec.from_dict(
         {"study": {"name": "s", "n_trials": 1}, "train": {"dataset": "digits"}, "space": {}}
-    ).replace(storage="sqlite:///x.db")
+    ).replace(storage="postgresql://hp:s3cret@db-host/hp")
     command = worker_command(spec, 2, None)
-    assert command[-6:] == ["worker", "s", "--storage", "sqlite:///x.db", "--index", "2"]
+    assert command[-6:] == ["worker", "s", "--storage", "env:HPSTUDY_STORAGE", "--index", "2"]
+    assert not any("s3cret" in part for part in command)
+
+
+def test_worker_env_carries_the_storage_url() -> None:
+    env = worker_env(0, 2, storage="postgresql://hp:s3cret@db-host/hp")
+    assert env["HPSTUDY_STORAGE"] == "postgresql://hp:s3cret@db-host/hp"
 
 
 # Signals ---------------------------------------------------------------------------------------

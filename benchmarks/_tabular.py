@@ -24,6 +24,17 @@ import optuna
 
 TEST_SEED = 1234  # trainer/_data.py TEST_SEED: test_fraction's fixed seed
 
+# The search space of the small-table benchmarks (wine_standardize.py, cv_tabular.py): layer
+# sizes, lr, weight decay, dropout, optimiser and (for sgd/rmsprop) momentum.
+TABULAR_SPACE: dict[str, Any] = {
+    "hidden": {"choices": [[16], [32], [64], [32, 16], [64, 32]]},
+    "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+    "weight_decay": {"low": 1e-6, "high": 1e-1, "log": True},
+    "dropout": {"low": 0.0, "high": 0.5},
+    "optimizer": {"choices": ["sgd", "adam", "rmsprop"]},
+    "momentum": {"low": 0.0, "high": 0.95, "when": {"optimizer": ["sgd", "rmsprop"]}},
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:

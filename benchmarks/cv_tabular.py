@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _tabular import load_average, search_and_test
+from _tabular import TABULAR_SPACE, load_average, search_and_test
 from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -89,14 +89,7 @@ def spec(
             "batch_size": 16,
             "patience": patience,
         },
-        "space": {
-            "hidden": {"choices": [[16], [32], [64], [32, 16], [64, 32]]},
-            "lr": {"low": 1e-4, "high": 1e-1, "log": True},
-            "weight_decay": {"low": 1e-6, "high": 1e-1, "log": True},
-            "dropout": {"low": 0.0, "high": 0.5},
-            "optimizer": {"choices": ["sgd", "adam", "rmsprop"]},
-            "momentum": {"low": 0.0, "high": 0.95, "when": {"optimizer": ["sgd", "rmsprop"]}},
-        },
+        "space": TABULAR_SPACE,
     }
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 from _tabular import (
+    TABULAR_SPACE,
     Split,
     check_split,
     load_average,
@@ -87,14 +88,7 @@ def spec(folder: Path, *, seed: int, trials: int, epochs: int, standardize: bool
             "batch_size": 16,
             "patience": 30,
         },
-        "space": {
-            "hidden": {"choices": [[16], [32], [64], [32, 16], [64, 32]]},
-            "lr": {"low": 1e-4, "high": 1e-1, "log": True},
-            "weight_decay": {"low": 1e-6, "high": 1e-1, "log": True},
-            "dropout": {"low": 0.0, "high": 0.5},
-            "optimizer": {"choices": ["sgd", "adam", "rmsprop"]},
-            "momentum": {"low": 0.0, "high": 0.95, "when": {"optimizer": ["sgd", "rmsprop"]}},
-        },
+        "space": TABULAR_SPACE,
     }
 
 

@@ -21,12 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import optuna
 
 from studies._errors import StudyError
-from studies.spec import StudySpec
+from studies.spec import RaySettings, StudySpec
 from studies.storage import (
     STORAGE_ENV,
     Budget,
@@ -127,8 +127,13 @@ def run_study(
     heartbeat: int | None = None,
     grace: int | None = None,
     warm_start: Sequence[str] = (),
+    ray: RaySettings | None = None,
 ) -> optuna.Study:
-    """Creates or resumes `spec`'s study and runs `workers` processes until it is done.
+    """Creates or resumes `spec`'s study and runs `workers` workers until it is done.
+
+    The workers are processes on this machine, or with `ray` (or the spec's `ray`) Ray tasks
+    on a local Ray or a cluster; everything else (checks, study, progress, stop, recovery) is
+    the same.
 
     Args:
         spec: the study; its n_trials is the total over all runs and workers.
@@ -140,6 +145,8 @@ def run_study(
         grace: seconds without a heartbeat after which a trial is failed and re-queued.
         warm_start: exported config files or `NAME@URL` studies whose configurations are
             tried first, once per study, with the spec's `enqueue` points.
+        ray: run the workers as Ray tasks with these settings; None: the spec's `ray`, and
+            without one local processes.
 
     Raises:
         StudyError: for a bad storage, spec or warm start, or when every worker failed.
@@ -148,6 +155,12 @@ def run_study(
     if workers < 1:
         raise StudyError(f"--workers must be at least 1, got {workers}")
     spec = spec.replace(storage=resolve_storage(spec.storage))  # env:NAME -> its URL, once
+    ray = ray or spec.ray
+    if ray is not None:
+        from studies.workers._ray_checks import check_spec, import_ray
+
+        import_ray()  # the extra, and what needs no cluster: refused before any study exists
+        check_spec(spec, ray)
     # 1. The user's code and data, checked before any study exists; then the study, with
     # what earlier runs left behind settled.
     code = preflight(spec)
@@ -180,12 +193,18 @@ def run_study(
     # 2. The workers, watched until they end or a signal stops them.
     logs = log_dir(spec)
     logs.mkdir(parents=True, exist_ok=True)
+    if ray is None:
+        each = f"{threads_per_worker(workers)} thread(s) each"
+    else:
+        from studies.workers._ray import describe
+
+        each = f"Ray tasks on {describe(ray)}"
     echo(
-        f"study '{spec.name}' in {redact(spec.storage)}: {workers} worker(s), "
-        f"{threads_per_worker(workers)} thread(s) each, logs in {logs}"
+        f"study '{spec.name}' in {redact(spec.storage)}: {workers} worker(s), {each}, "
+        f"logs in {logs}"
     )
     progress = _Progress(study, spec.n_trials, echo, live)
-    with _WorkerPool(spec, workers, logs) as pool:
+    with open_pool(spec, workers, logs, ray=ray) as pool:
         if not pool.watch(progress):
             echo("\nstopping: each worker re-queues its running trial ...")
             if pool.stop():
@@ -311,6 +330,35 @@ class _Progress:
         elif line.split("|")[0] != self.last.split("|")[0]:
             self.echo(line)
         self.last = line
+
+
+class Pool(Protocol):
+    """Where the workers of one `hpstudy run` run: entering starts them, leaving cleans up."""
+
+    def __enter__(self) -> Pool: ...
+
+    def __exit__(self, *_exc: object) -> None: ...
+
+    def watch(self, progress: _Progress) -> bool:
+        """Shows progress until every worker has ended (True) or a stop was asked for."""
+        ...
+
+    def stop(self) -> int:
+        """Stops every worker (its trial re-queued); returns how many had to be killed."""
+        ...
+
+    def exit_codes(self) -> list[int | None]:
+        """Each worker's exit status once they have ended; 0 for a good end."""
+        ...
+
+
+def open_pool(spec: StudySpec, workers: int, logs: Path, *, ray: RaySettings | None = None) -> Pool:
+    """Local worker processes, or with `ray` Ray tasks (Ray imported only then)."""
+    if ray is None:
+        return _WorkerPool(spec, workers, logs)
+    from studies.workers._ray import RayPool
+
+    return RayPool(spec, workers, logs, ray, grace=STOP_GRACE)
 
 
 class _WorkerPool:

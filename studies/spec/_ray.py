@@ -137,7 +137,7 @@ def ray_settings(
         return settings
     if settings is None:
         flags = " and ".join(f"--{key.replace('_', '-')}" for key in chosen)
-        raise StudyError(f"{flags} apply to Ray workers; add --ray (or set ray in [study])")
+        raise StudyError(f"{flags}: only for Ray workers; add --ray (or set ray in [study])")
     problems = []
     checked = read_ray({**settings.to_dict(), **chosen}, problems, prefix=source)
     if problems or checked is None:

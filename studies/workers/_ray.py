@@ -16,9 +16,11 @@ folder where it is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -71,6 +73,38 @@ def connect(ray: ModuleType, settings: RaySettings, workers: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def ray_session(spec: StudySpec, settings: RaySettings, workers: int) -> Iterator[float]:
+    """Ray joined or started, and the study refused if it cannot run there, before any study
+    exists; disconnects (and a Ray started here ends) when the block ends.
+
+    Yields:
+        The seconds that starting or joining Ray and the checks took.
+
+    Raises:
+        StudyError: without the extra, or for what `check_spec` and `check_cluster` refuse.
+        KeyboardInterrupt: for Ctrl-C or SIGTERM while Ray starts.
+    """
+    ray = import_ray()
+    check_spec(spec, settings)
+    stop = Stop()
+    if threading.current_thread() is threading.main_thread():
+        stop.install()  # ray.init may swallow a Ctrl-C that comes while it starts
+    started = time.monotonic()
+    try:
+        connected = connect(ray, settings, workers)
+    finally:
+        stop.uninstall()
+    try:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        check_cluster(spec, settings, ray.nodes())
+        yield time.monotonic() - started
+    finally:
+        if connected:
+            ray.shutdown()
+
+
 def runtime_env(spec: StudySpec, settings: RaySettings) -> dict[str, Any]:
     """The spec's folder as the tasks' working folder, on a cluster; nothing secret."""
     folder = shipped_folder(spec, settings)
@@ -101,61 +135,37 @@ class RayPool:
         self.grace = grace
         self.stop_requested = Stop()
         self.refs: list[Any] = []
-        self.ray: ModuleType | None = None
-        self.connected = False
-        self.start_seconds = 0.0  # connecting or starting Ray, and the checks
+        self.ray = import_ray()
         self.codes: list[int | None] | None = None
 
     def __enter__(self) -> RayPool:
-        ray = self.ray = import_ray()
-        check_spec(self.spec, self.settings)
-        main = threading.current_thread() is threading.main_thread()
-        if main:
-            self.stop_requested.install()  # Ctrl-C while Ray starts stops the run too
-        started = time.monotonic()
-        try:
-            self.connected = connect(ray, self.settings, self.workers)
-            if main:
-                self.stop_requested.install()  # again: ray.init takes SIGTERM over
-            check_cluster(self.spec, self.settings, ray.nodes())
-            self.start_seconds = time.monotonic() - started
-            url_box = [ray.put(self.spec.storage)]  # by reference: never in visible arguments
-            threads = max(1, int(self.settings.cpus_per_worker))
-            task = ray.remote(run_ray_worker)
-            options: dict[str, Any] = {
-                "num_cpus": self.settings.cpus_per_worker,
-                "num_gpus": self.settings.gpus_per_worker,
-                "max_retries": 0,  # our heartbeat + re-queue is the one retry (see the module)
-                "retry_exceptions": False,
-                "runtime_env": runtime_env(self.spec, self.settings) or None,
-            }
-            self.refs = [
-                task.options(**options, name=f"hpstudy-worker-{index}").remote(
-                    self.spec.name, url_box, index=index, threads=threads, timeout=self.spec.timeout
-                )
-                for index in range(self.workers)
-            ]
-        except BaseException:
-            self.stop_requested.uninstall()
-            self._disconnect()
-            raise
+        ray = self.ray
+        if threading.current_thread() is threading.main_thread():
+            self.stop_requested.install()  # SIGTERM as well as Ctrl-C stops the tasks in order
+        url_box = [ray.put(self.spec.storage)]  # by reference: never in visible arguments
+        task = ray.remote(run_ray_worker)
+        options: dict[str, Any] = {
+            "num_cpus": self.settings.cpus_per_worker,
+            "num_gpus": self.settings.gpus_per_worker,
+            "max_retries": 0,  # our heartbeat + re-queue is the one retry (see the module)
+            "retry_exceptions": False,
+            "runtime_env": runtime_env(self.spec, self.settings) or None,
+        }
+        threads = max(1, int(self.settings.cpus_per_worker))
+        self.refs = [
+            task.options(**options, name=f"hpstudy-worker-{index}").remote(
+                self.spec.name, url_box, index=index, threads=threads, timeout=self.spec.timeout
+            )
+            for index in range(self.workers)
+        ]
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.stop_requested.uninstall()
-        try:
-            if self.connected and self.refs and not self._running():
-                self.codes = self._collect()  # while connected: results live in this session
-        finally:
-            self._disconnect()
-
-    def _disconnect(self) -> None:
-        if self.connected and self.ray is not None:
-            self.ray.shutdown()
-            self.connected = False
+        if self.refs and not self._running():
+            self.codes = self._collect()  # while connected: results live in this session
 
     def _running(self) -> list[Any]:
-        assert self.ray is not None
         _, pending = self.ray.wait(self.refs, num_returns=len(self.refs), timeout=0)
         return list(pending)
 
@@ -174,7 +184,6 @@ class RayPool:
         Returns:
             How many had to be killed.
         """
-        assert self.ray is not None
         for ref in self._running():
             self.ray.cancel(ref, force=False)
         deadline = time.monotonic() + self.grace
@@ -194,7 +203,6 @@ class RayPool:
         return self.codes
 
     def _collect(self) -> list[int | None]:
-        assert self.ray is not None
         codes: list[int | None] = []
         for index, ref in enumerate(self.refs):
             try:

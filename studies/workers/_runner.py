@@ -156,11 +156,39 @@ def run_study(
         raise StudyError(f"--workers must be at least 1, got {workers}")
     spec = spec.replace(storage=resolve_storage(spec.storage))  # env:NAME -> its URL, once
     ray = ray or spec.ray
-    if ray is not None:
-        from studies.workers._ray_checks import check_spec, import_ray
 
-        import_ray()  # the extra, and what needs no cluster: refused before any study exists
-        check_spec(spec, ray)
+    def run(on: RaySettings | None) -> optuna.Study:
+        return _run_study(
+            spec,
+            workers=workers,
+            echo=echo,
+            live=live,
+            heartbeat=heartbeat,
+            grace=grace,
+            warm_start=warm_start,
+            ray=on,
+        )
+
+    if ray is None:
+        return run(None)
+    from studies.workers._ray import ray_session
+
+    with ray_session(spec, ray, workers) as seconds:  # joined or started, and checked: first
+        echo(f"Ray ready in {seconds:.1f} s")
+        return run(ray)
+
+
+def _run_study(
+    spec: StudySpec,
+    *,
+    workers: int,
+    echo: Callable[[str], None],
+    live: bool,
+    heartbeat: int | None,
+    grace: int | None,
+    warm_start: Sequence[str],
+    ray: RaySettings | None,
+) -> optuna.Study:
     # 1. The user's code and data, checked before any study exists; then the study, with
     # what earlier runs left behind settled.
     code = preflight(spec)

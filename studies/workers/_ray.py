@@ -65,6 +65,7 @@ def connect(ray: ModuleType, settings: RaySettings, workers: int) -> bool:
     os.environ.setdefault("RAY_worker_niceness", "0")
     cpus = max(os.cpu_count() or 1, workers * settings.cpus_per_worker)
     ray.init(
+        address="local",  # a new instance, even where RAY_ADDRESS or a running cluster is
         num_cpus=cpus,
         include_dashboard=False,
         object_store_memory=LOCAL_OBJECT_STORE,

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+from studies._errors import StudyError
 from studies.spec import RaySettings, StudySpec
 from studies.workers._ray_checks import (
     EXCLUDES,
@@ -94,6 +95,14 @@ def ray_session(spec: StudySpec, settings: RaySettings, workers: int) -> Iterato
     started = time.monotonic()
     try:
         connected = connect(ray, settings, workers)
+    except Exception as exc:  # ConnectionError, RuntimeError, ... with Ray's own wording
+        where = f"the Ray cluster at {settings.address}" if settings.address else "a local Ray"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(
+            f"cannot start or join {where}: {reason}. Check the address (auto: the cluster "
+            f"this machine belongs to, started with ray start; ray://head:10001: Ray Client "
+            f"on the head), or leave it out (--ray alone) to start a Ray on this machine"
+        ) from None
     finally:
         stop.uninstall()
     try:

@@ -1,8 +1,9 @@
 """`hpstudy run`: create or resume a study, start its worker processes, show progress.
 
 The parent runs no trials. It starts N `hpstudy worker` processes (the same command that
-joins a study from another machine), polls the database for progress, and prints the best
-trials at the end. Each worker's output goes to a log file.
+joins a study from another machine), or with `--ray` N Ray tasks running the same worker loop
+(`_ray`), polls the database for progress, and prints the best trials at the end. Each worker
+process's output goes to a log file (a Ray task's to Ray's logs).
 
 Ctrl-C or SIGTERM stops the workers in order: each ends its running trial FAIL
 ("interrupted") and re-queues it, and a later `hpstudy run` resumes it from its checkpoint.

@@ -45,10 +45,14 @@ class _Progress(Protocol):
     def show(self, *, final: bool = False) -> None: ...
 
 
-def connect(ray: ModuleType, settings: RaySettings, workers: int) -> bool:
+def connect(
+    ray: ModuleType, settings: RaySettings, workers: int, *, spec: StudySpec | None = None
+) -> bool:
     """Joins the cluster at `settings.address`, or starts a Ray on this machine.
 
-    A driver that is connected already (a notebook, a test) is used as it is.
+    Joining a cluster, the job takes `spec`'s folder along (`runtime_env`; Ray accepts a
+    local folder only for a whole job, not per task). A driver that is connected already (a
+    notebook, a test) is used as it is: its job's own `runtime_env` applies.
 
     Returns:
         Whether this call connected (and so should disconnect at the end).
@@ -57,7 +61,8 @@ def connect(ray: ModuleType, settings: RaySettings, workers: int) -> bool:
         return False
     common: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
     if settings.address is not None:
-        ray.init(address=settings.address, **common)
+        shipped = runtime_env(spec, settings) if spec is not None else {}
+        ray.init(address=settings.address, runtime_env=shipped or None, **common)
         return True
     # Ray reaches its own services on 127.0.0.1, not on the machine's network address, and
     # its workers run at the default priority (Ray's own default nices them to 15, behind
@@ -94,7 +99,7 @@ def ray_session(spec: StudySpec, settings: RaySettings, workers: int) -> Iterato
         stop.install()  # ray.init may swallow a Ctrl-C that comes while it starts
     started = time.monotonic()
     try:
-        connected = connect(ray, settings, workers)
+        connected = connect(ray, settings, workers, spec=spec)
     except Exception as exc:  # ConnectionError, RuntimeError, ... with Ray's own wording
         where = f"the Ray cluster at {settings.address}" if settings.address else "a local Ray"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -116,7 +121,7 @@ def ray_session(spec: StudySpec, settings: RaySettings, workers: int) -> Iterato
 
 
 def runtime_env(spec: StudySpec, settings: RaySettings) -> dict[str, Any]:
-    """The spec's folder as the tasks' working folder, on a cluster; nothing secret."""
+    """The spec's folder as the job's working folder, on a cluster; nothing secret."""
     folder = shipped_folder(spec, settings)
     if folder is None:
         return {}
@@ -159,7 +164,6 @@ class RayPool:
             "num_gpus": self.settings.gpus_per_worker,
             "max_retries": 0,  # our heartbeat + re-queue is the one retry (see the module)
             "retry_exceptions": False,
-            "runtime_env": runtime_env(self.spec, self.settings) or None,
         }
         threads = max(1, int(self.settings.cpus_per_worker))
         self.refs = [

@@ -297,7 +297,11 @@ def test_ctrl_c_requeues_and_a_second_local_run_finishes_the_budget(tmp_path: Pa
     # 1. Ctrl-C once both workers train: their trials are re-queued, none stays RUNNING.
     run = hpstudy("run", str(spec), "--ray", "--workers", "2", cwd=tmp_path)
     try:
-        wait_for(lambda: len(running(url, "local", seconds=3)) == 2, 120, "two running trials")
+        wait_for(lambda: len(running(url, "local")) == 2, 300, "two running trials")
+        numbers = [trial.number for trial in running(url, "local")]
+        wait_for(  # each with a checkpoint to resume from
+            lambda: all(checkpointed(url, number) >= 2 for number in numbers), 60, "checkpoints"
+        )
     finally:
         run.send_signal(signal.SIGINT)
     output, _ = run.communicate(timeout=60)
@@ -398,6 +402,8 @@ def checkpointed(url: str, root: int) -> int:
                 sa.text("SELECT epochs FROM hpstudy_checkpoints WHERE root_trial = :root"),
                 {"root": root},
             ).scalar()
+    except sa.exc.DBAPIError:  # no table yet
+        return 0
     finally:
         engine.dispose()
     return int(found or 0)
@@ -464,7 +470,7 @@ def test_a_lost_node_loses_no_trial_and_no_password_leaks(nodes: Nodes, tmp_path
             # Both train, and the first of them has a checkpoint of a few epochs.
             wait_for(
                 lambda: failure or (made(lines) and len(running(plain, name)) == 2),
-                120,
+                300,
                 f"two running trials: {lines}",
             )
             assert not failure, (failure, lines)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from studies.spec import SpecError, StudySpec, check_data, load_spec
+from studies.spec import SpecError, StudySpec, check_data, load_spec, ray_settings
 from studies.storage import load_study as _load_study
 from studies.storage import open_storage, require_database, resolve_storage
 
@@ -71,13 +71,18 @@ def run(
     heartbeat: int | None = None,
     grace: int | None = None,
     warm_start: Sequence[str] = (),
+    ray: bool | str | Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> optuna.Study:
-    """Creates or resumes a study and runs `workers` worker processes until it is done.
+    """Creates or resumes a study and runs `workers` workers until it is done.
 
     Args:
         spec: a built-in name ("digits-mlp"), a TOML path, a dict or a `StudySpec`.
-        workers: worker processes on this machine.
+        workers: worker processes on this machine, or Ray tasks with `ray`.
+        ray: run the workers as Ray tasks (pip install 'hpstudy[ray]'): True for a Ray
+            started on this machine, an address ("auto", "ray://head:10001") to join a
+            cluster, or a table as the spec's `[study] ray` (address, cpus_per_worker,
+            gpus_per_worker); None keeps the spec's.
         progress: show progress: one line redrawn in place in a notebook, lines otherwise.
         heartbeat: seconds between a running trial's heartbeats (kept with the study).
         grace: seconds without a heartbeat after which a trial is failed and re-queued.
@@ -94,6 +99,8 @@ def run(
     from studies.workers import run_study
 
     checked = spec_of(spec, **overrides)
+    table = dict(ray) if isinstance(ray, Mapping) else ray
+    settings = ray_settings(checked.ray, table, source="ray")
     echo, live = _progress() if progress else ((lambda _line: None), False)
     return run_study(
         checked,
@@ -103,6 +110,7 @@ def run(
         heartbeat=heartbeat,
         grace=grace,
         warm_start=warm_start,
+        ray=settings,
     )
 
 

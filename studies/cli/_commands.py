@@ -22,6 +22,7 @@ from studies.spec import (
     builtin_specs,
     check_data,
     load_spec,
+    ray_settings,
 )
 from studies.storage import (
     SPEC_ATTR,
@@ -61,6 +62,12 @@ def run_command(args: argparse.Namespace) -> int:
     _quiet_optuna()
     _warn_password_in_argv(args.storage)
     spec = _with_overrides(load_spec(args.spec), args)
+    ray = ray_settings(
+        spec.ray,
+        args.ray,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+    )
     console = _console()
     study = run_study(
         spec,
@@ -72,6 +79,7 @@ def run_command(args: argparse.Namespace) -> int:
         heartbeat=args.heartbeat,
         grace=args.grace,
         warm_start=args.warm_start,
+        ray=ray,
     )
     console.print(trials_table(study, limit=SUMMARY_ROWS, title=f"best trials of '{spec.name}'"))
     _next_steps(console, spec.name, spec.storage)

@@ -132,6 +132,28 @@ class Run(Command):
             "or a study as NAME@URL (its best trials); repeatable",
         )
         _add_heartbeat_arguments(parser, "10, kept with the study", "60, kept with the study")
+        parser.add_argument(
+            "--ray",
+            nargs="?",
+            const=True,
+            default=None,
+            metavar="ADDRESS",
+            help="run the workers as Ray tasks (pip install 'hpstudy[ray]'): alone, on a Ray "
+            "started on this machine; with an address (auto, ray://head:10001), on that "
+            "cluster (default: the spec's study.ray, else local processes)",
+        )
+        parser.add_argument(
+            "--cpus-per-worker",
+            type=float,
+            metavar="N",
+            help="CPUs (and torch threads) per Ray worker (default: the spec's, else 1)",
+        )
+        parser.add_argument(
+            "--gpus-per-worker",
+            type=float,
+            metavar="N",
+            help="GPUs per Ray worker; 0.25 packs four on one device (default: the spec's, else 0)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from studies.cli._commands import run_command

@@ -39,7 +39,7 @@ def trials_table(
     table = Table(title=title, title_justify="left")
     # a trial of several networks (folds, repeats): their spread and each one's value
     crossed = any(TrialAttrs.of(t).folds for t in trials)
-    columns = ("#", "state", metric, "epochs", "stop", "diagnosis", "params")
+    columns = ("#", "state", metric, "epochs", "stop", "where", "diagnosis", "params")
     for column in columns[:3] + (("folds",) if crossed else ()) + columns[3:]:
         table.add_column(column, overflow="fold")
     for trial in trials:
@@ -55,6 +55,7 @@ def trials_table(
             *spread,
             _or_dash(attrs.epochs_run),
             _or_dash(attrs.stop_reason),
+            attrs.where or "-",
             ", ".join(attrs.diagnosis) or "-",
             " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()),
         )

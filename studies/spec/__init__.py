@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from studies.spec._ray import RAY_KEYS, RaySettings, ray_settings, read_ray
 from studies.spec._samplers import (
     PRUNERS,
     SAMPLERS,
@@ -29,9 +30,11 @@ __all__ = [
     "ENV_PREFIX",
     "METRICS",
     "PRUNERS",
+    "RAY_KEYS",
     "REPEAT",
     "SAMPLERS",
     "STORAGE_ENV",
+    "RaySettings",
     "SpecError",
     "StudySpec",
     "builtin_specs",
@@ -42,4 +45,6 @@ __all__ = [
     "load_spec",
     "make_pruner",
     "make_sampler",
+    "ray_settings",
+    "read_ray",
 ]

@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from search_space import Categorical, Float, SearchSpace, SpaceError, encode_point
 from studies._errors import StudyError, did_you_mean
+from studies.spec._ray import RaySettings, read_ray
 from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
 from trainer import (
     BUILTIN_DATASETS,
@@ -66,6 +67,7 @@ STUDY_KEYS = (
     "target",
     "keep_weights",
     "ablation",
+    "ray",
 )
 # `TrainConfig` fields that hpstudy sets for every trial, so a spec may not.
 SET_BY_STUDY = {
@@ -114,6 +116,8 @@ class StudySpec:
     keep_weights: int = KEEP_WEIGHTS
     # An ablation: {"factors": [...], "repeats": R}; the space's `repeat` picks each seed.
     ablation: dict[str, Any] | None = None
+    # Workers as Ray tasks (`hpstudy run --ray`); None: local worker processes.
+    ray: RaySettings | None = None
 
     @property
     def direction(self) -> str:
@@ -161,6 +165,8 @@ class StudySpec:
                 "factors": list(self.ablation["factors"]),
                 "repeats": self.ablation["repeats"],
             }
+        if self.ray is not None:
+            study["ray"] = self.ray.to_dict()
         space = self.space.to_dict()
         if self.lr_auto:
             space["lr"] = {**space["lr"], "auto": True}
@@ -216,6 +222,7 @@ class _StudyTable:
     target: Any
     keep_weights: Any
     ablation: Any
+    ray: RaySettings | None
 
     @classmethod
     def read(cls, study: dict[str, Any], problems: list[str]) -> _StudyTable:
@@ -238,6 +245,7 @@ class _StudyTable:
             target=study.get("target"),
             keep_weights=study.get("keep_weights", KEEP_WEIGHTS),
             ablation=study.get("ablation"),
+            ray=read_ray(study.get("ray"), problems),
         )
         problems += table.problems(study.get("direction"))
         return table
@@ -310,6 +318,7 @@ class _StudyTable:
             "target": None
             if self.target is None
             else {str(k): float(v) for k, v in self.target.items()},
+            "ray": self.ray,
         }
 
 

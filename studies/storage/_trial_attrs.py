@@ -48,6 +48,8 @@ class TrialAttrs:
     model: dict[str, Any] | None = None  # a user factory's reference, file and sha256
     standardization: dict[str, Any] | None = None  # feature statistics of the training split
     torch_threads: int | None = None  # CPU results repeat exactly only with this count
+    host: str | None = None  # the machine (Ray node) that trained it
+    device: str | None = None  # where it trained: "cpu", "cuda:0" (the node's device number)
     warm_start: str | None = None  # where an enqueued configuration came from
     transfer: dict[str, Any] | None = None  # init_from and freeze: what was loaded, from where
     # --- how its run ended ---
@@ -61,6 +63,13 @@ class TrialAttrs:
     diagnosis: tuple[str, ...] = ()  # labels from `studies.analysis.LABELS`
     diagnosis_numbers: dict[str, float] = dataclasses.field(default_factory=dict)
     resumed_from_epoch: int | None = None  # a retry that continued from a checkpoint
+
+    @property
+    def where(self) -> str | None:
+        """ "host/cpu", "host/cuda:0": where the trial trained; None when not recorded."""
+        if self.host is None and self.device is None:
+            return None
+        return f"{self.host or '?'}/{self.device or '?'}"
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -55,6 +57,22 @@ DATA_FIELDS = (
     "train_size",
     "device",
 )
+
+
+def device_name(name: str) -> str:
+    """The device a config's `device` trains on: "cpu", or "cuda:N" with N the node's own
+    number of the GPU (as `nvidia-smi` shows it), also when CUDA_VISIBLE_DEVICES renumbers."""
+    import torch
+
+    device = trainer.resolve_device(name)
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    if index < len(visible) and visible[index].isdigit():
+        index = int(visible[index])
+    return f"cuda:{index}"
+
 
 # Called when a trial has ended (completed, pruned or diverged), before Optuna is told:
 # (trial, config, epochs, stop_reason). Pictures and notes for the dashboard hook in here.
@@ -150,6 +168,8 @@ class Objective:
             seed=config.seed,
             config=config.to_dict(),
             torch_threads=torch.get_num_threads(),
+            host=socket.gethostname(),
+            device=device_name(config.device),
         )
         reporter = Reporter(trial, trial_id, self.store, self.spec.metric)
         on_epoch = reporter if self.target is None else _watching(self.target, trial, reporter)

@@ -66,7 +66,15 @@ class TrialPublisher:
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial
             )
         diagnosis = Diagnosis.from_dict({"labels": labels, "numbers": attrs.diagnosis_numbers})
-        note = trial_note(trial.number, epochs, reason, best_epoch, diagnosis, folds=attrs.folds)
+        note = trial_note(
+            trial.number,
+            epochs,
+            reason,
+            best_epoch,
+            diagnosis,
+            folds=attrs.folds,
+            where=attrs.where,
+        )
         save_note(trial, f"{note}\n\n![learning curves]({artifact_url(trial, artifact_id)})\n")
 
 
@@ -78,10 +86,14 @@ def trial_note(
     diagnosis: Diagnosis,
     *,
     folds: Mapping[str, Any] | None = None,
+    where: str | None = None,
 ) -> str:
-    """The Markdown note of a trial: how it ended, its best epoch, its folds' values (a trial
-    of several networks, whose curve is their mean), and its diagnosis."""
+    """The Markdown note of a trial: how it ended, where it trained ("host/cuda:0"), its best
+    epoch, its folds' values (a trial of several networks, whose curve is their mean), and its
+    diagnosis."""
     lines = [f"### Trial {number}: {reason} after {len(epochs)} epochs", ""]
+    if where:
+        lines += [f"Trained on {where}.", ""]
     best = next((e for e in epochs if e.epoch == best_epoch), None)
     if best is not None:
         lines += [f"Best epoch {best.epoch}: {epoch_scores(best.to_dict())}.", ""]

@@ -1,8 +1,9 @@
 """`hpstudy run`: create or resume a study, start its worker processes, show progress.
 
 The parent runs no trials. It starts N `hpstudy worker` processes (the same command that
-joins a study from another machine), polls the database for progress, and prints the best
-trials at the end. Each worker's output goes to a log file.
+joins a study from another machine), or with `--ray` N Ray tasks running the same worker loop
+(`_ray`), polls the database for progress, and prints the best trials at the end. Each worker
+process's output goes to a log file (a Ray task's to Ray's logs).
 
 Ctrl-C or SIGTERM stops the workers in order: each ends its running trial FAIL
 ("interrupted") and re-queues it, and a later `hpstudy run` resumes it from its checkpoint.
@@ -21,12 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import optuna
 
 from studies._errors import StudyError
-from studies.spec import StudySpec
+from studies.spec import RaySettings, StudySpec
 from studies.storage import (
     STORAGE_ENV,
     Budget,
@@ -127,8 +128,13 @@ def run_study(
     heartbeat: int | None = None,
     grace: int | None = None,
     warm_start: Sequence[str] = (),
+    ray: RaySettings | None = None,
 ) -> optuna.Study:
-    """Creates or resumes `spec`'s study and runs `workers` processes until it is done.
+    """Creates or resumes `spec`'s study and runs `workers` workers until it is done.
+
+    The workers are processes on this machine, or with `ray` (or the spec's `ray`) Ray tasks
+    on a local Ray or a cluster; everything else (checks, study, progress, stop, recovery) is
+    the same.
 
     Args:
         spec: the study; its n_trials is the total over all runs and workers.
@@ -140,6 +146,8 @@ def run_study(
         grace: seconds without a heartbeat after which a trial is failed and re-queued.
         warm_start: exported config files or `NAME@URL` studies whose configurations are
             tried first, once per study, with the spec's `enqueue` points.
+        ray: run the workers as Ray tasks with these settings; None: the spec's `ray`, and
+            without one local processes.
 
     Raises:
         StudyError: for a bad storage, spec or warm start, or when every worker failed.
@@ -148,6 +156,40 @@ def run_study(
     if workers < 1:
         raise StudyError(f"--workers must be at least 1, got {workers}")
     spec = spec.replace(storage=resolve_storage(spec.storage))  # env:NAME -> its URL, once
+    ray = ray or spec.ray
+
+    def run(on: RaySettings | None) -> optuna.Study:
+        return _run_study(
+            spec,
+            workers=workers,
+            echo=echo,
+            live=live,
+            heartbeat=heartbeat,
+            grace=grace,
+            warm_start=warm_start,
+            ray=on,
+        )
+
+    if ray is None:
+        return run(None)
+    from studies.workers._ray import ray_session
+
+    with ray_session(spec, ray, workers) as seconds:  # joined or started, and checked: first
+        echo(f"Ray ready in {seconds:.1f} s")
+        return run(ray)
+
+
+def _run_study(
+    spec: StudySpec,
+    *,
+    workers: int,
+    echo: Callable[[str], None],
+    live: bool,
+    heartbeat: int | None,
+    grace: int | None,
+    warm_start: Sequence[str],
+    ray: RaySettings | None,
+) -> optuna.Study:
     # 1. The user's code and data, checked before any study exists; then the study, with
     # what earlier runs left behind settled.
     code = preflight(spec)
@@ -180,12 +222,18 @@ def run_study(
     # 2. The workers, watched until they end or a signal stops them.
     logs = log_dir(spec)
     logs.mkdir(parents=True, exist_ok=True)
+    if ray is None:
+        each = f"{threads_per_worker(workers)} thread(s) each"
+    else:
+        from studies.workers._ray import describe
+
+        each = f"Ray tasks on {describe(ray)}"
     echo(
-        f"study '{spec.name}' in {redact(spec.storage)}: {workers} worker(s), "
-        f"{threads_per_worker(workers)} thread(s) each, logs in {logs}"
+        f"study '{spec.name}' in {redact(spec.storage)}: {workers} worker(s), {each}, "
+        f"logs in {logs}"
     )
     progress = _Progress(study, spec.n_trials, echo, live)
-    with _WorkerPool(spec, workers, logs) as pool:
+    with open_pool(spec, workers, logs, ray=ray) as pool:
         if not pool.watch(progress):
             echo("\nstopping: each worker re-queues its running trial ...")
             if pool.stop():
@@ -311,6 +359,35 @@ class _Progress:
         elif line.split("|")[0] != self.last.split("|")[0]:
             self.echo(line)
         self.last = line
+
+
+class Pool(Protocol):
+    """Where the workers of one `hpstudy run` run: entering starts them, leaving cleans up."""
+
+    def __enter__(self) -> Pool: ...
+
+    def __exit__(self, *_exc: object) -> None: ...
+
+    def watch(self, progress: _Progress) -> bool:
+        """Shows progress until every worker has ended (True) or a stop was asked for."""
+        ...
+
+    def stop(self) -> int:
+        """Stops every worker (its trial re-queued); returns how many had to be killed."""
+        ...
+
+    def exit_codes(self) -> list[int | None]:
+        """Each worker's exit status once they have ended; 0 for a good end."""
+        ...
+
+
+def open_pool(spec: StudySpec, workers: int, logs: Path, *, ray: RaySettings | None = None) -> Pool:
+    """Local worker processes, or with `ray` Ray tasks (Ray imported only then)."""
+    if ray is None:
+        return _WorkerPool(spec, workers, logs)
+    from studies.workers._ray import RayPool
+
+    return RayPool(spec, workers, logs, ray, grace=STOP_GRACE)
 
 
 class _WorkerPool:

@@ -33,9 +33,13 @@ class Stop(threading.Event):
         self._previous: dict[int, Any] = {}
 
     def install(self) -> Stop:
-        """Handles SIGINT and SIGTERM (call from the main thread); returns self."""
+        """Handles SIGINT and SIGTERM (call from the main thread); returns self.
+
+        Installing again (after a library took a signal over, as `ray.init` does SIGTERM)
+        keeps the handlers from before the first install for `uninstall`.
+        """
         for signum in STOP_SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
+            self._previous.setdefault(signum, signal.signal(signum, self._handle))
         return self
 
     def uninstall(self) -> None:

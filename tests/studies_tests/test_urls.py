@@ -3,6 +3,8 @@ password sources (PGPASSWORD, PGPASSFILE) left to work through hpstudy's engines
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,18 @@ def test_an_unreachable_server_is_named_without_its_password() -> None:
         open_storage(f"postgresql://hp:{SECRET}@127.0.0.1:1/hp")
     assert "cannot reach the storage postgresql://hp:***@127.0.0.1:1/hp" in str(caught.value)
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("revision", "fix"),
+    [("v2.4.0.a", "optuna storage upgrade --storage"), ("v99.0.0.z", "pip install -U optuna")],
+)
+def test_a_database_with_another_optuna_schema_is_refused_with_the_fix(
+    tmp_path: Path, revision: str, fix: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    open_storage(url).engine.dispose()
+    with sqlite3.connect(tmp_path / "old.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    with pytest.raises(StudyError, match=f"has Optuna schema {revision}; .*{re.escape(fix)}"):
+        open_storage(url)

@@ -25,6 +25,7 @@ from studies.spec import DEFAULT_STORAGE, ENV_PREFIX, STORAGE_ENV
 
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a SQLite connection waits for a lock before failing
+TOO_MANY_CLIENTS = "too many clients"  # PostgreSQL's refusal once max_connections are used
 
 
 # scheme://user:password@ inside any text: what `strip_passwords` removes from stored values.
@@ -219,6 +220,13 @@ def open_storage(
         return storage
     except (OperationalError, SQLAlchemyError, ImportError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if TOO_MANY_CLIENTS in reason:
+            raise StudyError(
+                f"the storage {redact(url)} refused a connection: {reason}. PostgreSQL's "
+                f"max_connections (100 by default) is used up; each worker holds 2 to 3. For "
+                f"more workers, put PgBouncer in transaction mode in front of the server and "
+                f"point --storage at it (README: Hundreds of workers: PgBouncer)."
+            ) from None
         raise StudyError(
             f"cannot reach the storage {redact(url)}: {reason}. Check that the database server "
             f"is running and the URL (host, port, user, database name) is right."

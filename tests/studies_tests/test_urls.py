@@ -7,7 +7,9 @@ import re
 import sqlite3
 from pathlib import Path
 
+import optuna
 import pytest
+import sqlalchemy
 
 from studies import StudyError
 from studies.storage import (
@@ -149,3 +151,16 @@ def test_a_database_with_another_optuna_schema_is_refused_with_the_fix(
         connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
     with pytest.raises(StudyError, match=f"has Optuna schema {revision}; .*{re.escape(fix)}"):
         open_storage(url)
+
+
+def test_a_server_out_of_connections_is_named_with_the_pgbouncer_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refusal = "connection to server failed: FATAL:  sorry, too many clients already"
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception(refusal))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refuse)
+    with pytest.raises(StudyError, match=r"max_connections .* PgBouncer in transaction mode"):
+        open_storage("postgresql://hp@127.0.0.1:5432/hp")

@@ -61,6 +61,7 @@ class WriteBehind:
         self._writing = threading.RLock()  # one flush at a time keeps each key's order
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self.batches = 0  # batches written (one transaction each), for benchmarks and logs
 
     def submit(self, key: Hashable, item: Any, write: Write, *, replace: bool = False) -> None:
         """Queues `item` under `key`; with interval 0 it is written at once.
@@ -128,6 +129,7 @@ class WriteBehind:
         key, (write, items) = entry
         try:
             write(items)
+            self.batches += 1
         except Exception as exc:
             if is_transient(exc):
                 self._put_back(entry)

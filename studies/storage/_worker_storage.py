@@ -8,7 +8,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Container, Hashable, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import optuna
@@ -52,6 +52,10 @@ class _Merged:
 
     trials: list[FrozenTrial]
     position: dict[int, int]  # trial id -> index in `trials`
+    # states -> the trials in them, in order; dropped when a trial in or entering them changes
+    by_states: dict[frozenset[TrialState], list[FrozenTrial]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,16 +451,18 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
-        trials = self._merge(study_id, self._current_view(study_id))
-        if states is not None:
-            trials = [t for t in trials if t.state in states]
+        trials = self._merge(study_id, self._current_view(study_id), states)
         return copy.deepcopy(trials) if deepcopy else trials
 
-    def _merge(self, study_id: int, view: _View) -> list[FrozenTrial]:
+    def _merge(
+        self, study_id: int, view: _View, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
         """The view with this process's newer knowledge over it, by trial number; a new list.
 
         Kept between calls and brought up to date with only the trials changed since (by a
-        refresh or by this process), so a report does not sort the whole study again.
+        refresh or by this process), so a report does not sort the whole study again; the
+        trials in given states are kept too, so a pruner's read after a report (which changes
+        only a RUNNING trial) does not filter the whole study again.
         """
         with self._lock:
             if self._views.get(study_id) is not view:  # the study was forgotten meanwhile
@@ -473,7 +479,15 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
                 merged = _Merged(trials, {t._trial_id: i for i, t in enumerate(trials)})
             if self._views.get(study_id) is view:
                 self._merged[study_id] = merged
-            return list(merged.trials)
+            if states is None:
+                return list(merged.trials)
+            if not isinstance(states, Iterable):
+                return [t for t in merged.trials if t.state in states]
+            key = frozenset(states)
+            chosen = merged.by_states.get(key)
+            if chosen is None:
+                chosen = merged.by_states[key] = [t for t in merged.trials if t.state in key]
+            return list(chosen)
 
     def _update(
         self, merged: _Merged, study_id: int, view: _View, dirty: set[int]
@@ -487,8 +501,10 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
                 if index is not None:
                     return None  # a trial went away (refused before any read): rare
             elif index is not None:
+                self._forget_states(merged, merged.trials[index], trial)
                 merged.trials[index] = trial  # a trial's number never changes
             else:
+                self._forget_states(merged, trial)
                 added.append(trial)
         if not added:
             return merged
@@ -500,6 +516,13 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
             merged.position[trial._trial_id] = len(merged.trials)
             merged.trials.append(trial)
         return merged
+
+    @staticmethod
+    def _forget_states(merged: _Merged, *trials: FrozenTrial) -> None:
+        """Drops the kept lists of the states these versions of a trial are in."""
+        changed = {t.state for t in trials}
+        for key in [key for key in merged.by_states if not key.isdisjoint(changed)]:
+            del merged.by_states[key]
 
     def _newest(self, study_id: int, view: _View, trial_id: int) -> FrozenTrial | None:
         """What this process knows newest of a trial: its own write, or the view's read."""

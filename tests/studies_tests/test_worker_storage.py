@@ -332,7 +332,7 @@ def _study_of(url: str, n: int) -> int:
 
 
 def _report_and_read(storage: WorkerStorage, study_id: int) -> float:
-    """Fastest of 30 (report on a trial running here + the pruner's read of the study)."""
+    """Fastest of 30 (report on a trial running here + reads of the study, as a pruner's)."""
     trial_id = storage.create_new_trial(study_id)
     storage.get_all_trials(study_id, deepcopy=False)
     costs = []
@@ -340,8 +340,10 @@ def _report_and_read(storage: WorkerStorage, study_id: int) -> float:
         tic = time.perf_counter()
         storage.set_trial_intermediate_value(trial_id, step, 1.0)
         trials = storage.get_all_trials(study_id, deepcopy=False)
+        done = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
         costs.append(time.perf_counter() - tic)
         assert trials[-1].intermediate_values[step] == 1.0
+        assert len(done) == len(trials) - 1
     return min(costs)
 
 

@@ -61,7 +61,7 @@ from studies.storage import (
     ensure_tables,
     open_storage,
 )
-from studies.storage._worker_storage import WorkerStorage
+from studies.storage._worker_storage import REFRESH, WorkerStorage
 from trainer import EpochResult
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -119,6 +119,7 @@ auth_file = {folder}/users.txt
 pool_mode = transaction
 default_pool_size = {pool}
 max_client_conn = {clients}
+query_wait_timeout = {wait}
 ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0
@@ -126,7 +127,7 @@ log_disconnections = 0
 
 
 @contextlib.contextmanager
-def pgbouncer(*, pool: int = 40, clients: int = 10000) -> Iterator[int]:
+def pgbouncer(*, pool: int = 40, clients: int = 10000, wait: int = 0) -> Iterator[int]:
     """A PgBouncer in transaction mode in front of the local server; yields its port."""
     binary = pgbouncer_binary()
     if binary is None:
@@ -135,7 +136,8 @@ def pgbouncer(*, pool: int = 40, clients: int = 10000) -> Iterator[int]:
         port = free_port()
         Path(folder, "users.txt").write_text('"postgres" ""\n')
         ini = Path(folder, "pgbouncer.ini")
-        ini.write_text(PGBOUNCER_INI.format(port=port, folder=folder, pool=pool, clients=clients))
+        settings = {"port": port, "folder": folder, "pool": pool, "clients": clients, "wait": wait}
+        ini.write_text(PGBOUNCER_INI.format(**settings))
         os.chmod(folder, 0o755)
         user = ["-u", "postgres"] if os.geteuid() == 0 else []
         log = Path(folder, "pgbouncer.log")  # a file, not a pipe: a full pipe stops pgbouncer
@@ -218,7 +220,7 @@ def _worker(url: str, index: int, args: Any, ready: Any, go: Any, out: Any) -> N
     result["errors"] = []
     storage = engine = study = None
     try:
-        storage = WorkerStorage(url, heartbeat_interval=10, grace_period=60)
+        storage = WorkerStorage(url, heartbeat_interval=10, grace_period=60, refresh=args.refresh)
         engine = create_engine(url)
         epochs = BufferedEpochStore(engine, storage.writes)
         study = optuna.load_study(
@@ -307,7 +309,7 @@ def run_workers(workers: int, args: Any) -> dict[str, Any]:
         engine.dispose()
         url = direct
         if args.via == "pgbouncer":
-            port = stack.enter_context(pgbouncer(pool=args.pool_size))
+            port = stack.enter_context(pgbouncer(pool=args.pool_size, wait=args.query_wait))
             url = f"postgresql://postgres@127.0.0.1:{port}/{name}"
         processes = min(args.processes, workers)
         context = mp.get_context("fork")
@@ -343,6 +345,10 @@ def run_workers(workers: int, args: Any) -> dict[str, Any]:
         "via": args.via,
         "workers": workers,
         "processes": processes,
+        "refresh_s": args.refresh,
+        "pgbouncer_query_wait_s": args.query_wait if args.via == "pgbouncer" else None,
+        "trials_per_worker": args.trials_per_worker,
+        "epochs": args.epochs,
         "server_connections_peak": peak,
         "report_median_ms": 1000 * statistics.median(costs) if costs else None,
         "report_p99_ms": 1000 * percentile(costs, 0.99) if costs else None,
@@ -480,8 +486,17 @@ def main() -> None:
     parser.add_argument("--trials-per-worker", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--sleep", type=float, default=0.2, help="seconds per fake epoch")
+    parser.add_argument(
+        "--refresh", type=float, default=REFRESH, help="seconds a worker's view may lag"
+    )
     parser.add_argument("--processes", type=int, default=4, help="processes the threads use")
     parser.add_argument("--pool-size", type=int, default=40, help="PgBouncer's server pool")
+    parser.add_argument(
+        "--query-wait",
+        type=int,
+        default=0,
+        help="PgBouncer's query_wait_timeout in seconds (0: wait as long as it takes)",
+    )
     parser.add_argument("--rounds", type=int, default=30, help="refreshes measured per size")
     parser.add_argument("--timeout", type=float, default=600, help="seconds before giving up")
     parser.add_argument("--json", help="also write the rows to this file")

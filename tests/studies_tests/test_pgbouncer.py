@@ -191,6 +191,7 @@ def test_150_workers_report_through_pgbouncer_on_20_server_connections(
         rdb.engine.dispose()
         engine = create_engine(direct)
         ensure_tables(engine)
+        engine.dispose()  # its idle connection would count as a server connection below
         name = direct.rsplit("/", 1)[1]
         url = f"postgresql://postgres@127.0.0.1:{pgbouncer_port}/{name}"
 
@@ -210,11 +211,12 @@ def test_150_workers_report_through_pgbouncer_on_20_server_connections(
             for process in processes:
                 process.join(30)
         with engine.connect() as connection:
-            states = dict(
-                connection.execute(sa.text("SELECT state, count(*) FROM trials GROUP BY state"))
-                .tuples()
-                .all()
-            )
+            states = {
+                state: count
+                for state, count in connection.execute(
+                    sa.text("SELECT state, count(*) FROM trials GROUP BY state")
+                )
+            }
             values = connection.execute(sa.text("SELECT count(*) FROM trial_intermediate_values"))
             rows = connection.execute(sa.text("SELECT count(*) FROM hpstudy_epochs"))
             counts = (values.scalar(), rows.scalar())

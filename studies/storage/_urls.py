@@ -25,6 +25,7 @@ from studies.spec import DEFAULT_STORAGE, ENV_PREFIX, STORAGE_ENV
 
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a SQLite connection waits for a lock before failing
+TOO_MANY_CLIENTS = "too many clients"  # PostgreSQL's refusal once max_connections are used
 
 
 # scheme://user:password@ inside any text: what `strip_passwords` removes from stored values.
@@ -211,16 +212,60 @@ def open_storage(
             storage = optuna.storages.RDBStorage(
                 database_url(url),
                 engine_kwargs=engine_kwargs(url),
+                skip_compatibility_check=True,  # check_schema does, one connection at a time
                 **heartbeat,  # type: ignore[arg-type]
             )
         _tune_sqlite(storage.engine)
+        check_schema(storage)
         return storage
     except (OperationalError, SQLAlchemyError, ImportError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if TOO_MANY_CLIENTS in reason:
+            raise StudyError(
+                f"the storage {redact(url)} refused a connection: {reason}. PostgreSQL's "
+                f"max_connections (100 by default) is used up; each worker holds 2 to 3. For "
+                f"more workers, put PgBouncer in transaction mode in front of the server and "
+                f"point --storage at it (README: Hundreds of workers: PgBouncer)."
+            ) from None
         raise StudyError(
             f"cannot reach the storage {redact(url)}: {reason}. Check that the database server "
             f"is running and the URL (host, port, user, database name) is right."
         ) from None
+
+
+def check_schema(storage: optuna.storages.RDBStorage) -> None:
+    """Refuses a database whose Optuna schema this Optuna cannot use, as `RDBStorage` would.
+
+    Optuna's own check reads the schema's version in an open transaction and, inside it, opens
+    a second connection for the migration revision. Behind PgBouncer in transaction mode that
+    transaction holds a server connection: hundreds of workers starting at once each held one
+    and waited for another, until none was left (a deadlock). This check holds one connection
+    at a time. (Optuna creates its tables where they are missing, one connection too.)
+
+    Raises:
+        StudyError: naming both schema versions and the fix.
+    """
+    current = storage.get_current_version()
+    head = _head_version(storage)
+    if current == head:
+        return
+    if current in storage.get_all_versions():
+        fix = f"upgrade the database: optuna storage upgrade --storage {redact(storage.url)}"
+    else:
+        fix = "it was made by a newer Optuna: install that release (pip install -U optuna)"
+    raise StudyError(
+        f"the study database {redact(storage.url)} has Optuna schema {current}; Optuna "
+        f"{optuna.__version__} needs {head}. To use it, {fix}"
+    )
+
+
+_HEAD: list[str] = []  # the installed Optuna's schema version, read once from its scripts
+
+
+def _head_version(storage: optuna.storages.RDBStorage) -> str:
+    if not _HEAD:
+        _HEAD.append(storage.get_head_version())
+    return _HEAD[0]
 
 
 def require_database(url: str) -> None:

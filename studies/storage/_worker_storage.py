@@ -8,7 +8,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Container, Hashable, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import optuna
@@ -32,14 +32,30 @@ REFRESH = 1.0  # seconds this process's view of other processes' trials may lag
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class _View:
-    """The trials of one study as read from the database at `started` (monotonic seconds)."""
+    """The trials of one study as read from the database at `started` (monotonic seconds).
 
-    trials: dict[int, FrozenTrial]  # trial id -> trial; never changed once built
-    unfinished: frozenset[int]  # ids read again by every refresh
+    A refresh changes it in place, under the storage's lock, with only the trials it read:
+    its cost grows with what changed since the last refresh, not with the study.
+    """
+
+    trials: dict[int, FrozenTrial]  # trial id -> trial; each trial never changed once stored
+    unfinished: set[int]  # ids read again by every refresh
     last_finished: int  # ids above it are read again by every refresh
     started: float
+
+
+@dataclasses.dataclass
+class _Merged:
+    """The view with this process's newer knowledge over it, ordered by trial number."""
+
+    trials: list[FrozenTrial]
+    position: dict[int, int]  # trial id -> index in `trials`
+    # states -> the trials in them, in order; dropped when a trial in or entering them changes
+    by_states: dict[frozenset[TrialState], list[FrozenTrial]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +167,8 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
         self._local: dict[int, _Local] = {}
         self._ids: dict[tuple[int, int], int] = {}  # (study id, trial number) -> trial id
         self._studies: dict[int, tuple[str, list[StudyDirection]]] = {}
-        self._version = 0  # changes whenever a merged list of trials may change
-        self._merged: dict[int, tuple[int, list[FrozenTrial]]] = {}
+        self._merged: dict[int, _Merged] = {}
+        self._dirty: dict[int, set[int]] = {}  # study id -> trial ids `_merged` may have wrong
 
     def __getstate__(self) -> dict[str, Any]:
         self.flush()
@@ -209,7 +225,7 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
                 local = self._local.get(trial_id)
                 if local is not None and local.running_here:
                     del self._local[trial_id]
-                    self._version += 1
+                    self._touch(local.study_id, trial_id)
             for kind in ("optuna", "epochs"):
                 if key != (trial_id, kind):
                     self.writes.discard((trial_id, kind))
@@ -220,7 +236,7 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
         with self._lock:
             self._local[trial._trial_id] = _Local(trial, study_id, time.monotonic(), running_here)
             self._ids[(study_id, trial.number)] = trial._trial_id
-            self._version += 1
+            self._touch(study_id, trial._trial_id)
 
     def _change(self, trial_id: int, change: Callable[[FrozenTrial], None]) -> bool:
         """Applies `change` to a copy of a trial RUNNING here; False when it is not."""
@@ -231,8 +247,12 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
             trial = copy.copy(local.trial)
             change(trial)
             self._local[trial_id] = dataclasses.replace(local, trial=trial, since=time.monotonic())
-            self._version += 1
+            self._touch(local.study_id, trial_id)
             return True
+
+    def _touch(self, study_id: int, trial_id: int) -> None:
+        """Marks a trial whose merged value may have changed (the caller holds the lock)."""
+        self._dirty.setdefault(study_id, set()).add(trial_id)
 
     def _reread(self, trial_id: int, study_id: int | None = None) -> None:
         """Reads a trial this process wrote through, so its reads show the write at once."""
@@ -263,12 +283,12 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
         with self._lock:
             self._views.pop(study_id, None)
             self._merged.pop(study_id, None)
+            self._dirty.pop(study_id, None)
             self._studies.pop(study_id, None)
             gone = [tid for tid, local in self._local.items() if local.study_id == study_id]
             for trial_id in gone:
                 del self._local[trial_id]
             self._ids = {key: tid for key, tid in self._ids.items() if key[0] != study_id}
-            self._version += 1
         for trial_id in gone:
             self.writes.discard((trial_id, "optuna"))
 
@@ -431,30 +451,92 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
-        trials = self._merge(study_id, self._current_view(study_id))
-        if states is not None:
-            trials = [t for t in trials if t.state in states]
-        return copy.deepcopy(trials) if deepcopy else list(trials)
+        trials = self._merge(study_id, self._current_view(study_id), states)
+        return copy.deepcopy(trials) if deepcopy else trials
 
-    def _merge(self, study_id: int, view: _View) -> list[FrozenTrial]:
-        """The view with this process's newer knowledge over it, by trial number."""
+    def _merge(
+        self, study_id: int, view: _View, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        """The view with this process's newer knowledge over it, by trial number; a new list.
+
+        Kept between calls and brought up to date with only the trials changed since (by a
+        refresh or by this process), so a report does not sort the whole study again; the
+        trials in given states are kept too, so a pruner's read after a report (which changes
+        only a RUNNING trial) does not filter the whole study again.
+        """
         with self._lock:
-            cached = self._merged.get(study_id)
-            if cached is not None and cached[0] == self._version:
-                return cached[1]
-            merged = dict(view.trials)
-            for trial_id, local in self._local.items():
-                if local.study_id != study_id:
-                    continue
-                seen = merged.get(trial_id)
-                if local.running_here:
-                    if seen is None or not seen.state.is_finished():  # else: failed as stale
-                        merged[trial_id] = local.trial
-                elif seen is None or local.since >= view.started:
-                    merged[trial_id] = local.trial
-            trials = sorted(merged.values(), key=lambda t: t.number)
-            self._merged[study_id] = (self._version, trials)
-            return trials
+            if self._views.get(study_id) is not view:  # the study was forgotten meanwhile
+                self._merged.pop(study_id, None)
+            merged = self._merged.get(study_id)
+            dirty = self._dirty.pop(study_id, set())
+            if merged is not None and dirty:
+                merged = self._update(merged, study_id, view, dirty)
+            if merged is None:
+                ids = set(view.trials)
+                ids.update(tid for tid, local in self._local.items() if local.study_id == study_id)
+                known = (self._newest(study_id, view, tid) for tid in ids)
+                trials = sorted((t for t in known if t is not None), key=lambda t: t.number)
+                merged = _Merged(trials, {t._trial_id: i for i, t in enumerate(trials)})
+            if self._views.get(study_id) is view:
+                self._merged[study_id] = merged
+            if states is None:
+                return list(merged.trials)
+            if not isinstance(states, Iterable):
+                return [t for t in merged.trials if t.state in states]
+            key = frozenset(states)
+            chosen = merged.by_states.get(key)
+            if chosen is None:
+                chosen = merged.by_states[key] = [t for t in merged.trials if t.state in key]
+            return list(chosen)
+
+    def _update(
+        self, merged: _Merged, study_id: int, view: _View, dirty: set[int]
+    ) -> _Merged | None:
+        """`merged` with the `dirty` trials replaced or added; None: build it again."""
+        added: list[FrozenTrial] = []
+        for trial_id in dirty:
+            trial = self._newest(study_id, view, trial_id)
+            index = merged.position.get(trial_id)
+            if trial is None:
+                if index is not None:
+                    return None  # a trial went away (refused before any read): rare
+            elif index is not None:
+                self._forget_states(merged, merged.trials[index], trial)
+                merged.trials[index] = trial  # a trial's number never changes
+            else:
+                self._forget_states(merged, trial)
+                added.append(trial)
+        if not added:
+            return merged
+        added.sort(key=lambda t: t.number)
+        last = merged.trials[-1].number if merged.trials else -1
+        if added[0].number < last:
+            return None  # a trial older than the newest known arrived late: sort again
+        for trial in added:
+            merged.position[trial._trial_id] = len(merged.trials)
+            merged.trials.append(trial)
+        return merged
+
+    @staticmethod
+    def _forget_states(merged: _Merged, *trials: FrozenTrial) -> None:
+        """Drops the kept lists of the states these versions of a trial are in."""
+        changed = {t.state for t in trials}
+        for key in [key for key in merged.by_states if not key.isdisjoint(changed)]:
+            del merged.by_states[key]
+
+    def _newest(self, study_id: int, view: _View, trial_id: int) -> FrozenTrial | None:
+        """What this process knows newest of a trial: its own write, or the view's read."""
+        seen = view.trials.get(trial_id)
+        local = self._local.get(trial_id)
+        if local is None or local.study_id != study_id:
+            return seen
+        if local.running_here:
+            if seen is None or not seen.state.is_finished():  # else: failed as stale
+                return local.trial
+            return seen
+        if seen is None or local.since >= view.started:
+            return local.trial
+        return seen
 
     def _current_view(self, study_id: int) -> _View:
         with self._lock:
@@ -481,39 +563,37 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
                 self._refreshing.discard(study_id)
 
     def _read_view(self, study_id: int) -> _View:
-        """Reads the new and unfinished trials of a study and installs the newer view."""
+        """Reads the new and unfinished trials of a study into its view, in place."""
         started = time.monotonic()
         with self._lock:
             base = self._views.get(study_id)
-        unfinished = base.unfinished if base else frozenset()
-        after = base.last_finished if base else -1
+            unfinished = set(base.unfinished) if base else set()
+            after = base.last_finished if base else -1
         read = self._retry(
             lambda: _optuna.read_trials(self._rdb, study_id, unfinished=unfinished, after=after)
         )
-        trials = dict(base.trials) if base else {}
-        still, last = set(unfinished), after
-        for trial in read:
-            trials[trial._trial_id] = trial
-            if trial.state.is_finished():
-                still.discard(trial._trial_id)
-                last = max(last, trial._trial_id)
-            else:
-                still.add(trial._trial_id)
-        view = _View(trials, frozenset(still), last, started)
         with self._lock:
-            current = self._views.get(study_id)
-            if current is not None and current.started > started:
-                return current  # a newer read was installed meanwhile
-            self._views[study_id] = view
+            view = self._views.get(study_id)
+            if view is not None and view.started > started:
+                return view  # a newer read was installed meanwhile
+            if view is None:
+                view = self._views[study_id] = _View({}, set(), -1, started)
+            view.started = started
             for trial in read:
+                view.trials[trial._trial_id] = trial
                 self._ids[(study_id, trial.number)] = trial._trial_id
+                self._touch(study_id, trial._trial_id)
+                if trial.state.is_finished():
+                    view.unfinished.discard(trial._trial_id)
+                    view.last_finished = max(view.last_finished, trial._trial_id)
+                else:
+                    view.unfinished.add(trial._trial_id)
             # What this process wrote before this read began is in it now.
-            self._local = {
-                tid: local
-                for tid, local in self._local.items()
-                if local.running_here or local.study_id != study_id or local.since >= started
-            }
-            self._version += 1
+            for trial_id, local in list(self._local.items()):
+                if local.study_id == study_id:
+                    self._touch(study_id, trial_id)  # `started` moved: what is newest may too
+                    if not local.running_here and local.since < started:
+                        del self._local[trial_id]
         return view
 
     def remove_session(self) -> None:

@@ -30,11 +30,37 @@ Write = Callable[[list[Any]], None]
 Entry = tuple[Hashable, tuple[Write, list[Any]]]
 
 
+# A connection refused, dropped or timed out before the server answered; PgBouncer's own
+# errors too (a client that waited query_wait_timeout for a server connection is dropped).
+CONNECTION_MESSAGES = (
+    "server closed the connection",
+    "connection refused",
+    "too many clients",
+    "query_wait_timeout",
+    "no more connections allowed",
+    "terminating connection",
+)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for a failure that committed nothing and may pass: a lock or a lost connection."""
+    """True for a failure that committed nothing and may pass: a lock or a lost connection.
+
+    The whole chain of causes counts: Optuna wraps a driver's error in StorageInternalError.
+    """
     if is_lock_error(exc):
         return True
-    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sa.exc.OperationalError) and any(
+            m in str(current).lower() for m in CONNECTION_MESSAGES
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class WriteBehind:
@@ -61,6 +87,7 @@ class WriteBehind:
         self._writing = threading.RLock()  # one flush at a time keeps each key's order
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self.batches = 0  # batches written (one transaction each), for benchmarks and logs
 
     def submit(self, key: Hashable, item: Any, write: Write, *, replace: bool = False) -> None:
         """Queues `item` under `key`; with interval 0 it is written at once.
@@ -128,6 +155,7 @@ class WriteBehind:
         key, (write, items) = entry
         try:
             write(items)
+            self.batches += 1
         except Exception as exc:
             if is_transient(exc):
                 self._put_back(entry)

@@ -128,6 +128,27 @@ def test_write_behind_keeps_items_whose_write_met_a_lock_for_the_next_round() ->
     writes.close()
 
 
+def test_write_behind_keeps_items_whose_connection_was_dropped_by_pgbouncer() -> None:
+    # Measured at 1000 workers: PgBouncer dropped clients that waited query_wait_timeout for a
+    # server connection; Optuna wraps that in StorageInternalError, and the reports were lost.
+    writes = WriteBehind(interval=60)
+
+    def fail(items: list[int]) -> None:
+        try:
+            raise sa.exc.OperationalError(
+                "INSERT", {}, Exception("server closed the connection: ERROR: query_wait_timeout")
+            )
+        except sa.exc.OperationalError as exc:
+            raise optuna.exceptions.StorageInternalError("during the commit") from exc
+
+    writes.submit("a", 1, fail)
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        writes.flush()
+    assert writes.pending("a") == [1]
+    writes.discard("a")
+    writes.close()
+
+
 def test_write_behind_drops_a_refused_write_and_raises_it_only_once() -> None:
     refused: list[Any] = []
     writes = WriteBehind(interval=60, on_refused=lambda key, exc: refused.append((key, exc)))

@@ -3,9 +3,13 @@ password sources (PGPASSWORD, PGPASSFILE) left to work through hpstudy's engines
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from pathlib import Path
 
+import optuna
 import pytest
+import sqlalchemy
 
 from studies import StudyError
 from studies.storage import (
@@ -132,3 +136,31 @@ def test_an_unreachable_server_is_named_without_its_password() -> None:
         open_storage(f"postgresql://hp:{SECRET}@127.0.0.1:1/hp")
     assert "cannot reach the storage postgresql://hp:***@127.0.0.1:1/hp" in str(caught.value)
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("revision", "fix"),
+    [("v2.4.0.a", "optuna storage upgrade --storage"), ("v99.0.0.z", "pip install -U optuna")],
+)
+def test_a_database_with_another_optuna_schema_is_refused_with_the_fix(
+    tmp_path: Path, revision: str, fix: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    open_storage(url).engine.dispose()
+    with sqlite3.connect(tmp_path / "old.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    with pytest.raises(StudyError, match=f"has Optuna schema {revision}; .*{re.escape(fix)}"):
+        open_storage(url)
+
+
+def test_a_server_out_of_connections_is_named_with_the_pgbouncer_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refusal = "connection to server failed: FATAL:  sorry, too many clients already"
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception(refusal))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refuse)
+    with pytest.raises(StudyError, match=r"max_connections .* PgBouncer in transaction mode"):
+        open_storage("postgresql://hp@127.0.0.1:5432/hp")

@@ -308,3 +308,78 @@ def test_a_tell_survives_a_real_sqlite_lock_held_past_the_busy_timeout(
     holder.close()
     assert study.trials[0].state == TrialState.COMPLETE
     assert storage.retries >= 1  # without the retry, tell would have failed
+
+
+# How the view's cost grows ------------------------------------------------------------------
+
+
+def _study_of(url: str, n: int) -> int:
+    """A study of `n` finished trials, written in bulk; returns its id."""
+    rdb = open_storage(url)
+    study_id = optuna.create_study(storage=rdb, study_name="big")._study_id
+    rdb.engine.dispose()
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+        connection.executemany(
+            "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) "
+            "VALUES (?, ?, 'COMPLETE', '2026-01-01 00:00:00', '2026-01-01 00:00:01')",
+            [(number, study_id) for number in range(n)],
+        )
+        connection.execute(
+            "INSERT INTO trial_values (trial_id, objective, value, value_type) "
+            "SELECT trial_id, 0, 1.0, 'FINITE' FROM trials"
+        )
+    return study_id
+
+
+def _report_and_read(storage: WorkerStorage, study_id: int) -> float:
+    """Fastest of 30 (report on a trial running here + reads of the study, as a pruner's)."""
+    trial_id = storage.create_new_trial(study_id)
+    storage.get_all_trials(study_id, deepcopy=False)
+    costs = []
+    for step in range(30):
+        tic = time.perf_counter()
+        storage.set_trial_intermediate_value(trial_id, step, 1.0)
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        done = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+        costs.append(time.perf_counter() - tic)
+        assert trials[-1].intermediate_values[step] == 1.0
+        assert len(done) == len(trials) - 1
+    return min(costs)
+
+
+def test_a_report_costs_about_the_same_in_a_study_of_50_or_5000_trials(
+    tmp_path: Path, worker_storage: Callable[..., WorkerStorage]
+) -> None:
+    # Every report changes what get_all_trials returns; rebuilding the merged list (a sort of
+    # the whole study) per report made it grow with the study: 20x from 50 to 5000 trials.
+    costs = {}
+    for n in (50, 5000):
+        url = f"sqlite:///{tmp_path / f'{n}.db'}"
+        study_id = _study_of(url, n)
+        storage = worker_storage(url, refresh=3600, flush_interval=3600)
+        assert len(storage.get_all_trials(study_id, deepcopy=False)) == n
+        costs[n] = _report_and_read(storage, study_id)
+    assert costs[5000] < 4 * costs[50], costs
+
+
+def test_a_refresh_reads_what_changed_into_the_view(
+    any_url: str, worker_storage: Callable[..., WorkerStorage]
+) -> None:
+    storage = worker_storage(any_url, refresh=0)
+    study = optuna.create_study(storage=storage, study_name="s")
+    other = optuna.load_study(study_name="s", storage=open_storage(any_url))
+    running = [other.ask() for _ in range(3)]
+    other.tell(other.ask(), 1.0)
+    before = {t.number: t for t in study.get_trials(deepcopy=False)}
+    assert [t.state for t in before.values()] == [TrialState.RUNNING] * 3 + [TrialState.COMPLETE]
+    other.tell(running[1], 2.0)
+    other.tell(other.ask(), 3.0)
+    after = study.get_trials(deepcopy=False)
+    assert [(t.number, t.state, t.values) for t in after] == [
+        (0, TrialState.RUNNING, None),
+        (1, TrialState.COMPLETE, [2.0]),
+        (2, TrialState.RUNNING, None),
+        (3, TrialState.COMPLETE, [1.0]),
+        (4, TrialState.COMPLETE, [3.0]),
+    ]
+    assert after[3] is before[3]  # a finished trial is not read again

@@ -185,12 +185,7 @@ class RayPool:
 
     def watch(self, progress: _Progress) -> bool:
         """Shows progress until every task has ended (True) or a stop was asked for."""
-        while self._running():
-            if self.stop_requested.is_set():
-                return False
-            progress.show()
-            self.stop_requested.wait(POLL)
-        return not self.stop_requested.is_set()
+        return self.stop_requested.watch(lambda: bool(self._running()), progress.show, POLL)
 
     def stop(self) -> int:
         """Cancels every task: first as Ctrl-C (its trial is re-queued), then by force.

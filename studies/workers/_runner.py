@@ -420,12 +420,9 @@ class _WorkerPool:
 
     def watch(self, progress: _Progress) -> bool:
         """Shows progress until every worker has exited (True) or a stop was asked for."""
-        while any(p.poll() is None for p, _ in self.processes):
-            if self.stop_requested.is_set():
-                return False
-            progress.show()
-            self.stop_requested.wait(POLL)
-        return not self.stop_requested.is_set()
+        return self.stop_requested.watch(
+            lambda: any(p.poll() is None for p, _ in self.processes), progress.show, POLL
+        )
 
     def stop(self) -> int:
         """Stops every worker; returns how many had to be killed."""

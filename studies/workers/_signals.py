@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -46,6 +46,16 @@ class Stop(threading.Event):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+    def watch(self, running: Callable[[], bool], show: Callable[[], object], every: float) -> bool:
+        """Calls `show` every `every` seconds while `running()`: True once it is not, False as
+        soon as a stop is asked for (a pool of workers, watched by `hpstudy run`)."""
+        while running():
+            if self.is_set():
+                return False
+            show()
+            self.wait(every)
+        return not self.is_set()
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         first = not self.is_set()

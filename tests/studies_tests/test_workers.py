@@ -154,6 +154,21 @@ def test_a_stop_signal_interrupts_only_inside_a_trial() -> None:
         stop.uninstall()
 
 
+def test_watching_a_pool_shows_progress_until_its_workers_end_or_a_stop() -> None:
+    stop, shown = Stop(), []
+    left = iter([True, True, True, False])  # three polls with workers running, then none
+    assert stop.watch(lambda: next(left), lambda: shown.append(1), 0.0)
+    assert len(shown) == 3
+    left = iter([True, True, True])
+
+    def show() -> None:
+        shown.append(1)
+        stop.set()  # Ctrl-C while the workers run
+
+    assert not stop.watch(lambda: next(left), show, 0.0)
+    assert len(shown) == 4  # stopped at the poll after the signal
+
+
 # One worker, in this process ----------------------------------------------------------------
 
 

@@ -54,7 +54,7 @@ test: lint data
 # The lock, from pyproject.toml's ranges, with the extras `make test` uses, and the installer.
 lock: venv
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
-	    --extra test --extra ray --no-emit-index-url --no-emit-find-links \
+	    --extra test --extra ray --extra docs --no-emit-index-url --no-emit-find-links \
 	    --output-file $(LOCK) pyproject.toml requirements/tools.in
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	    --no-emit-index-url --no-emit-find-links --output-file $(PIP_LOCK) requirements/pip.in
@@ -66,7 +66,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
 	$(LATEST)/bin/python -m pip install $(PIP_FLAGS) --upgrade --upgrade-strategy eager \
-	    -e '.[test,ray]' $(LATEST_EXTRA)
+	    -e '.[test,ray,docs]' $(LATEST_EXTRA)
 	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/resolved.txt
 	touch $(LATEST)/bin/.installed
 	$(MAKE) --no-print-directory check VENV=$(LATEST)

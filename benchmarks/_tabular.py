@@ -134,6 +134,7 @@ def search_and_test(
         the retrained best (test scores, its own dev metric), and the exported file.
     """
     import studies
+    from studies.storage import best_trial
 
     os.environ["HPSTUDY_THREADS"] = str(threads)
     name, storage = spec["study"]["name"], spec["study"]["storage"]
@@ -150,7 +151,7 @@ def search_and_test(
     from trainer import read_config_file
 
     diagnosis = read_config_file(path)["provenance"].get("diagnosis", [])
-    chosen = studies.best_trial(study)
+    chosen = best_trial(study)
     figures = {
         "name": name,
         "wall_s": wall,

@@ -23,7 +23,9 @@ from typing import Any
 
 import optuna
 
-from studies import EpochStore, create_engine, load_spec, run_study
+from studies import load_spec
+from studies.storage import EpochStore, create_engine
+from studies.workers import run_study
 
 CANDIDATES: dict[str, dict[str, Any]] = {
     "none": {"name": "none"},

@@ -26,7 +26,9 @@ from typing import Any
 
 import optuna
 
-from studies import EpochStore, StudySpec, create_engine, load_spec, run_study
+from studies import StudySpec, load_spec
+from studies.storage import EpochStore, create_engine
+from studies.workers import run_study
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Pruning savings (issue 3)"

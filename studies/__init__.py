@@ -1,12 +1,17 @@
-"""The study service: `run`, `load`, `export` and `train` from Python, as `hpstudy` does them.
+"""The study service: every `hpstudy` command is one of these functions.
 
     import studies
     study = studies.run("digits-mlp", workers=2)        # a built-in, a TOML path or a dict
+    print(studies.status("digits-mlp").counts)
     studies.export("digits-mlp", output="best.toml")
+    fit, scores = studies.train("best.toml", test=True)
+
+The command line parses its flags, calls one of these and prints what it returns; a user
+error is a `studies.UserError` with the message the command prints.
 
 The package is built in layers, each importing only the layers below it:
 
-    cli -> results -> workers -> storage, analysis -> spec
+    cli -> studies (this API) -> results -> workers -> storage, analysis -> spec
 
 `spec` reads and checks study specs; `storage` keeps studies, trials and the project's own tables
 in one database; `analysis` reads learning curves; `workers` trains trials in worker processes;
@@ -17,10 +22,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from studies._api import export, load, run, spec_of, train
+from studies._api import export, load, run, spec_of, train, worker
 from studies._errors import StudyError, UserError
 from studies._lazy import lazy_exports
-from studies.analysis import LABELS, Diagnosis, Thresholds, diagnose
+from studies._reading import (
+    SpecRow,
+    copy,
+    dashboard,
+    list_studies,
+    report,
+    reproduce,
+    specs,
+    status,
+    trials,
+)
+from studies._tools import Ablation, ablate, fetch, learning_curve, lr_range, plan
+from studies.analysis import CellRow
+from studies.results import StudyRow, StudyStatus, TrialRow, TrialRows
 from studies.spec import (
     DEFAULT_STORAGE,
     PRUNERS,
@@ -30,51 +48,20 @@ from studies.spec import (
     StudySpec,
     builtin_specs,
     load_spec,
-    make_pruner,
-    make_sampler,
 )
-from studies.storage import (
-    EpochStore,
-    TrialAttrs,
-    best_trial,
-    create_engine,
-    create_or_resume,
-    finished_trials,
-    load_study,
-    open_storage,
-    public_url,
-    resolve_storage,
-    stored_spec,
-)
+from studies.storage import CopyReport, TrialAttrs, public_url, redact
+from studies.workers import Counts
 
 if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
-    from studies.results import export_best, export_trial, reproduce, write_report
-    from studies.workers import (
-        Objective,
-        Reporter,
-        WorkerOptions,
-        WorkerSummary,
-        run_study,
-        run_worker,
-        store_diagnosis,
-        trial_seed,
-    )
+    from studies.results import Reproduction
+    from studies.workers import Plan, WorkerSummary
 
-# The runner and the worker import torch, which takes seconds; commands that only read specs
-# and studies (hpstudy specs, status, trials) never need them.
+# Their modules import torch, which takes seconds; commands that only read specs and studies
+# (hpstudy specs, status, trials) never need them.
 _LAZY = {
-    "export_best": "studies.results",
-    "export_trial": "studies.results",
-    "reproduce": "studies.results",
-    "write_report": "studies.results",
-    "Objective": "studies.workers",
-    "Reporter": "studies.workers",
-    "WorkerOptions": "studies.workers",
+    "Reproduction": "studies.results",
+    "Plan": "studies.workers",
     "WorkerSummary": "studies.workers",
-    "run_study": "studies.workers",
-    "run_worker": "studies.workers",
-    "store_diagnosis": "studies.workers",
-    "trial_seed": "studies.workers",
 }
 
 
@@ -83,47 +70,47 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "DEFAULT_STORAGE",
-    "LABELS",
     "PRUNERS",
     "SAMPLERS",
     "STORAGE_ENV",
-    "Diagnosis",
-    "EpochStore",
-    "Objective",
-    "Reporter",
+    "Ablation",
+    "CellRow",
+    "CopyReport",
+    "Counts",
+    "Plan",
+    "Reproduction",
     "SpecError",
+    "SpecRow",
     "StudyError",
+    "StudyRow",
     "StudySpec",
-    "Thresholds",
+    "StudyStatus",
     "TrialAttrs",
+    "TrialRow",
+    "TrialRows",
     "UserError",
-    "WorkerOptions",
     "WorkerSummary",
-    "best_trial",
+    "ablate",
     "builtin_specs",
-    "create_engine",
-    "create_or_resume",
-    "diagnose",
+    "copy",
+    "dashboard",
     "export",
-    "export_best",
-    "export_trial",
-    "finished_trials",
+    "fetch",
+    "learning_curve",
+    "list_studies",
     "load",
     "load_spec",
-    "load_study",
-    "make_pruner",
-    "make_sampler",
-    "open_storage",
+    "lr_range",
+    "plan",
     "public_url",
+    "redact",
+    "report",
     "reproduce",
-    "resolve_storage",
     "run",
-    "run_study",
-    "run_worker",
     "spec_of",
-    "store_diagnosis",
-    "stored_spec",
+    "specs",
+    "status",
     "train",
-    "trial_seed",
-    "write_report",
+    "trials",
+    "worker",
 ]

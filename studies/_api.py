@@ -1,4 +1,4 @@
-"""hpstudy from Python: the command line's service for a notebook or a script.
+"""hpstudy from Python: running studies, exporting and training configs.
 
     import studies
 
@@ -7,13 +7,15 @@
     path = studies.export("my-study", output="best.toml")
     result, scores = studies.train(path, test=True)
 
-Each function takes what the matching `hpstudy` command takes and raises the same errors
-(`studies.UserError`), with the same messages, instead of printing them.
+Each function does what the matching `hpstudy` command does (the command line only parses its
+flags, calls the function and prints what it returns) and raises `studies.UserError`, with the
+message the command prints, for anything the user can fix.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,24 +23,43 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from studies.spec import SpecError, StudySpec, check_data, load_spec, ray_settings
+from studies._errors import StudyError, user_errors
+from studies.spec import STORAGE_ENV, SpecError, StudySpec, check_data, load_spec, ray_settings
 from studies.storage import load_study as _load_study
 from studies.storage import open_storage, require_database, resolve_storage
 
 if TYPE_CHECKING:
+    from studies.workers import WorkerSummary
     from trainer import FitResult
 
+Echo = Callable[[str], None]
+SpecLike = str | Path | Mapping[str, Any] | StudySpec
 
-def spec_of(spec: str | Path | Mapping[str, Any] | StudySpec, **overrides: Any) -> StudySpec:
+
+@user_errors
+def spec_of(
+    spec: SpecLike,
+    *,
+    train_fields: Mapping[str, Any] | None = None,
+    given_as: str | None = None,
+    **overrides: Any,
+) -> StudySpec:
     """A checked spec from a built-in name, a TOML path, a dict (as the TOML file holds) or a
     `StudySpec`, with `[study]` keys overridden (name, storage, n_trials, timeout, seed, ...).
 
     Relative paths in a dict's `[train]` start in the current folder, as in a file they start
     beside the file.
 
+    Args:
+        train_fields: `[train]` fields to override for every trial, e.g. {"epochs": 5}.
+        given_as: how the overrides were given, for error messages (the command line names
+            its flags); by default they are listed as key=value.
+        **overrides: `[study]` keys; None values are ignored.
+
     Raises:
-        SpecError: listing every problem.
+        SpecError: listing every problem, naming the spec and the overrides.
     """
+    overrides = {key: value for key, value in overrides.items() if value is not None}
     if isinstance(spec, StudySpec):
         data, source = spec.to_dict(), spec.source
     elif isinstance(spec, Mapping):
@@ -48,30 +69,38 @@ def spec_of(spec: str | Path | Mapping[str, Any] | StudySpec, **overrides: Any) 
             study.setdefault("folder", str(Path.cwd()))
     else:
         loaded = load_spec(str(spec))
-        if not overrides:
+        if not overrides and not train_fields:
             return loaded
         data, source = loaded.to_dict(), loaded.source
-    if overrides:
-        study = data.setdefault("study", {})
-        if not isinstance(study, dict):
-            raise SpecError(["[study] must be a table"], source=source)
-        study.update({key: value for key, value in overrides.items() if value is not None})
-        shown = ", ".join(f"{k}={v!r}" for k, v in overrides.items() if k != "storage")
-        source = f"{source} (with {shown})" if shown else source
+    changed = {**overrides, **(train_fields or {})}
+    for table, values in (("study", overrides), ("train", train_fields or {})):
+        if values:
+            section = data.setdefault(table, {})
+            if not isinstance(section, dict):
+                raise SpecError([f"[{table}] must be a table"], source=source)
+            section.update(values)
+    shown = given_as or ", ".join(f"{k}={v!r}" for k, v in changed.items() if k != "storage")
+    source = f"{source} (with {shown})" if shown else source
     checked = StudySpec.from_dict(data, source=source)
     check_data(checked)
     return checked
 
 
+@user_errors
 def run(
-    spec: str | Path | Mapping[str, Any] | StudySpec,
+    spec: SpecLike,
     *,
     workers: int = 1,
+    train_fields: Mapping[str, Any] | None = None,
     progress: bool = True,
+    echo: Echo | None = None,
+    live: bool = False,
     heartbeat: int | None = None,
     grace: int | None = None,
     warm_start: Sequence[str] = (),
     ray: bool | str | Mapping[str, Any] | None = None,
+    cpus_per_worker: float | None = None,
+    gpus_per_worker: float | None = None,
     **overrides: Any,
 ) -> optuna.Study:
     """Creates or resumes a study and runs `workers` workers until it is done.
@@ -79,14 +108,20 @@ def run(
     Args:
         spec: a built-in name ("digits-mlp"), a TOML path, a dict or a `StudySpec`.
         workers: worker processes on this machine, or Ray tasks with `ray`.
+        train_fields: `[train]` fields to override for every trial, e.g. {"epochs": 5}.
+        progress: show progress: one line redrawn in place in a notebook, lines otherwise.
+        echo: where progress lines go instead (a line starting with "\\r" redraws the last one
+            when `live`).
+        live: redraw the progress line in place (a terminal).
+        heartbeat: seconds between a running trial's heartbeats (kept with the study).
+        grace: seconds without a heartbeat after which a trial is failed and re-queued.
+        warm_start: exported config files or studies (`NAME@URL`) to try first, once.
         ray: run the workers as Ray tasks (pip install 'hpstudy[ray]'): True for a Ray
             started on this machine, an address ("auto", "ray://head:10001") to join a
             cluster, or a table as the spec's `[study] ray` (address, cpus_per_worker,
             gpus_per_worker); None keeps the spec's.
-        progress: show progress: one line redrawn in place in a notebook, lines otherwise.
-        heartbeat: seconds between a running trial's heartbeats (kept with the study).
-        grace: seconds without a heartbeat after which a trial is failed and re-queued.
-        warm_start: exported config files or studies (`NAME@URL`) to try first, once.
+        cpus_per_worker: CPUs (and torch threads) of each Ray worker; None keeps the spec's.
+        gpus_per_worker: GPUs of each Ray worker (0.25 packs four on a device).
         **overrides: `[study]` keys: name, storage, n_trials, timeout, seed, sampler, pruner.
 
     Returns:
@@ -98,10 +133,20 @@ def run(
     """
     from studies.workers import run_study
 
-    checked = spec_of(spec, **overrides)
+    checked = spec_of(spec, train_fields=train_fields, **overrides)
     table = dict(ray) if isinstance(ray, Mapping) else ray
-    settings = ray_settings(checked.ray, table, source="ray")
-    echo, live = _progress() if progress else ((lambda _line: None), False)
+    settings = ray_settings(
+        checked.ray,
+        table,
+        source="ray",
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+    )
+    if echo is None:
+        echo = _progress() if progress else (lambda _line: None)
+    # Optuna's INFO lines ("A new study created ...") would interleave with the progress line,
+    # which says more; its warnings stay visible.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return run_study(
         checked,
         workers=workers,
@@ -114,6 +159,7 @@ def run(
     )
 
 
+@user_errors
 def load(name: str, *, storage: str | None = None) -> optuna.Study:
     """An existing study, for reading (e.g. `studies.load("digits-mlp").trials_dataframe()`).
 
@@ -128,24 +174,46 @@ def load(name: str, *, storage: str | None = None) -> optuna.Study:
     return _load_study(open_storage(url), name, url=url)
 
 
+@user_errors
 def export(
     name: str,
     *,
     output: str | Path = "best.toml",
     storage: str | None = None,
     trial: int | None = None,
+    weights: str | Path | None = None,
+    echo: Echo | None = None,
 ) -> Path:
     """Writes the best trial's (or trial `trial`'s) complete config and provenance to `output`.
 
+    Args:
+        output: a .toml, .json or .yaml file.
+        weights: also write the trial's kept best-epoch weights (a state dict) to this file.
+        echo: say what was written and what to do next (the command line's lines).
+
     Returns:
         The file written, ready for `studies.train(path)` or `hpstudy train`.
+
+    Raises:
+        StudyError: for an unknown study or trial, a study with no finished trial, an output
+            that cannot be written, or a trial whose weights were not kept.
     """
     from studies.results import export_best
 
-    path, _ = export_best(name, url=storage, output=output, number=trial)
+    path, about = export_best(name, url=storage, output=output, number=trial, weights=weights)
+    if echo is not None:
+        value = about.get("value")
+        shown = "" if value is None else f", {about['metric']} {value:.4f}"
+        echo(f"wrote {path}: trial {about['trial']} of '{about['study']}'{shown}")
+        if weights:
+            echo(f"wrote {weights}: its trained weights")
+            echo(f"score them on the test set: hpstudy train {path} --weights {weights} --test")
+        else:
+            echo(f"train it again and score the test set: hpstudy train {path} --test")
     return path
 
 
+@user_errors
 def train(
     path: str | Path,
     *,
@@ -153,36 +221,88 @@ def train(
     threads: int | None = None,
     overrides: Mapping[str, Any] | None = None,
     weights: str | Path | None = None,
-    echo: Callable[[str], None] = print,
+    echo: Echo = print,
 ) -> tuple[FitResult | None, dict[str, float]]:
     """Trains a config file (e.g. an export) as `hpstudy train` does.
 
     Args:
+        test: also score the test split, which nothing else ever touches.
+        threads: torch CPU threads (default: those of the exported trial).
+        overrides: fields to change, e.g. {"epochs": 3}.
         weights: score these trained weights instead of training (the fit is then None).
+        echo: where the epochs and scores are written.
 
     Returns:
         The fit (with `.model`, the best epoch's network) and, with `test`, the test scores.
     """
     from studies.results import train_file
 
-    pairs = [f"{key}={_toml(value)}" for key, value in (overrides or {}).items()]
     return train_file(
         str(path),
         test=test,
-        overrides=pairs,
+        overrides=overrides,
         threads=threads,
         weights=None if weights is None else str(weights),
         echo=echo,
     )
 
 
-def _toml(value: Any) -> str:
-    import tomli_w
+@user_errors
+def worker(
+    name: str,
+    *,
+    storage: str | None = None,
+    index: int = 0,
+    timeout: float | None = None,
+    heartbeat: int | None = None,
+    grace: int | None = None,
+) -> WorkerSummary:
+    """Joins study `name` as one more worker, from any machine that reaches its database.
 
-    return tomli_w.dumps({"v": value}).partition("=")[2].strip()
+    Ctrl-C or SIGTERM ends the running trial "interrupted" and re-queues it, then returns.
+
+    Args:
+        storage: the study's database (a URL or env:NAME); None: $HPSTUDY_STORAGE, which must
+            then be set (a worker never falls back to a local file).
+        index: seeds this worker's sampler.
+        timeout: stop starting trials after this many seconds.
+        heartbeat: seconds between a running trial's heartbeats (default: the study's).
+        grace: silence after which a running trial counts as dead (default: the study's).
+
+    Raises:
+        StudyError: without a storage, or for one that cannot be reached.
+    """
+    import logging
+    import warnings
+
+    from studies.workers import Stop, WorkerOptions, run_worker
+
+    if storage is None and not os.environ.get(STORAGE_ENV):
+        raise StudyError(
+            f"hpstudy worker needs the study's database: --storage URL, --storage env:NAME "
+            f"(the URL in variable NAME), or {STORAGE_ENV} set to the URL"
+        )
+    threads = os.environ.get("HPSTUDY_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    stop = Stop().install()  # Ctrl-C / SIGTERM: the running trial is re-queued, then we exit
+    return run_worker(
+        name,
+        resolve_storage(storage),
+        options=WorkerOptions(
+            index=index, timeout=timeout, heartbeat_interval=heartbeat, grace_period=grace
+        ),
+        stop=stop,
+    )
 
 
-def _progress() -> tuple[Callable[[str], None], bool]:
+def _progress() -> Echo:
     """Where progress goes: a display that updates in place in a notebook, else stdout."""
     shell = sys.modules.get("IPython")
     ipython = getattr(shell, "get_ipython", lambda: None)() if shell else None
@@ -198,5 +318,5 @@ def _progress() -> tuple[Callable[[str], None], bool]:
             else:
                 print(text)
 
-        return update, False
-    return (lambda line: print(line, flush=True)), False
+        return update
+    return lambda line: print(line, flush=True)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from studies._errors import UserError
-from studies.spec import DEFAULT_STORAGE, STORAGE_ENV
+import studies
+from studies.cli import _print
+
+SUMMARY_ROWS = 10  # best trials shown after a run
+STATUS_ROWS = 5  # best trials `hpstudy status` shows
 
 
 class Command:
@@ -33,9 +37,9 @@ def add_storage_option(parser: argparse.ArgumentParser, *, required: bool = Fals
             command checks, since the variable may stand in for the flag. Otherwise the
             spec's storage (run) or the local SQLite file is the last fallback.
     """
-    default = f"${STORAGE_ENV}"
+    default = f"${studies.STORAGE_ENV}"
     if not required:
-        default = f"the spec's, else ${STORAGE_ENV}, else {DEFAULT_STORAGE}"
+        default = f"the spec's, else ${studies.STORAGE_ENV}, else {studies.DEFAULT_STORAGE}"
     parser.add_argument(
         "--storage",
         default=None,
@@ -73,12 +77,10 @@ class Train(Command):
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.results import train_file
-
-        train_file(
+        studies.train(
             args.config,
             test=args.test,
-            overrides=args.set,
+            overrides=parse_set(args.set),
             threads=args.threads,
             weights=args.weights,
         )
@@ -94,9 +96,7 @@ class Fetch(Command):
         parser.add_argument("--data-dir", default="data", help="where to keep it (default: data)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from trainer import fetch_mnist
-
-        print(f"MNIST is in {fetch_mnist(args.data_dir)}")
+        print(f"MNIST is in {studies.fetch(args.dataset, data_dir=args.data_dir)}")
         return 0
 
 
@@ -156,9 +156,34 @@ class Run(Command):
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import run_command
-
-        return run_command(args)
+        _print.warn_password_in_argv(args.storage)
+        spec = studies.spec_of(
+            args.spec,
+            train_fields=parse_set(args.set),
+            given_as=_flags_given(args),
+            storage=args.storage,
+            name=args.name,
+            n_trials=args.n_trials,
+            timeout=args.timeout,
+            seed=args.seed,
+        )
+        console = _print.console()
+        studies.run(
+            spec,
+            workers=args.workers,
+            echo=_print.echo_to(console),
+            live=sys.stdout.isatty(),
+            heartbeat=args.heartbeat,
+            grace=args.grace,
+            warm_start=args.warm_start,
+            ray=args.ray,
+            cpus_per_worker=args.cpus_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+        )
+        best = studies.trials(spec.name, storage=spec.storage, limit=SUMMARY_ROWS)
+        console.print(_print.trials_table(best, title=f"best trials of '{spec.name}'"))
+        console.print(_print.next_steps(spec.name, spec.storage), highlight=False, soft_wrap=True)
+        return 0
 
 
 class Plan(Command):
@@ -173,9 +198,10 @@ class Plan(Command):
         parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import plan_command
-
-        return plan_command(args)
+        spec = studies.spec_of(args.spec)
+        for line in studies.plan(spec, budget=args.budget, workers=args.workers).lines(spec):
+            print(line)
+        return 0
 
 
 class LRRangeCommand(Command):
@@ -190,9 +216,9 @@ class LRRangeCommand(Command):
         parser.add_argument("--steps", type=int, default=300, help="steps per optimiser")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import lr_range_command
-
-        return lr_range_command(args)
+        studies.lr_range(args.spec, steps=args.steps, output=args.output)
+        print(f"wrote {args.output}; to search inside these bounds, set auto = true in [space.lr]")
+        return 0
 
 
 class Ablate(Command):
@@ -210,9 +236,26 @@ class Ablate(Command):
         add_storage_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import ablate_command
-
-        return ablate_command(args)
+        factors = [f.strip() for f in args.factors.split(",") if f.strip()]
+        console = _print.console()
+        ablation = studies.ablate(
+            args.spec,
+            factors=factors,
+            repeats=args.repeats,
+            workers=args.workers,
+            storage=args.storage,
+            output=args.output,
+            echo=lambda line: console.print(line, highlight=False),
+        )
+        console.print(_print.ablation_table(ablation))
+        best = ", ".join(map(str, ablation.rows[0].cell))
+        console.print(
+            f"{len(ablation.worse)} of {len(ablation.rows) - 1} cells are significantly worse "
+            f"than the best ({best}) by a paired t-test over seeds, Holm-corrected at 5%; kept "
+            f"with the study (hpstudy report {ablation.study})",
+            highlight=False,
+        )
+        return 0
 
 
 class LearningCurve(Command):
@@ -232,9 +275,21 @@ class LearningCurve(Command):
         parser.add_argument("-o", "--output", help="also write the picture (.png) here")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import learning_curve_command
-
-        return learning_curve_command(args)
+        try:
+            sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
+        except ValueError:
+            raise studies.StudyError(
+                f"--sizes takes shares such as 0.1,0.5,1.0; got '{args.sizes}'"
+            ) from None
+        studies.learning_curve(
+            args.study,
+            storage=args.storage,
+            trial=args.trial,
+            sizes=sizes,
+            repeats=args.repeats,
+            output=args.output,
+        )
+        return 0
 
 
 class Worker(Command):
@@ -249,9 +304,21 @@ class Worker(Command):
         _add_heartbeat_arguments(parser, "the study's", "the study's")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import worker_command
-
-        return worker_command(args)
+        _print.warn_password_in_argv(args.storage)
+        summary = studies.worker(
+            args.study,
+            storage=args.storage,
+            index=args.index,
+            timeout=args.timeout,
+            heartbeat=args.heartbeat,
+            grace=args.grace,
+        )
+        stopped = ", stopped by a signal (its trial re-queued)" if summary.interrupted else ""
+        print(
+            f"worker {args.index}: {summary.trials} trials run, {summary.failed} failed{stopped}",
+            flush=True,
+        )
+        return 0
 
 
 def _add_heartbeat_arguments(
@@ -286,12 +353,11 @@ class Copy(Command):
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.storage import copy_study, redact
-
-        report = copy_study(args.study, args.source, args.target)
+        report = studies.copy(args.study, source=args.source, target=args.target)
         rows = ", ".join(f"{n} {table}" for table, n in report.rows.items())
         print(
-            f"copied '{args.study}' to {redact(args.target)}: {report.trials} trials; rows: {rows}"
+            f"copied '{args.study}' to {studies.redact(args.target)}: {report.trials} trials; "
+            f"rows: {rows}"
         )
         return 0
 
@@ -305,9 +371,12 @@ class Status(Command):
         add_storage_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import status_command
-
-        return status_command(args)
+        status = studies.status(args.study, storage=args.storage)
+        console = _print.console()
+        console.print(_print.status_text(status), highlight=False)
+        if status.counts.complete:
+            console.print(_print.trials_table(status.best, title="best trials"))
+        return 0
 
 
 class Studies(Command):
@@ -318,9 +387,13 @@ class Studies(Command):
         add_storage_option(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import studies_command
-
-        return studies_command(args)
+        storage, rows = studies.list_studies(args.storage)
+        console = _print.console()
+        if not rows:
+            console.print(f"no studies in {storage}", highlight=False)
+        else:
+            console.print(_print.studies_table(storage, rows))
+        return 0
 
 
 class Trials(Command):
@@ -333,9 +406,9 @@ class Trials(Command):
         parser.add_argument("--limit", type=int, default=None, help="show at most N trials")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import trials_command
-
-        return trials_command(args)
+        rows = studies.trials(args.study, storage=args.storage, limit=args.limit)
+        _print.console().print(_print.trials_table(rows, title=f"trials of '{args.study}'"))
+        return 0
 
 
 class Specs(Command):
@@ -343,9 +416,8 @@ class Specs(Command):
     help = "list the built-in study specs"
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._commands import specs_command
-
-        return specs_command(args)
+        _print.console().print(_print.specs_table(studies.specs()))
+        return 0
 
 
 class Dashboard(Command):
@@ -363,9 +435,7 @@ class Dashboard(Command):
         parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.cli._dashboard import serve
-
-        serve(args.storage, host=args.host, port=args.port)
+        studies.dashboard(args.storage, host=args.host, port=args.port)
         return 0
 
 
@@ -390,25 +460,14 @@ class Export(Command):
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.results import export_best
-
-        path, about = export_best(
+        studies.export(
             args.study,
-            url=args.storage,
+            storage=args.storage,
             output=args.output,
-            number=args.trial,
+            trial=args.trial,
             weights=args.weights,
+            echo=print,
         )
-        value = about.get("value")
-        shown = "" if value is None else f", {about['metric']} {value:.4f}"
-        print(f"wrote {path}: trial {about['trial']} of '{about['study']}'{shown}")
-        if args.weights:
-            print(f"wrote {args.weights}: its trained weights")
-            print(
-                f"score them on the test set: hpstudy train {path} --weights {args.weights} --test"
-            )
-        else:
-            print(f"train it again and score the test set: hpstudy train {path} --test")
         return 0
 
 
@@ -422,9 +481,7 @@ class Reproduce(Command):
         parser.add_argument("--trial", type=int, help="reproduce trial N instead of the best")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.results import reproduce
-
-        outcome = reproduce(args.study, url=args.storage, number=args.trial)
+        outcome = studies.reproduce(args.study, storage=args.storage, trial=args.trial)
         return 0 if outcome.comparison.equal else 1
 
 
@@ -440,10 +497,7 @@ class Report(Command):
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.results import write_report
-
-        path = write_report(args.study, url=args.storage, output=args.output)
-        print(f"wrote {path}")
+        print(f"wrote {studies.report(args.study, storage=args.storage, output=args.output)}")
         return 0
 
 
@@ -468,6 +522,40 @@ COMMANDS: list[Command] = [
 ]
 
 
+def _flags_given(args: argparse.Namespace) -> str:
+    """The spec-changing flags of `hpstudy run`, as typed (a password shown as ***)."""
+    flags = [
+        f"--{flag} {studies.redact(value) if flag == 'storage' else value}"
+        for flag, value in (
+            ("storage", args.storage),
+            ("name", args.name),
+            ("n-trials", args.n_trials),
+            ("seed", args.seed),
+            ("timeout", args.timeout),
+        )
+        if value is not None
+    ]
+    return " ".join(flags + [f"--set {pair}" for pair in args.set])
+
+
+def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
+    """`--set` pairs, `["epochs=3", "lr=0.1"]` -> {"epochs": 3, "lr": 0.1}, in TOML syntax.
+
+    Raises:
+        StudyError: for a pair without "=".
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise studies.StudyError(f"--set takes KEY=VALUE, got '{pair}'")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value  # a bare word is a string: --set optimizer=adam
+    return out
+
+
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpstudy",
@@ -486,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler.run(args)
-    except UserError as exc:
+    except studies.UserError as exc:
         print(f"hpstudy {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

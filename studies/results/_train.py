@@ -122,7 +122,7 @@ def train_file(
     path: str,
     *,
     test: bool = False,
-    overrides: Sequence[str] = (),
+    overrides: Mapping[str, Any] | None = None,
     threads: int | None = None,
     weights: str | None = None,
     echo: Any = print,
@@ -142,7 +142,7 @@ def train_file(
         raise StudyError(f"--threads must be at least 1, got {threads}")
     config = TrainConfig.load(path)
     if overrides:
-        config = config.replace(**parse_overrides(overrides))
+        config = config.replace(**overrides)
     if config.folds * config.repeats > 1:
         raise StudyError(
             f"{path} cross-validates (folds = {config.folds}, repeats = {config.repeats}): "

@@ -11,6 +11,7 @@ from studies.workers._recovery import MAX_RETRY, RequeueStale, recover_dead_work
 from studies.workers._signals import Interrupted, Stop
 
 if TYPE_CHECKING:  # these import torch: see __getattr__
+    from studies.workers._ablate import ablation_spec
     from studies.workers._objective import (
         Objective,
         Reporter,
@@ -18,12 +19,15 @@ if TYPE_CHECKING:  # these import torch: see __getattr__
         store_diagnosis,
         trial_seed,
     )
+    from studies.workers._plan import Plan, parse_budget, plan
     from studies.workers._preflight import preflight, user_code
     from studies.workers._publish import CURVES_FILENAME, TrialPublisher, folds_text, trial_note
     from studies.workers._runner import (
         describe_reached,
         prepare_study,
         run_study,
+        study_start,
+        target_reached,
         threads_per_worker,
         worker_command,
         worker_env,
@@ -33,6 +37,10 @@ if TYPE_CHECKING:  # these import torch: see __getattr__
 # The objective, the worker and the runner load on first use, so that reading a study's
 # progress never waits for torch.
 _LAZY = {
+    "ablation_spec": "studies.workers._ablate",
+    "Plan": "studies.workers._plan",
+    "parse_budget": "studies.workers._plan",
+    "plan": "studies.workers._plan",
     "Objective": "studies.workers._objective",
     "Reporter": "studies.workers._objective",
     "TrialFinisher": "studies.workers._objective",
@@ -47,6 +55,8 @@ _LAZY = {
     "prepare_study": "studies.workers._runner",
     "describe_reached": "studies.workers._runner",
     "run_study": "studies.workers._runner",
+    "study_start": "studies.workers._runner",
+    "target_reached": "studies.workers._runner",
     "threads_per_worker": "studies.workers._runner",
     "worker_command": "studies.workers._runner",
     "worker_env": "studies.workers._runner",
@@ -66,6 +76,7 @@ __all__ = [
     "Counts",
     "Interrupted",
     "Objective",
+    "Plan",
     "Reporter",
     "RequeueStale",
     "Stop",
@@ -73,9 +84,12 @@ __all__ = [
     "TrialPublisher",
     "WorkerOptions",
     "WorkerSummary",
+    "ablation_spec",
     "count",
     "describe_reached",
     "folds_text",
+    "parse_budget",
+    "plan",
     "preflight",
     "prepare_study",
     "progress_line",
@@ -86,6 +100,8 @@ __all__ = [
     "run_worker",
     "searched_space",
     "store_diagnosis",
+    "study_start",
+    "target_reached",
     "threads_per_worker",
     "trial_note",
     "trial_seed",

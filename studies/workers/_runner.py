@@ -206,7 +206,7 @@ def _run_study(
     reached = target_reached(spec, storage)
     if reached is not None:
         echo(
-            describe_reached(reached, started=_study_start(study)) + "; raise study.target to go on"
+            describe_reached(reached, started=study_start(study)) + "; raise study.target to go on"
         )
         return study
     ensure_ranges(spec, study, echo=echo)  # [space.lr] auto = true: once per study
@@ -243,7 +243,7 @@ def _run_study(
     progress.show(final=True)
     reached = target_reached(spec, storage)
     if reached is not None:
-        echo(describe_reached(reached, started=_study_start(study)))
+        echo(describe_reached(reached, started=study_start(study)))
     # 3. How the workers ended.
     codes = pool.exit_codes()
     if all(code != 0 for code in codes):
@@ -334,7 +334,8 @@ def describe_reached(reached: Reached, *, started: datetime.datetime | None = No
     )
 
 
-def _study_start(study: optuna.Study) -> datetime.datetime | None:
+def study_start(study: optuna.Study) -> datetime.datetime | None:
+    """When the study's first trial started (None before any has)."""
     starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
     return min(starts) if starts else None
 

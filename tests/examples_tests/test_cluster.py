@@ -21,8 +21,7 @@ import pytest
 import yaml
 
 import studies
-from studies.cli._main import build_parser
-from studies.results._train import parse_overrides
+from studies.cli import build_parser, parse_set
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "examples" / "cluster"
@@ -44,7 +43,7 @@ def parse_run(argv: list[str]) -> Any:
     """hpstudy's own parse of a `hpstudy run ...` command line, with its spec loaded."""
     assert argv[:2] == ["hpstudy", "run"], argv
     args = build_parser().parse_args(argv[1:])
-    overrides = parse_overrides(args.set)
+    overrides = parse_set(args.set)
     assert studies.spec_of(args.spec).name == args.spec  # a spec that exists and loads
     return args, overrides
 

@@ -19,9 +19,9 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from studies import StudySpec, create_or_resume, load_spec, open_storage, run_worker
-from studies.storage import database_url
-from studies.workers import WorkerOptions
+from studies import StudySpec, load_spec
+from studies.storage import create_or_resume, database_url, open_storage
+from studies.workers import WorkerOptions, run_worker
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the local server tests may use
 

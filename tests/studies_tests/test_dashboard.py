@@ -21,7 +21,7 @@ import optuna_dashboard
 import pytest
 
 from studies import StudyError
-from studies.cli import serve
+from studies.results import serve
 from studies.storage import DatabaseArtifactStore, create_engine, open_storage
 from studies.workers import CURVES_FILENAME
 

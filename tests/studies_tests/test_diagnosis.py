@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from studies import LABELS, Diagnosis, Thresholds, diagnose
+from studies.analysis import LABELS, Diagnosis, Thresholds, diagnose
 
 CHANCE = math.log(10)  # cross-entropy of a uniform guess over 10 classes
 LAYERS = ("net.0.weight", "net.3.weight", "net.6.weight")  # input layer first

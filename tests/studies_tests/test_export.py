@@ -100,11 +100,11 @@ def test_train_runs_on_the_thread_count_of_the_trial_unless_told(
     count = study.best_trial.user_attrs["torch_threads"]
     before = torch.get_num_threads()
     lines: list[str] = []
-    train_file("best.toml", overrides=["epochs=1"], echo=lines.append)
+    train_file("best.toml", overrides={"epochs": 1}, echo=lines.append)
     plural = "s" if count != 1 else ""
     assert f"on cpu with {count} torch thread{plural}, as its trial did" in lines[0]
     lines.clear()
-    train_file("best.toml", overrides=["epochs=1"], threads=count + 1, echo=lines.append)
+    train_file("best.toml", overrides={"epochs": 1}, threads=count + 1, echo=lines.append)
     assert f"on cpu with {count + 1} torch threads\n" in lines[0] + "\n"
     assert torch.get_num_threads() == before
 

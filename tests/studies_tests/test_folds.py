@@ -14,11 +14,11 @@ import optuna
 import pytest
 
 import studies
-from studies import EpochStore, StudyError, create_engine
+from studies import StudyError
 from studies.cli import main
 from studies.results import reproduce
 from studies.spec import SpecError, StudySpec
-from studies.storage import TrialAttrs, create_or_resume, open_storage
+from studies.storage import EpochStore, TrialAttrs, create_engine, create_or_resume, open_storage
 from studies.workers import WorkerOptions, run_worker, trial_note
 from studies.workers._plan import Plan
 from trainer import TrainConfig, load_data, read_config_file

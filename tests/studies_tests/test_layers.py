@@ -1,6 +1,10 @@
 """`studies/` is layered: every module imports only from the layers below its own.
 
-    cli -> results -> workers -> storage, analysis -> spec -> (studies._errors)
+    cli -> studies (the public API) -> results -> workers -> storage, analysis -> spec
+        -> (studies._errors)
+
+The command line reaches nothing below the public API: it parses flags, calls one function
+of `studies` and prints what it returns.
 
 Imports inside functions count too: a late import that points the wrong way is still a
 dependency the wrong way.
@@ -18,7 +22,8 @@ import studies
 ROOT = Path(studies.__file__).parent
 # Rank of each layer; a module may import layers of a lower rank only. storage and analysis
 # share a rank and may not import each other.
-LAYERS = {"spec": 1, "storage": 2, "analysis": 2, "workers": 3, "results": 4, "cli": 5}
+LAYERS = {"spec": 1, "storage": 2, "analysis": 2, "workers": 3, "results": 4, "cli": 6}
+API = "studies"  # the public API: rank 5, between results and cli
 BASE = {"studies._errors", "studies._lazy"}  # below every layer
 
 
@@ -51,9 +56,31 @@ def _modules() -> list[Path]:
     return sorted(p for p in ROOT.rglob("*.py") if p.parent != ROOT)
 
 
+def _api_modules() -> list[Path]:
+    return sorted(p for p in ROOT.glob("*.py") if p.name not in ("_errors.py", "_lazy.py", "__main__.py"))
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.joinpath("cli").glob("*.py")), ids=lambda p: p.name)
+def test_the_command_line_imports_only_the_public_api(path: Path) -> None:
+    wrong = [
+        f"line {line}: {name}"
+        for line, name in _imports(path)
+        if name != API and not name.startswith("studies.cli")
+    ]
+    assert not wrong, f"cli/{path.name} reaches below the public API: {wrong}"
+
+
+@pytest.mark.parametrize("path", _api_modules(), ids=lambda p: p.name)
+def test_the_public_api_never_imports_the_command_line(path: Path) -> None:
+    wrong = [f"line {line}: {name}" for line, name in _imports(path) if _layer(name) == "cli"]
+    assert not wrong, f"{path.name} imports the command line: {wrong}"
+
+
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_a_module_imports_only_the_layers_below_its_own(path: Path) -> None:
     own = path.relative_to(ROOT).parts[0]
+    if own == "cli":  # checked above: the public API only
+        return
     wrong = []
     for line, name in _imports(path):
         target = _layer(name)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import optuna
 import pytest
 
-from studies import EpochStore, create_engine, store_diagnosis, trial_seed
+from studies.storage import EpochStore, create_engine
+from studies.workers import store_diagnosis, trial_seed
 from trainer import EpochResult, TrainConfig
 
 if TYPE_CHECKING:

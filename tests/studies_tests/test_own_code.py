@@ -255,11 +255,11 @@ def test_train_says_when_the_model_file_changed_or_is_missing(
     with (project / "models.py").open("a") as file:
         file.write("\n# edited after the study\n")
     lines: list[str] = []
-    train_file(str(path), overrides=["epochs=1"], echo=lines.append)
+    train_file(str(path), overrides={"epochs": 1}, echo=lines.append)
     assert any("models.py has changed since the trial ran" in line for line in lines)
     (project / "models.py").unlink()
     with pytest.raises(UserCodeError) as info:
-        train_file(str(path), overrides=["epochs=1"], echo=lines.append)
+        train_file(str(path), overrides={"epochs": 1}, echo=lines.append)
     assert "models.py not found" in str(info.value)
 
 

@@ -10,7 +10,8 @@ import optuna
 import pytest
 
 from search_space import SearchSpace, suggest
-from studies import PRUNERS, SAMPLERS, make_pruner, make_sampler
+from studies import PRUNERS, SAMPLERS
+from studies.spec import make_pruner, make_sampler
 
 # Int and categorical only, so that the grid sampler can take it too.
 SPACE = SearchSpace.from_dict(

@@ -12,14 +12,8 @@ from typing import TYPE_CHECKING
 import optuna
 import pytest
 
-from studies import (
-    StudyError,
-    best_trial,
-    create_or_resume,
-    load_spec,
-    open_storage,
-    stored_spec,
-)
+from studies import StudyError, load_spec
+from studies.storage import best_trial, create_or_resume, open_storage, stored_spec
 
 if TYPE_CHECKING:
     from conftest import FinishedStudy
@@ -82,7 +76,7 @@ def test_a_changed_budget_is_taken_over_on_resume(
 def test_among_tied_best_values_a_diverged_trial_comes_last() -> None:
     import optuna
 
-    from studies import finished_trials
+    from studies.storage import finished_trials
 
     study = optuna.create_study()
     for number, labels in enumerate((["diverged"], ["good_fit"], ["overfitting"])):

@@ -13,6 +13,7 @@ import torch
 import studies
 from studies import StudyError
 from studies.results import export_best, trial_config
+from studies.storage import create_engine, open_storage
 from studies.workers import WorkerOptions, prepare_study, run_worker
 from trainer import build_model, evaluate, load_data
 
@@ -57,7 +58,7 @@ def kept(tmp_path_factory: pytest.TempPathFactory) -> studies.StudySpec:
 def test_only_the_best_trials_keep_their_weights(kept: studies.StudySpec) -> None:
     study = optuna.load_study(study_name="kept", storage=kept.storage)
     ranked = sorted(study.trials, key=lambda t: t.value)
-    engine = studies.create_engine(kept.storage)
+    engine = create_engine(kept.storage)
     with engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT trial FROM hpstudy_weights").all()
     engine.dispose()
@@ -65,7 +66,7 @@ def test_only_the_best_trials_keep_their_weights(kept: studies.StudySpec) -> Non
 
 
 def test_the_dashboard_lists_the_kept_weights_only(kept: studies.StudySpec) -> None:
-    storage = studies.open_storage(kept.storage)
+    storage = open_storage(kept.storage)
     attrs = storage.get_study_system_attrs(storage.get_study_id_from_name("kept"))
     metas = [json.loads(v) for k, v in attrs.items() if k.startswith("artifacts:")]
     listed = sorted(m["filename"] for m in metas if m is not None)
@@ -202,5 +203,5 @@ def test_bad_transfer_settings_are_refused_before_the_study(
     with pytest.raises(studies.SpecError, match=message):
         studies.run(path, progress=False)
     assert not (tmp_path / "b.db").exists() or not optuna.get_all_study_summaries(
-        studies.open_storage(f"sqlite:///{tmp_path / 'b.db'}")
+        open_storage(f"sqlite:///{tmp_path / 'b.db'}")
     )

@@ -21,7 +21,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
-    url: str,
+    url: str | None,
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,

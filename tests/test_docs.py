@@ -1,9 +1,9 @@
 """The README and the documentation pages say what the code does, and the site builds.
 
-Every `hpstudy` command in a shell block of README.md or docs/*.md parses with the real
-argument parser, so a renamed command or flag fails here; every Python and TOML block parses;
-every page is in the site's navigation and every navigation entry is a page. The commands
-themselves run in the CLI tests (test_cli_run, test_cli_read, test_export, ...).
+Every `hpstudy` command in a shell block of README.md, docs/*.md or benchmarks/RESULTS.md (the
+Results page) parses with the real argument parser, so a renamed command or flag fails here;
+every Python and TOML block parses; every page is in the site's navigation and every navigation
+entry is a page. The commands themselves run in the CLI tests (test_cli_run, test_export, ...).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
-TEXTS = [README, *PAGES]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"  # the Results page includes it
+TEXTS = [README, *PAGES, RESULTS]
 
 
 def blocks(path: Path, *languages: str) -> list[tuple[int, str]]:
@@ -42,7 +43,8 @@ def blocks(path: Path, *languages: str) -> list[tuple[int, str]]:
 
 def commands(path: Path) -> list[tuple[str, str]]:
     """(`file:line`, command) of each `hpstudy ...` line of the shell blocks, without its
-    comment, `$ ` prompt and leading `VAR=value` assignments; a trailing `\\` continues it."""
+    comment, `$ ` prompt, leading `VAR=value` assignments and the path of `.venv/bin/hpstudy`;
+    a trailing `\\` continues it."""
     found = []
     for first, code in blocks(path, "sh", "bash", "console"):
         start, pending = first, ""
@@ -53,6 +55,7 @@ def commands(path: Path) -> list[tuple[str, str]]:
                 continue
             line, pending = (pending + raw).split(" #")[0].strip().removeprefix("$ "), ""
             line = re.sub(r"^(?:[A-Z_]+=\S+ +)+", "", line)
+            line = re.sub(r"^\S*/hpstudy ", "hpstudy ", line)
             if line.startswith("hpstudy "):
                 found.append((f"{path.relative_to(ROOT)}:{start}", line))
     return found

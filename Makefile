@@ -1,4 +1,5 @@
 # `make run`: set up and run the default study.  `make test`: set up and run every check.
+# `make docs`: the documentation site, into site/ (mkdocs.yml; `$(BIN)/mkdocs serve` to browse).
 # Both install exactly what requirements/dev.txt names (versions and hashes): `make lock`
 # rewrites it from pyproject.toml; `make test-latest` tries the newest releases instead.
 PYTHON ?= python3
@@ -18,7 +19,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 LATEST ?= .venv-latest
 LATEST_EXTRA ?=
 
-.PHONY: run test check lint venv data lock test-latest clean
+.PHONY: run test check lint docs venv data lock test-latest clean
 
 # The venv is refreshed when the lock changes; the stamp records the last install.
 # 1. the installer itself, pinned (a new venv's pip is whatever Python shipped);
@@ -47,8 +48,15 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# --strict: a link to a missing page, picture or heading, a page left out of the nav, or an
+# API reference that does not resolve fails the build. (NO_MKDOCS_2_WARNING: Material's banner
+# about MkDocs 2.0 on every build, not a problem with these pages.)
+DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+docs: venv
+	$(DOCS_BUILD)
+
 # MNIST too, so that the tests which read the real files run.
-test: lint data
+test: lint docs data
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The lock, from pyproject.toml's ranges, with the extras `make test` uses, and the installer.
@@ -76,7 +84,8 @@ check: data
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(DOCS_BUILD)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(LATEST) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LATEST) build site *.egg-info .mypy_cache .ruff_cache .pytest_cache

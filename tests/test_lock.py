@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCKED_EXTRAS = ("test", "ray")  # the extras `make lock` compiles in
+LOCKED_EXTRAS = ("test", "ray", "docs")  # the extras `make lock` compiles in
 
 
 def locked() -> dict[str, str]:

@@ -33,6 +33,7 @@ from studies.storage import (
     BufferedEpochStore,
     Checkpoints,
     DatabaseArtifactStore,
+    StopReason,
     Target,
     WeightStore,
     WorkerStorage,
@@ -275,7 +276,9 @@ class _Worker:
                 state = TrialState.FAIL
                 _log.warning("trial %d failed: %r", trial.number, exc, exc_info=True)
         if self.summary.interrupted:
-            write_attrs(trial, stop_reason="interrupted", fail_reason="interrupted")
+            write_attrs(
+                trial, stop_reason=StopReason.INTERRUPTED, fail_reason=StopReason.INTERRUPTED
+            )
         try:
             if self._frozen(trial).state != TrialState.RUNNING:
                 raise optuna.exceptions.UpdateFinishedTrialError(str(trial.number))

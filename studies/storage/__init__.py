@@ -13,7 +13,14 @@ from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialChec
 from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._locks import is_lock_error, retry_locked
-from studies.storage._queue import Reached, Target, enqueue_once, is_warm_start, reached_target
+from studies.storage._queue import (
+    Reached,
+    Target,
+    TargetRecord,
+    enqueue_once,
+    is_warm_start,
+    reached_target,
+)
 from studies.storage._secrets import strip_stored_passwords
 from studies.storage._study import (
     CODE_ATTR,
@@ -94,6 +101,7 @@ __all__ = [
     "StoredStudy",
     "StudyAttrs",
     "Target",
+    "TargetRecord",
     "TrialAttrs",
     "TrialCheckpoint",
     "WeightStore",

@@ -22,7 +22,7 @@ from studies.spec import REPEAT, StudySpec
 from studies.storage import (
     EpochStore,
     StopReason,
-    Target,
+    TargetRecord,
     TrialAttrs,
     WeightStore,
     chain_root,
@@ -125,7 +125,7 @@ class Objective:
         *,
         finishers: Sequence[TrialFinisher] = (),
         checkpoints: CheckpointFactory | None = None,
-        target: Target | None = None,
+        target: TargetRecord | None = None,
         space: SearchSpace | None = None,
         weights: WeightStore | None = None,
     ) -> None:
@@ -289,7 +289,7 @@ def study_best_dev_loss(trial: optuna.Trial, *, exclude: int) -> float | None:
 
 
 def _watching(
-    target: Target, trial: optuna.Trial, reporter: Reporter
+    target: TargetRecord, trial: optuna.Trial, reporter: Reporter
 ) -> Callable[[EpochResult], None]:
     """The reporter, after a look at whether the epoch reached the study's target."""
 

@@ -34,7 +34,7 @@ from studies.storage import (
     Checkpoints,
     DatabaseArtifactStore,
     StopReason,
-    Target,
+    TargetRecord,
     WeightStore,
     WorkerStorage,
     chain_root,
@@ -151,9 +151,8 @@ class _Worker:
         self.budget.ensure(self.study)
         self.stale.on_dropped = lambda _trial: self.budget.release()
         self.target = None
-        if self.spec.target:
-            [(metric, value)] = self.spec.target.items()
-            self.target = Target(self.engine, self.study_id, metric, value)
+        if self.spec.target is not None:
+            self.target = TargetRecord(self.engine, self.study_id, self.spec.target)
         self.checkpoints = Checkpoints(
             self.engine,
             self.study_id,

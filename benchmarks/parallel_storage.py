@@ -46,7 +46,7 @@ from search_space import suggest
 from studies import load_spec
 from studies.storage import create_or_resume, database_url, open_storage
 from studies.workers import WorkerOptions, run_worker
-from trainer import EpochResult
+from trainer import EpochResult, Status
 
 EPOCHS = 20
 PRUNER = {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 3}
@@ -107,7 +107,7 @@ def _fake_fit(sleep: float, costs: list[float]) -> Callable[..., Any]:
             finally:
                 costs.append(time.perf_counter() - tic)
         best = min(range(len(epochs)), key=lambda i: epochs[i].dev_loss)
-        return FitResult("completed", epochs, best, torch.nn.Identity(), 0.0)
+        return FitResult(Status.COMPLETED, epochs, best, torch.nn.Identity(), 0.0)
 
     return fit
 

@@ -39,6 +39,7 @@ from trainer._refs import (
     parse_reference,
     resolve_data_path,
 )
+from trainer._status import Status
 
 if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
     from trainer._data import DATASETS, Arrays, Data, load_data, read_arrays, resolve_device
@@ -110,6 +111,7 @@ __all__ = [
     "FitResult",
     "LRRange",
     "ModelArgs",
+    "Status",
     "TrainConfig",
     "Transfer",
     "UserCodeError",

@@ -23,6 +23,7 @@ from trainer._data import Data, load_data, resolve_device
 from trainer._evaluate import Evaluation, evaluate, layout, task_loss
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
+from trainer._status import Status
 from trainer._transfer import Transfer, apply_transfer
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between checks for a non-finite loss
@@ -95,7 +96,7 @@ def _same(a: Any, b: Any) -> bool:
 class FitResult:
     """The outcome of `fit`. `model` holds the weights of the best epoch (model selection)."""
 
-    status: str  # "completed", "early_stopped" or "diverged"
+    status: Status  # completed, early_stopped or diverged
     epochs: list[EpochResult]
     best_epoch: int | None  # None when no epoch had a finite monitored metric
     model: nn.Module
@@ -188,7 +189,7 @@ def fit(
     if on_epoch is not None:
         for result in training.epochs:  # restored from the checkpoint: the whole curve
             on_epoch(result)
-    while training.status == "running":
+    while training.status == Status.RUNNING:
         result = training.step()
         if on_epoch is not None:
             on_epoch(result)
@@ -245,8 +246,8 @@ class Training:
             self.run.restore(saved)
 
     @property
-    def status(self) -> str:
-        """ "running", or why the run ended: "completed", "early_stopped" or "diverged"."""
+    def status(self) -> Status:
+        """Running, or why the run ended: completed, early_stopped or diverged."""
         return self.run.status
 
     @property
@@ -320,17 +321,17 @@ class _Run:
         self.best_epoch: int | None = None
         self.best_value = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.status = "running"
+        self.status = Status.RUNNING
         # Maximising accuracy (or R²) is minimising its negative.
         self.sign = -1.0 if config.monitor in MAXIMIZED else 1.0
 
-    def record(self, result: EpochResult) -> str:
+    def record(self, result: EpochResult) -> Status:
         """Adds an epoch; returns the run's status after it."""
         self.epochs.append(result)
         if not (
             math.isfinite(result.train_loss) and (math.isfinite(result.dev_loss) or not self.scored)
         ):
-            self.status = "diverged"
+            self.status = Status.DIVERGED
             return self.status
         if self.scored:
             value = self.sign * result.metric(self.config.monitor)
@@ -341,16 +342,16 @@ class _Run:
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         patience = self.config.patience
         if patience and self.best_epoch is not None and result.epoch - self.best_epoch >= patience:
-            self.status = "early_stopped"
+            self.status = Status.EARLY_STOPPED
         elif len(self.epochs) >= self.config.epochs:
-            self.status = "completed"
+            self.status = Status.COMPLETED
         return self.status
 
     def state(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),
             "epochs": [e.to_dict() for e in self.epochs],
-            "status": self.status,
+            "status": self.status.value,  # a plain str: weights-only loading takes it
             "best_epoch": self.best_epoch,
             "best_value": self.best_value,
             "best_state": self.best_state,
@@ -384,7 +385,7 @@ class _Run:
                 f"delete it to start afresh"
             )
         self.epochs = [EpochResult.from_dict(e) for e in state["epochs"]]
-        self.status = state["status"]
+        self.status = Status(state["status"])
         self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
         self.best_state = state["best_state"]
         self.model.load_state_dict(state["model"])

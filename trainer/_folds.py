@@ -34,6 +34,7 @@ from trainer._config import TrainConfig
 from trainer._data import Data, load_data, resolve_device
 from trainer._errors import ConfigError
 from trainer._fit import CheckpointStore, EpochResult, FitResult, Training
+from trainer._status import Status
 
 # Repeat r trains with seed + r * REPEAT_SEED_STEP: far from the seeds of neighbouring trials
 # (a study's trial seeds step by 1), so a repeat is not another trial's network again.
@@ -87,7 +88,7 @@ class CrossResult:
     i % folds.
     """
 
-    status: str  # "diverged" if a member diverged, "completed" if all did, else "early_stopped"
+    status: Status  # diverged if a member diverged, completed if all did, else early_stopped
     epochs: list[EpochResult]  # the merged curve, one entry per lock-step round
     members: list[FitResult]
     folds: int
@@ -176,7 +177,7 @@ def cross_fit(
         for i, training in enumerate(trainings):
             if len(merged) < len(training.epochs):  # restored from the checkpoint
                 row.append(training.epochs[len(merged)])
-            elif training.status == "running":
+            elif training.status == Status.RUNNING:
                 with rng.own(i):
                     row.append(training.step())
                 stepped = True
@@ -187,16 +188,16 @@ def cross_fit(
         merged.append(merge_epochs(len(merged), row))
         if on_epoch is not None:
             on_epoch(merged[-1])
-        if any(t.status == "diverged" for t in trainings):
+        if any(t.status == Status.DIVERGED for t in trainings):
             break  # the trial is lost; the other members need not train on
     members = [t.result(started=started) for t in trainings]
     statuses = {m.status for m in members}
     status = (
-        "diverged"
-        if "diverged" in statuses
-        else "completed"
-        if statuses == {"completed"}
-        else "early_stopped"
+        Status.DIVERGED
+        if Status.DIVERGED in statuses
+        else Status.COMPLETED
+        if statuses == {Status.COMPLETED}
+        else Status.EARLY_STOPPED
     )
     return CrossResult(
         status=status,

@@ -12,8 +12,7 @@ from rich.table import Table
 from studies._errors import StudyError
 from studies.analysis import CellRow, ablation_table
 from studies.spec import REPEAT
-
-ABLATION_ATTR = "hpstudy_ablation"  # study user attribute: the table, as rows of dicts
+from studies.storage import TrialAttrs, write_study_attrs
 
 
 def ablation_rows(study: optuna.Study, factors: Sequence[str]) -> list[CellRow]:
@@ -25,7 +24,7 @@ def ablation_rows(study: optuna.Study, factors: Sequence[str]) -> list[CellRow]:
     runs: dict[tuple[Any, ...], dict[int, float]] = {}
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     for trial in study.get_trials(deepcopy=False, states=states):
-        config = trial.user_attrs.get("config", {})
+        config = TrialAttrs.of(trial).config or {}
         cell = tuple(config.get(f, trial.params.get(f)) for f in factors)
         cell = tuple(tuple(v) if isinstance(v, list) else v for v in cell)
         # A pruned run of an ablation (which prunes nothing) is one that diverged.
@@ -37,8 +36,8 @@ def ablation_rows(study: optuna.Study, factors: Sequence[str]) -> list[CellRow]:
         raise StudyError(f"ablation '{study.study_name}' has no complete run yet")
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     rows = ablation_table(runs, maximize=maximize)
-    study.set_user_attr(
-        ABLATION_ATTR, {"factors": list(factors), "rows": [r.to_dict() for r in rows]}
+    write_study_attrs(
+        study, ablation={"factors": list(factors), "rows": [r.to_dict() for r in rows]}
     )
     return rows
 

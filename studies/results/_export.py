@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib.metadata
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from studies._errors import StudyError
 from studies.results._files import check_output
 from studies.results._read import OpenStudy, open_study, trial_config
 from studies.storage import (
-    SPEC_ATTR,
+    StudyAttrs,
     TrialAttrs,
     WeightStore,
     best_trial,
@@ -66,8 +65,8 @@ def data_identity(trial: optuna.trial.FrozenTrial, config: TrainConfig) -> dict[
 
 
 def _spec_folder(study: optuna.Study) -> str | None:
-    raw = study.user_attrs.get(SPEC_ATTR)
-    return json.loads(raw)["study"].get("folder") if raw else None
+    spec = StudyAttrs.of(study).spec
+    return spec["study"].get("folder") if spec else None
 
 
 def provenance(
@@ -86,7 +85,7 @@ def provenance(
         "torch_threads": attrs.torch_threads,
         "best_epoch": attrs.best_epoch,
         "epochs_run": attrs.epochs_run,
-        "stop_reason": attrs.stop_reason,
+        "stop_reason": None if attrs.stop_reason is None else str(attrs.stop_reason),  # plain
         "diagnosis": list(attrs.diagnosis),
         "storage": public_url(url) if url else None,
         "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,8 @@ import optuna
 
 from studies._errors import StudyError
 from studies.storage import (
-    SPEC_ATTR,
     EpochStore,
+    StudyAttrs,
     TrialAttrs,
     create_engine,
     load_study,
@@ -37,8 +36,8 @@ class OpenStudy:
     def search_path(self, trial: optuna.trial.FrozenTrial) -> tuple[str, ...]:
         """Where a trial's relative model and data paths resolve: the spec's folder, then
         the folder its model file was in."""
-        raw = self.study.user_attrs.get(SPEC_ATTR)
-        folder = json.loads(raw)["study"].get("folder") if raw else None
+        spec = StudyAttrs.of(self.study).spec
+        folder = spec["study"].get("folder") if spec else None
         source = (TrialAttrs.of(trial).model or {}).get("source")
         folders = [f for f in (folder, source and str(Path(source).parent)) if f]
         return tuple(dict.fromkeys(folders))

@@ -25,12 +25,9 @@ from studies.analysis import (
     plot_lr_ranges,
     plot_size_curve,
 )
-from studies.results._ablation import ABLATION_ATTR
 from studies.results._files import check_output
 from studies.results._read import FINISHED, OpenStudy, open_study
-from studies.results._size_curve import CURVE_ATTR
-from studies.storage import TrialAttrs, best_trial, finished_trials, redact
-from studies.workers import RANGE_ATTR
+from studies.storage import StudyAttrs, TrialAttrs, best_trial, finished_trials, redact
 
 SUFFIXES = (".html", ".htm")
 TOP_TRIALS = 4  # learning curves shown, best first
@@ -137,7 +134,7 @@ def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metr
 
 def _lr_range_section(study: optuna.Study) -> str:
     """The learning-rate range tests of an `auto` study, and the bounds it searched."""
-    ranges = study.user_attrs.get(RANGE_ATTR)
+    ranges = StudyAttrs.of(study).lr_range
     if not ranges:
         return ""
     png = plot_lr_ranges(ranges, title="learning-rate range test (loss against lr)")
@@ -151,7 +148,7 @@ def _lr_range_section(study: optuna.Study) -> str:
 
 def _size_curve_section(study: optuna.Study) -> str:
     """The last `hpstudy learning-curve` of the study: its picture and its reading."""
-    record = study.user_attrs.get(CURVE_ATTR)
+    record = StudyAttrs.of(study).learning_curve
     if not record:
         return ""
     points = [SizePoint.from_dict(p) for p in record["points"]]
@@ -165,7 +162,7 @@ def _size_curve_section(study: optuna.Study) -> str:
 
 def _ablation_section(study: optuna.Study) -> str:
     """An ablation's table: the mean per cell with its 95% interval, and the paired tests."""
-    kept = study.user_attrs.get(ABLATION_ATTR)
+    kept = StudyAttrs.of(study).ablation
     if not kept:
         return ""
     head = (*kept["factors"], "runs", "diverged", "mean", "95% interval", "p vs best (Holm)")

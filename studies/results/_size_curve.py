@@ -23,11 +23,16 @@ import optuna
 from studies._errors import StudyError
 from studies.analysis import SizePoint, chance_error, plot_size_curve, read_size_curve
 from studies.results._read import open_study, trial_config
-from studies.storage import DatabaseArtifactStore, TrialAttrs, best_trial, create_engine
+from studies.storage import (
+    DatabaseArtifactStore,
+    TrialAttrs,
+    best_trial,
+    create_engine,
+    write_study_attrs,
+)
 
 SIZES = (0.05, 0.1, 0.2, 0.4, 0.7, 1.0)
 REPEATS = 3
-CURVE_ATTR = "hpstudy_learning_curve"  # study user attribute: the last curve computed
 
 
 def check_sizes(sizes: Sequence[float], repeats: int) -> tuple[float, ...]:
@@ -166,7 +171,7 @@ def _keep(
         "numbers": {k: v for k, v in numbers.items() if math.isfinite(v)},
         "sentence": sentence,
     }
-    opened.study.set_user_attr(CURVE_ATTR, record)
+    write_study_attrs(opened.study, learning_curve=record)
     engine = create_engine(opened.url)
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -17,13 +17,17 @@ from studies.spec._spec import (
     METRICS,
     REPEAT,
     STORAGE_ENV,
+    STUDY,
+    STUDY_KEYS,
     SpecError,
+    StudyKey,
     StudySpec,
     builtin_specs,
     check_data,
     default_storage,
     load_spec,
 )
+from studies.spec._study_values import Ablation, Target
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -34,9 +38,14 @@ __all__ = [
     "REPEAT",
     "SAMPLERS",
     "STORAGE_ENV",
+    "STUDY",
+    "STUDY_KEYS",
+    "Ablation",
     "RaySettings",
     "SpecError",
+    "StudyKey",
     "StudySpec",
+    "Target",
     "builtin_specs",
     "check_data",
     "check_pruner",

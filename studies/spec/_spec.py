@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from search_space import Categorical, Float, SearchSpace, SpaceError, encode_poi
 from studies._errors import StudyError, did_you_mean
 from studies.spec._ray import RaySettings, read_ray
 from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
+from studies.spec._study_values import Ablation, Target
 from trainer import (
     BUILTIN_DATASETS,
     MONITORS,
@@ -51,24 +52,6 @@ AUTO_LR = (1e-6, 1.0)  # what `[space.lr] auto = true` may propose, unless low/h
 # Each metric a study can optimise, with its direction; which ones a task records is
 # trainer.TASK_METRICS (accuracy for classification, RMSE and R² for regression).
 METRICS = {name: metric_direction(name) for name in MONITORS}
-STUDY_KEYS = (
-    "name",
-    "storage",
-    "metric",
-    "direction",
-    "sampler",
-    "pruner",
-    "n_trials",
-    "timeout",
-    "seed",
-    "description",
-    "folder",
-    "enqueue",
-    "target",
-    "keep_weights",
-    "ablation",
-    "ray",
-)
 # `TrainConfig` fields that hpstudy sets for every trial, so a spec may not.
 SET_BY_STUDY = {
     "seed": "each trial gets its own seed from study.seed",
@@ -108,14 +91,14 @@ class StudySpec:
     folder: str = ""
     # Known configurations tried first (possibly partial): parameter name -> value.
     enqueue: tuple[dict[str, Any], ...] = ()
-    # Stop starting trials once a finished epoch reaches this: {metric: value}.
-    target: dict[str, float] | None = None
+    # Stop starting trials once a finished epoch reaches this.
+    target: Target | None = None
     # [space.lr] auto = true: search lr inside bounds a range test proposes, per optimiser.
     lr_auto: bool = False
     # The best-epoch weights of the best this many complete trials stay in the database.
     keep_weights: int = KEEP_WEIGHTS
-    # An ablation: {"factors": [...], "repeats": R}; the space's `repeat` picks each seed.
-    ablation: dict[str, Any] | None = None
+    # An ablation: its factors and seeds per cell; the space's `repeat` picks each seed.
+    ablation: Ablation | None = None
     # Workers as Ray tasks (`hpstudy run --ray`); None: local worker processes.
     ray: RaySettings | None = None
 
@@ -138,42 +121,39 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML-ready form, as read by `from_dict` (stored with the study)."""
-        study: dict[str, Any] = {
-            "name": self.name,
-            "storage": self.storage,
-            "metric": self.metric,
-            "direction": self.direction,
-            "sampler": dict(self.sampler),
-            "pruner": dict(self.pruner),
-            "seed": self.seed,
-            "description": self.description,
-        }
-        if self.n_trials is not None:
-            study["n_trials"] = self.n_trials
-        if self.timeout is not None:
-            study["timeout"] = self.timeout
-        if self.folder:
-            study["folder"] = self.folder
-        if self.enqueue:
-            study["enqueue"] = [dict(point) for point in self.enqueue]
-        if self.target:
-            study["target"] = dict(self.target)
-        if self.keep_weights != KEEP_WEIGHTS:
-            study["keep_weights"] = self.keep_weights
-        if self.ablation:
-            study["ablation"] = {
-                "factors": list(self.ablation["factors"]),
-                "repeats": self.ablation["repeats"],
-            }
-        if self.ray is not None:
-            study["ray"] = self.ray.to_dict()
+        study: dict[str, Any] = {}
+        for key in STUDY:
+            value = self.direction if key.name == "direction" else getattr(self, key.name)
+            if not key.omit(value):
+                study[key.name] = key.dump(value)
         space = self.space.to_dict()
         if self.lr_auto:
             space["lr"] = {**space["lr"], "auto": True}
         return {"study": study, "train": self.train.to_dict(), "space": space}
 
     def replace(self, **changes: Any) -> StudySpec:
+        """The spec with fields changed, as they are (not validated again)."""
         return dataclasses.replace(self, **changes)
+
+    def with_study(self, *, source: str | None = None, **values: Any) -> StudySpec:
+        """The spec with `[study]` keys set (None: left as it is), validated again as a whole.
+
+        Args:
+            source: names the changed spec in errors; default: this spec's source followed
+                by the changes (a storage URL left out).
+
+        Raises:
+            SpecError: naming `source` and each bad key, an unknown one included.
+        """
+        given = {key: value for key, value in values.items() if value is not None}
+        if not given:
+            return self
+        data = self.to_dict()
+        data["study"].update(given)
+        if source is None:
+            shown = ", ".join(f"{k}={v!r}" for k, v in given.items() if k != "storage")
+            source = f"{self.source} (with {shown})" if shown else self.source
+        return StudySpec.from_dict(data, source=source)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> StudySpec:
@@ -185,141 +165,198 @@ class StudySpec:
         problems: list[str] = []
         # 1. The three tables, each checked on its own.
         tables = _tables(data, problems)
-        study = _StudyTable.read(tables["study"], problems)
-        train = _read_train(tables["train"], tables["space"], study.metric, problems)
+        study = _read_study(tables["study"], problems)
+        train = _read_train(tables["train"], tables["space"], study["metric"], problems)
         space_table, lr_auto = _auto_lr(tables["space"], problems)
-        space = _read_space(space_table, problems, ablation=study.ablation is not None)
+        space = _read_space(space_table, problems, ablation=study["ablation"] is not None)
         # 2. What only the tables together can tell.
-        if space is not None and study.sampler.get("name") == "grid":
-            problems += _grid_problems(space, study.n_trials)
+        if space is not None and study["sampler"].get("name") == "grid":
+            problems += _grid_problems(space, study["n_trials"])
         if space is not None:
-            problems += _ablation_problems(study.ablation, space)
+            problems += _ablation_problems(study["ablation"], space)
         if train is not None and space is not None:
-            problems += _enqueue_problems(study.enqueue, train, space)
-            problems += _target_task_problems(study.target, train)
+            problems += _enqueue_problems(study["enqueue"], train, space)
+            problems += _target_task_problems(study["target"], train)
         if train is not None and space is not None and not problems:
             problems += _check_samples(train, space)
         if problems or train is None or space is None:
             raise SpecError(problems, source=source)
-        return cls(**study.fields(), train=train, space=space, source=source, lr_auto=lr_auto)
+        fields = {key.name: key.keep(study[key.name]) for key in STUDY if key.field}
+        return cls(**fields, train=train, space=space, source=source, lr_auto=lr_auto)
 
 
 @dataclasses.dataclass(frozen=True)
-class _StudyTable:
-    """The `[study]` table's values, with defaults filled in (checked by `read`)."""
+class StudyKey:
+    """One key of `[study]`: its default, how it is read and checked, and how it is kept.
 
-    name: Any
-    storage: Any
-    metric: Any
-    sampler: dict[str, Any]
-    pruner: dict[str, Any]
-    n_trials: Any
-    timeout: Any
-    seed: Any
-    description: Any
-    folder: Any
-    enqueue: Any
-    target: Any
-    keep_weights: Any
-    ablation: Any
-    ray: RaySettings | None
+    `STUDY` declares every key once; reading, the unknown-key check, `StudySpec`'s fields and
+    `to_dict` all follow it. A key's problems here are those of its value alone; what needs
+    other keys or tables (metric and direction, the ablation's factors) is checked apart.
+    """
 
-    @classmethod
-    def read(cls, study: dict[str, Any], problems: list[str]) -> _StudyTable:
-        """Reads `[study]`, adding a problem for each bad key to `problems`."""
-        for key in study:
-            if key not in STUDY_KEYS:
-                problems.append(f"study.{key}: unknown key{did_you_mean(key, STUDY_KEYS)}")
-        table = cls(
-            name=study.get("name"),
-            storage=study.get("storage", default_storage()),
-            metric=study.get("metric", "dev_loss"),
-            sampler=_named(study.get("sampler", {"name": "tpe"}), "sampler", "tpe", problems),
-            pruner=_named(study.get("pruner", {"name": "median"}), "pruner", "median", problems),
-            n_trials=study.get("n_trials"),
-            timeout=study.get("timeout"),
-            seed=study.get("seed", 0),
-            description=study.get("description", ""),
-            folder=study.get("folder", ""),
-            enqueue=study.get("enqueue", []),
-            target=study.get("target"),
-            keep_weights=study.get("keep_weights", KEEP_WEIGHTS),
-            ablation=study.get("ablation"),
-            ray=read_ray(study.get("ray"), problems),
-        )
-        problems += table.problems(study.get("direction"))
-        return table
+    name: str
+    default: Callable[[], Any] = lambda: None  # the value of a missing key
+    # how a given value is read (a bare sampler name -> a table), adding problems found
+    read: Callable[[Any, list[str]], Any] = lambda value, _problems: value
+    check: Callable[[Any], list[str]] = lambda _value: []  # the problems of a read value
+    keep: Callable[[Any], Any] = lambda value: value  # the `StudySpec` field, once valid
+    dump: Callable[[Any], Any] = lambda value: value  # `to_dict`'s form of the field
+    omit: Callable[[Any], bool] = lambda _value: False  # `to_dict` leaves the field out
+    field: bool = True  # False: checked only (`direction` follows from the metric)
 
-    def problems(self, direction: Any) -> list[str]:
-        found: list[str] = []
-        if not isinstance(self.name, str) or not self.name.strip():
-            found.append("study.name: required, a non-empty string")
-        found += _storage_problems(self.storage)
-        if self.metric not in METRICS:
-            found.append(
-                f"study.metric: '{self.metric}' is unknown; choose one of: {', '.join(METRICS)}"
-            )
-        elif direction is not None and direction != METRICS[self.metric]:
-            found.append(
-                f"study.direction: {self.metric} is always {METRICS[self.metric]}d, "
-                f"not '{direction}'"
-            )
-        n_trials, timeout = self.n_trials, self.timeout
-        if n_trials is not None and (not _is_int(n_trials) or n_trials < 1):
-            found.append(f"study.n_trials: must be a whole number >= 1, got {n_trials!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not 0 < timeout < math.inf
-        ):
-            found.append(f"study.timeout: must be seconds > 0, got {timeout!r}")
-        if n_trials is None and timeout is None:
-            found.append("study: set n_trials and/or timeout, or the study never ends")
-        if not _is_int(self.seed):
-            found.append(f"study.seed: must be a whole number, got {self.seed!r}")
-        if not isinstance(self.folder, str):
-            found.append(f"study.folder: must be a folder path, got {self.folder!r}")
-        if not isinstance(self.enqueue, list) or not all(isinstance(p, dict) for p in self.enqueue):
-            found.append(
-                "study.enqueue: a list of tables of parameter values, e.g. "
-                'enqueue = [{ lr = 0.01, optimizer = "adam" }]'
-            )
-        found += _target_problems(self.target)
-        if not _is_int(self.keep_weights) or self.keep_weights < 0:
-            found.append(
-                f"study.keep_weights: how many trials' weights to keep (0 = none), a whole "
-                f"number >= 0; got {self.keep_weights!r}"
-            )
-        found += check_sampler(self.sampler, prefix="study.sampler")
-        found += check_pruner(self.pruner, prefix="study.pruner")
-        return found
 
-    def fields(self) -> dict[str, Any]:
-        """`StudySpec`'s study fields, once `problems` found none."""
-        return {
-            "name": str(self.name),
-            "storage": str(self.storage),
-            "metric": str(self.metric),
-            "sampler": self.sampler,
-            "pruner": self.pruner,
-            "n_trials": self.n_trials,
-            "timeout": None if self.timeout is None else float(self.timeout),
-            "seed": int(self.seed),
-            "description": str(self.description),
-            "folder": str(self.folder),
-            "enqueue": tuple(dict(point) for point in self.enqueue),
-            "keep_weights": int(self.keep_weights),
-            "ablation": None
-            if not self.ablation
-            else {
-                "factors": tuple(self.ablation["factors"]),
-                "repeats": int(self.ablation["repeats"]),
-            },
-            "target": None
-            if self.target is None
-            else {str(k): float(v) for k, v in self.target.items()},
-            "ray": self.ray,
-        }
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def _problem(ok: Callable[[Any], bool], message: str) -> Callable[[Any], list[str]]:
+    """A check that finds `message` (formatted with the value as `got`) unless `ok`."""
+    return lambda value: [] if ok(value) else [message.format(got=repr(value))]
+
+
+def _seconds(value: Any) -> bool:
+    return value is None or (
+        not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < math.inf
+    )
+
+
+def _points(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(p, dict) for p in value)
+
+
+STUDY = (
+    StudyKey(
+        "name",
+        check=_problem(
+            lambda v: isinstance(v, str) and bool(v.strip()),
+            "study.name: required, a non-empty string",
+        ),
+        keep=str,
+    ),
+    StudyKey(
+        "storage",
+        default=lambda: default_storage(),
+        check=lambda v: _storage_problems(v),
+        keep=str,
+    ),
+    StudyKey("metric", default=lambda: "dev_loss", keep=str),  # checked with direction
+    StudyKey("direction", field=False),  # the metric's, written for a reader's sake
+    StudyKey(
+        "sampler",
+        default=lambda: {"name": "tpe"},
+        read=lambda v, problems: _named(v, "sampler", "tpe", problems),
+        check=lambda v: check_sampler(v, prefix="study.sampler"),
+        dump=dict,
+    ),
+    StudyKey(
+        "pruner",
+        default=lambda: {"name": "median"},
+        read=lambda v, problems: _named(v, "pruner", "median", problems),
+        check=lambda v: check_pruner(v, prefix="study.pruner"),
+        dump=dict,
+    ),
+    StudyKey(
+        "n_trials",
+        check=_problem(
+            lambda v: v is None or (_is_int(v) and v >= 1),
+            "study.n_trials: must be a whole number >= 1, got {got}",
+        ),
+        omit=_is_none,
+    ),
+    StudyKey(
+        "timeout",
+        check=_problem(_seconds, "study.timeout: must be seconds > 0, got {got}"),
+        keep=lambda v: None if v is None else float(v),
+        omit=_is_none,
+    ),
+    StudyKey(
+        "seed",
+        default=lambda: 0,
+        check=_problem(lambda v: _is_int(v), "study.seed: must be a whole number, got {got}"),
+        keep=int,
+    ),
+    StudyKey("description", default=lambda: "", keep=str),
+    StudyKey(
+        "folder",
+        default=lambda: "",
+        check=_problem(
+            lambda v: isinstance(v, str), "study.folder: must be a folder path, got {got}"
+        ),
+        keep=str,
+        omit=lambda v: not v,
+    ),
+    StudyKey(
+        "enqueue",
+        default=lambda: [],
+        check=_problem(
+            _points,
+            "study.enqueue: a list of tables of parameter values, e.g. "
+            'enqueue = [{{ lr = 0.01, optimizer = "adam" }}]',
+        ),
+        keep=lambda v: tuple(dict(point) for point in v),
+        dump=lambda v: [dict(point) for point in v],
+        omit=lambda v: not v,
+    ),
+    StudyKey(
+        "target",
+        check=lambda v: _target_problems(v),
+        keep=lambda v: None if v is None else Target.from_dict(v),
+        dump=lambda v: v.to_dict(),
+        omit=_is_none,
+    ),
+    StudyKey(
+        "keep_weights",
+        default=lambda: KEEP_WEIGHTS,
+        check=_problem(
+            lambda v: _is_int(v) and v >= 0,
+            "study.keep_weights: how many trials' weights to keep (0 = none), a whole "
+            "number >= 0; got {got}",
+        ),
+        keep=int,
+        omit=lambda v: v == KEEP_WEIGHTS,
+    ),
+    StudyKey(  # checked against the space: `_ablation_problems`
+        "ablation",
+        keep=lambda v: Ablation.from_dict(v) if v else None,
+        dump=lambda v: v.to_dict(),
+        omit=_is_none,
+    ),
+    StudyKey(
+        "ray",
+        read=lambda v, problems: read_ray(v, problems),
+        dump=lambda v: v.to_dict(),
+        omit=_is_none,
+    ),
+)
+STUDY_KEYS = tuple(key.name for key in STUDY)
+
+
+def _read_study(table: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """`[study]`'s values by key, defaults filled in; adds each bad key's problem."""
+    for name in table:
+        if name not in STUDY_KEYS:
+            problems.append(f"study.{name}: unknown key{did_you_mean(name, STUDY_KEYS)}")
+    values = {
+        key.name: key.read(table[key.name], problems) if key.name in table else key.default()
+        for key in STUDY
+    }
+    for key in STUDY:
+        problems += key.check(values[key.name])
+    problems += _study_problems(values)
+    return values
+
+
+def _study_problems(values: dict[str, Any]) -> list[str]:
+    """What only several `[study]` keys together can tell."""
+    metric, direction = values["metric"], values["direction"]
+    found: list[str] = []
+    if metric not in METRICS:
+        found.append(f"study.metric: '{metric}' is unknown; choose one of: {', '.join(METRICS)}")
+    elif direction is not None and direction != METRICS[metric]:
+        found.append(f"study.direction: {metric} is always {METRICS[metric]}d, not '{direction}'")
+    if values["n_trials"] is None and values["timeout"] is None:
+        found.append("study: set n_trials and/or timeout, or the study never ends")
+    return found
 
 
 def _ablation_problems(ablation: Any, space: SearchSpace) -> list[str]:

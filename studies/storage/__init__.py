@@ -13,12 +13,17 @@ from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialChec
 from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._locks import is_lock_error, retry_locked
-from studies.storage._queue import Reached, Target, enqueue_once, is_warm_start, reached_target
+from studies.storage._queue import (
+    Reached,
+    Target,
+    TargetRecord,
+    enqueue_once,
+    is_warm_start,
+    reached_target,
+)
 from studies.storage._secrets import strip_stored_passwords
 from studies.storage._study import (
     CODE_ATTR,
-    GRACE_PERIOD,
-    HEARTBEAT_INTERVAL,
     SPEC_ATTR,
     best_trial,
     check_code,
@@ -31,9 +36,19 @@ from studies.storage._study import (
     stored_heartbeat,
     stored_spec,
 )
+from studies.storage._study_attrs import (
+    GRACE_PERIOD,
+    HEARTBEAT_INTERVAL,
+    Heartbeat,
+    StoredStudy,
+    StudyAttrs,
+    write_study_attrs,
+)
 from studies.storage._tables import METADATA, ensure_tables
 from studies.storage._trial_attrs import (
     WORKER_ATTR,
+    WORKER_DIED,
+    StopReason,
     TrialAttrs,
     chain_root,
     user_attrs_without_outcome,
@@ -72,6 +87,7 @@ __all__ = [
     "SPEC_ATTR",
     "STORAGE_ENV",
     "WORKER_ATTR",
+    "WORKER_DIED",
     "Budget",
     "BufferedEpochStore",
     "CheckpointTable",
@@ -79,8 +95,13 @@ __all__ = [
     "CopyReport",
     "DatabaseArtifactStore",
     "EpochStore",
+    "Heartbeat",
     "Reached",
+    "StopReason",
+    "StoredStudy",
+    "StudyAttrs",
     "Target",
+    "TargetRecord",
     "TrialAttrs",
     "TrialCheckpoint",
     "WeightStore",
@@ -120,4 +141,5 @@ __all__ = [
     "user_attrs_without_outcome",
     "weights_filename",
     "write_attrs",
+    "write_study_attrs",
 ]

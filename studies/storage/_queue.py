@@ -4,8 +4,9 @@
 `hpstudy_enqueued` first, so two `hpstudy run` started at the same moment, or a study resumed
 ten times, enqueue it once; the worker storage then hands each waiting trial to one worker.
 
-`Target` records the first epoch whose metric reached the study's target, in one insert that
-only one worker can win; workers start no new trial once it is there.
+`TargetRecord` records the first epoch whose metric reached the study's target (a
+`studies.spec.Target`), in one insert that only one worker can win; workers start no new
+trial once it is there.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 
+from studies.spec import Target as SpecTarget
 from studies.storage._locks import retry_locked
 from studies.storage._tables import ENQUEUED, TARGETS, ensure_tables
 from studies.storage._trial_attrs import TrialAttrs
@@ -64,16 +66,16 @@ class Reached:
     reached_at: float  # Unix seconds
 
 
-class Target:
-    """A study's target, `{metric: value}`, and the record of the epoch that reached it."""
+class TargetRecord:
+    """A study's target, and the record of the epoch that reached it."""
 
-    def __init__(self, engine: sa.Engine, study_id: int, metric: str, value: float) -> None:
-        self.engine, self.study_id, self.metric, self.value = engine, study_id, metric, value
-        self.maximize = metric in ("dev_accuracy", "dev_r2")
+    def __init__(self, engine: sa.Engine, study_id: int, target: SpecTarget) -> None:
+        self.engine, self.study_id, self.target = engine, study_id, target
+        self.metric, self.value = target.metric, target.value
         ensure_tables(engine)
 
     def met_by(self, value: float) -> bool:
-        return value >= self.value if self.maximize else value <= self.value
+        return self.target.met_by(value)
 
     def record(self, trial: int, epoch: int, value: float) -> bool:
         """Records the epoch that reached the target; False when another was first."""
@@ -123,3 +125,11 @@ def reached_target(engine: sa.Engine, study_id: int) -> Reached | None:
     if row is None:
         return None
     return Reached(row.metric, row.value, row.trial, row.epoch, row.reached_at)
+
+
+class Target(TargetRecord):
+    """`TargetRecord` under its former name and arguments (metric, value), for callers not
+    yet moved to `TargetRecord(engine, study_id, spec.target)`."""
+
+    def __init__(self, engine: sa.Engine, study_id: int, metric: str, value: float) -> None:
+        super().__init__(engine, study_id, SpecTarget(metric, value))

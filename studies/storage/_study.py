@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping
@@ -12,17 +11,15 @@ import optuna
 
 from studies._errors import StudyError
 from studies.spec import SpecError, StudySpec
+from studies.storage._study_attrs import Heartbeat, StoredStudy, StudyAttrs, write_study_attrs
+from studies.storage._trial_attrs import TrialAttrs
 from studies.storage._urls import open_storage, public_url, redact
 from studies.storage._worker_storage import REFRESH, StaleCallback, WorkerStorage
 from studies.storage._write_behind import FLUSH_INTERVAL
 
-SPEC_ATTR = "hpstudy_spec"  # study user attribute holding the spec as JSON
-CODE_ATTR = "hpstudy_code"  # study user attribute: the user's model and loader files, hashed
-# Heartbeats let a live study notice a dead worker: its RUNNING trial is failed after the grace
-# period and re-queued. Both are stored with the study, so every worker that joins uses them.
-HEARTBEAT_ATTR = "hpstudy:heartbeat"  # study system attribute: {"interval": s, "grace": s}
-HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
-GRACE_PERIOD = 60  # seconds without a heartbeat after which a RUNNING trial counts as dead
+# The keys of the spec and the code, under their earlier names (the CLI reads the spec's).
+SPEC_ATTR = StudyAttrs.key("spec")
+CODE_ATTR = StudyAttrs.key("code")
 
 
 def create_or_resume(
@@ -51,9 +48,8 @@ def create_or_resume(
         direction=spec.direction,  # type: ignore[arg-type]
         load_if_exists=True,
     )
-    stored = study.user_attrs.get(SPEC_ATTR)
-    if stored is not None:
-        before = json.loads(stored)
+    before = StudyAttrs.of(study).spec
+    if before is not None:
         now = spec.to_dict()
         changed = [key for key in ("train", "space") if before.get(key) != now[key]]
         if changed:
@@ -70,8 +66,8 @@ def create_or_resume(
         )
     if code:
         check_code(study, code)
-        study.set_user_attr(CODE_ATTR, dict(code))
-    study.set_user_attr(SPEC_ATTR, json.dumps(storable_spec(spec)))
+        write_study_attrs(study, code={role: dict(ident) for role, ident in code.items()})
+    write_study_attrs(study, spec=storable_spec(spec))
     with warnings.catch_warnings():  # "experimental since 3.2": a note for Optuna's users
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
@@ -95,7 +91,7 @@ def check_code(study: optuna.Study, code: Mapping[str, Mapping[str, str]]) -> No
     Raises:
         StudyError: naming the file, both hashes and the fix.
     """
-    before = study.user_attrs.get(CODE_ATTR) or {}
+    before = StudyAttrs.of(study).code
     for role, now in code.items():
         then = before.get(role)
         if then is None or then.get("sha256") == now.get("sha256"):
@@ -117,14 +113,14 @@ def stored_spec(storage: optuna.storages.BaseStorage, name: str, *, url: str = "
         StudyError: for an unknown study, or one not made by hpstudy.
     """
     study = load_study(storage, name, url=url)
-    raw = study.user_attrs.get(SPEC_ATTR)
-    if raw is None:
+    stored = StudyAttrs.of(study).spec
+    if stored is None:
         raise StudyError(
             f"study '{name}' was not made by hpstudy (it has no stored spec); "
             f"start it with 'hpstudy run SPEC'"
         )
     try:
-        spec = StudySpec.from_dict(json.loads(raw), source=f"the spec stored with '{name}'")
+        spec = StudySpec.from_dict(stored, source=f"the spec stored with '{name}'")
     except SpecError as exc:
         raise StudyError(str(exc)) from None
     return spec.replace(storage=url) if url else spec
@@ -158,7 +154,7 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
     def rank(trial: optuna.trial.FrozenTrial) -> tuple[float, bool, int]:
         value = trial.value if trial.value is not None else math.inf
-        diverged = "diverged" in trial.user_attrs.get("diagnosis", ())
+        diverged = "diverged" in TrialAttrs.of(trial).diagnosis
         return sign * value, diverged, trial.number
 
     return sorted(done, key=rank)
@@ -193,19 +189,23 @@ def best_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.F
 def store_heartbeat(
     storage: optuna.storages.BaseStorage, study_id: int, *, interval: int, grace: int
 ) -> None:
-    """Records the study's heartbeat interval and grace period (seconds) for its workers."""
+    """Records the study's heartbeat interval and grace period (seconds) for its workers.
+
+    Heartbeats let a live study notice a dead worker: its RUNNING trial is failed after the
+    grace period and re-queued.
+    """
     if interval < 1 or grace <= interval:
         raise StudyError(
             f"the heartbeat needs interval >= 1 s and a longer grace period; got interval "
             f"{interval} s, grace {grace} s"
         )
-    storage.set_study_system_attr(study_id, HEARTBEAT_ATTR, {"interval": interval, "grace": grace})
+    write_study_attrs(StoredStudy(storage, study_id), heartbeat=Heartbeat(interval, grace))
 
 
 def stored_heartbeat(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[int, int]:
     """The study's (heartbeat interval, grace period), or the defaults."""
-    stored = storage.get_study_system_attrs(study_id).get(HEARTBEAT_ATTR) or {}
-    return int(stored.get("interval", HEARTBEAT_INTERVAL)), int(stored.get("grace", GRACE_PERIOD))
+    heartbeat = StudyAttrs.read(storage, study_id).heartbeat or Heartbeat()
+    return heartbeat.interval, heartbeat.grace
 
 
 def open_worker_storage(

@@ -9,10 +9,47 @@ drift apart, and `chain_root` says which retry chain a trial belongs to (Optuna'
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from trainer import Status
+
 WORKER_ATTR = "hpstudy:worker"  # system attribute of a running trial: "host:pid" of its worker
+WORKER_DIED = "worker died"  # the fail_reason of a trial failed because its worker went silent
+
+
+class StopReason(enum.StrEnum):
+    """Why a trial's run ended (`TrialAttrs.stop_reason`): the trainer's `Status` of a run
+    that ended, or what the study did to it. Members are the strings stored since the first
+    version, so old studies read back the same and a member equals its string."""
+
+    COMPLETED = Status.COMPLETED.value
+    EARLY_STOPPED = Status.EARLY_STOPPED.value
+    DIVERGED = Status.DIVERGED.value
+    PRUNED = "pruned"  # the pruner stopped it
+    FAILED = "failed"  # an exception; `fail_reason` holds it
+    INTERRUPTED = "interrupted"  # a signal stopped its worker; the trial was re-queued
+
+    @classmethod
+    def of(cls, status: Status) -> StopReason:
+        """The stop reason of a run the trainer ended with `status`.
+
+        Raises:
+            ValueError: for `Status.RUNNING`, which is no reason to stop.
+        """
+        return cls(status.value)
+
+    @classmethod
+    def read(cls, stored: Any) -> StopReason | str | None:
+        """A stored value as its member; a string this version does not know (a newer
+        hpstudy wrote it) stays a string, so reading a study never fails on it."""
+        if stored is None:
+            return None
+        try:
+            return cls(stored)
+        except ValueError:
+            return str(stored)
 
 
 class _HasUserAttrs(Protocol):
@@ -53,7 +90,7 @@ class TrialAttrs:
     warm_start: str | None = None  # where an enqueued configuration came from
     transfer: dict[str, Any] | None = None  # init_from and freeze: what was loaded, from where
     # --- how its run ended ---
-    stop_reason: str | None = None  # completed, early_stopped, pruned, diverged, failed, ...
+    stop_reason: StopReason | str | None = None  # a str only for a reason this version lacks
     fail_reason: str | None = None  # the exception, for a failed trial
     epochs_run: int | None = None
     best_epoch: int | None = None  # the epoch model selection kept
@@ -88,6 +125,8 @@ class TrialAttrs:
         values: dict[str, Any] = {key: attrs[key] for key in cls.names() if key in attrs}
         if "diagnosis" in values:
             values["diagnosis"] = tuple(values["diagnosis"])
+        if "stop_reason" in values:
+            values["stop_reason"] = StopReason.read(values["stop_reason"])
         return cls(**values)
 
 
@@ -102,7 +141,14 @@ def write_attrs(trial: _Writable, **values: Any) -> None:
     for key, value in values.items():
         if key not in known:
             raise KeyError(f"'{key}' is not a TrialAttrs field")
-        trial.set_user_attr(key, list(value) if isinstance(value, tuple) else value)
+        trial.set_user_attr(key, _plain(value))
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON keeps it: a tuple as a list, an enum member as its value."""
+    if isinstance(value, tuple):
+        return list(value)
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def chain_root(trial: _HasSystemAttrs) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from studies._lazy import lazy_exports
-from studies.workers._lr_auto import RANGE_ATTR, run_range_tests, searched_space
+from studies.workers._lr_auto import run_range_tests, searched_space
 from studies.workers._progress import Counts, count, progress_line
 from studies.workers._recovery import MAX_RETRY, RequeueStale, recover_dead_workers, requeue
 from studies.workers._signals import Interrupted, Stop
@@ -72,7 +72,6 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 __all__ = [
     "CURVES_FILENAME",
     "MAX_RETRY",
-    "RANGE_ATTR",
     "Counts",
     "Interrupted",
     "Objective",

@@ -2,7 +2,7 @@
 
 `hpstudy lr-range SPEC` runs Smith's range test for each optimiser the space can choose and
 proposes bounds. With `[space.lr] auto = true` the runner runs it once per study, before any
-worker starts, and keeps the ranges with the study (user attribute `hpstudy_lr_range`); every
+worker starts, and keeps the ranges with the study (`StudyAttrs.lr_range`); every
 worker then searches the learning rate inside its optimiser's proposed bounds: the space's
 `lr` becomes one parameter per optimiser, `lr_sgd`, `lr_adam`, ... (each drawn only with its
 optimiser), which the objective hands to the trainer as `lr`.
@@ -17,13 +17,13 @@ import optuna
 
 from search_space import Categorical, Float, SearchSpace
 from studies.spec import StudySpec
+from studies.storage import StudyAttrs, write_study_attrs
 from studies.workers._preflight import one_sample
 from trainer import OPTIMIZER_NAMES, field_names
 
 if TYPE_CHECKING:
     from trainer import LRRange
 
-RANGE_ATTR = "hpstudy_lr_range"  # study user attribute: optimiser -> LRRange.to_dict()
 MOMENTUM = 0.9  # the range test's momentum for sgd and rmsprop (Smith's setting)
 PREFIX = "lr_"  # per-optimiser learning-rate parameters: lr_sgd, lr_adam, ...
 
@@ -77,7 +77,7 @@ def _clamped(found: LRRange, low: float, high: float) -> LRRange:
 def stored_ranges(study: optuna.Study) -> dict[str, LRRange] | None:
     from trainer import LRRange
 
-    raw = study.user_attrs.get(RANGE_ATTR)
+    raw = StudyAttrs.of(study).lr_range
     return None if raw is None else {k: LRRange.from_dict(v) for k, v in raw.items()}
 
 
@@ -85,10 +85,10 @@ def ensure_ranges(
     spec: StudySpec, study: optuna.Study, *, echo: Callable[[str], None] = print
 ) -> None:
     """Runs the range tests once per study and stores them with it (`auto = true` only)."""
-    if not spec.lr_auto or study.user_attrs.get(RANGE_ATTR) is not None:
+    if not spec.lr_auto or StudyAttrs.of(study).lr_range is not None:
         return
     ranges = run_range_tests(spec, echo=echo)
-    study.set_user_attr(RANGE_ATTR, {k: v.to_dict() for k, v in ranges.items()})
+    write_study_attrs(study, lr_range={k: v.to_dict() for k, v in ranges.items()})
 
 
 def searched_space(spec: StudySpec, ranges: Mapping[str, Any] | None) -> SearchSpace:

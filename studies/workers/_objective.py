@@ -21,7 +21,8 @@ from studies.analysis import chance_loss, diagnose
 from studies.spec import REPEAT, StudySpec
 from studies.storage import (
     EpochStore,
-    Target,
+    StopReason,
+    TargetRecord,
     TrialAttrs,
     WeightStore,
     chain_root,
@@ -76,7 +77,9 @@ def device_name(name: str) -> str:
 
 # Called when a trial has ended (completed, pruned or diverged), before Optuna is told:
 # (trial, config, epochs, stop_reason). Pictures and notes for the dashboard hook in here.
-TrialFinisher: TypeAlias = "Callable[[optuna.Trial, TrainConfig, Sequence[EpochResult], str], None]"
+TrialFinisher: TypeAlias = (
+    "Callable[[optuna.Trial, TrainConfig, Sequence[EpochResult], StopReason], None]"
+)
 # (trial, number of its retry chain's first trial) -> where its training state is kept
 CheckpointFactory: TypeAlias = "Callable[[optuna.Trial, int], CheckpointStore | None]"
 
@@ -122,7 +125,7 @@ class Objective:
         *,
         finishers: Sequence[TrialFinisher] = (),
         checkpoints: CheckpointFactory | None = None,
-        target: Target | None = None,
+        target: TargetRecord | None = None,
         space: SearchSpace | None = None,
         weights: WeightStore | None = None,
     ) -> None:
@@ -196,18 +199,20 @@ class Objective:
             if transfer is not None:
                 write_attrs(trial, transfer={**transfer.to_dict(), "study": source})
         except optuna.TrialPruned:
-            self._finish(trial, config, reporter.epochs, "pruned")
+            self._finish(trial, config, reporter.epochs, StopReason.PRUNED)
             raise
         except Exception as exc:
             write_attrs(
-                trial, stop_reason="failed", fail_reason=f"{type(exc).__name__}: {exc}"[:500]
+                trial,
+                stop_reason=StopReason.FAILED,
+                fail_reason=f"{type(exc).__name__}: {exc}"[:500],
             )
             raise
-        self._finish(trial, config, reporter.epochs, result.status)
+        self._finish(trial, config, reporter.epochs, StopReason.of(result.status))
         if isinstance(result, trainer.CrossResult):
             return _cross_value(result, self.spec.metric)
         best = result.best
-        if result.status == "diverged" or best is None:
+        if result.status == trainer.Status.DIVERGED or best is None:
             # A diverged run tells the sampler "bad region" through its reported epochs;
             # as a pruned trial it does not stop the study.
             raise optuna.TrialPruned(f"diverged at epoch {len(result.epochs) - 1}")
@@ -233,7 +238,11 @@ class Objective:
             _log.warning("trial %d: its weights were not kept", trial.number, exc_info=True)
 
     def _finish(
-        self, trial: optuna.Trial, config: TrainConfig, epochs: Sequence[EpochResult], reason: str
+        self,
+        trial: optuna.Trial,
+        config: TrainConfig,
+        epochs: Sequence[EpochResult],
+        reason: StopReason,
     ) -> None:
         write_attrs(trial, stop_reason=reason, epochs_run=len(epochs))
         for finisher in self.finishers:
@@ -252,7 +261,7 @@ def _cross_value(result: CrossResult, metric: str) -> float:
         optuna.TrialPruned: a network diverged (as for one network).
     """
     values = result.values(metric)
-    if result.status == "diverged" or not all(math.isfinite(v) for v in values):
+    if result.status == trainer.Status.DIVERGED or not all(math.isfinite(v) for v in values):
         raise optuna.TrialPruned(f"diverged at epoch {len(result.epochs) - 1}")
     return result.value(metric)
 
@@ -280,7 +289,7 @@ def study_best_dev_loss(trial: optuna.Trial, *, exclude: int) -> float | None:
 
 
 def _watching(
-    target: Target, trial: optuna.Trial, reporter: Reporter
+    target: TargetRecord, trial: optuna.Trial, reporter: Reporter
 ) -> Callable[[EpochResult], None]:
     """The reporter, after a look at whether the epoch reached the study's target."""
 
@@ -305,7 +314,7 @@ def _watching(
 
 
 def store_diagnosis(
-    trial: optuna.Trial, config: TrainConfig, epochs: Sequence[EpochResult], reason: str
+    trial: optuna.Trial, config: TrainConfig, epochs: Sequence[EpochResult], reason: StopReason
 ) -> None:
     """A `TrialFinisher`: the learning-curve diagnosis and the best epoch as user attributes."""
     if not epochs:
@@ -316,7 +325,7 @@ def store_diagnosis(
     chance = chance_loss(TrialAttrs.of(trial).data or {})
     diagnosis = diagnose(
         records,
-        diverged=reason == "diverged",
+        diverged=reason == StopReason.DIVERGED,
         chance_loss=chance,
         reference_loss=study_best_dev_loss(trial, exclude=trial.number),
     )

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from studies.storage import WORKER_ATTR, chain_root, user_attrs_without_outcome
+from studies.storage import WORKER_ATTR, WORKER_DIED, chain_root, user_attrs_without_outcome
 
 MAX_RETRY = 3  # times a dead worker's trial is re-queued
 
@@ -80,7 +80,7 @@ def recover_dead_workers(
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", "worker died")
+            storage.set_trial_user_attr(trial_id, "fail_reason", WORKER_DIED)
             if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:

@@ -33,7 +33,7 @@ from studies.storage import (
     Budget,
     Checkpoints,
     Reached,
-    Target,
+    TargetRecord,
     create_engine,
     create_or_resume,
     open_storage,
@@ -296,9 +296,8 @@ def prepare_study(
     try:
         held = Budget(engine, study_id).reconcile(study)
         Checkpoints(engine, study_id).prune(study)
-        if spec.target:
-            [(metric, value)] = spec.target.items()
-            Target(engine, study_id, metric, value).forget()  # a record a new target outgrew
+        if spec.target is not None:
+            TargetRecord(engine, study_id, spec.target).forget()  # a record a new target outgrew
     finally:
         engine.dispose()
     return study, storage, held
@@ -311,13 +310,12 @@ def _listed(items: Sequence[str], shown: int = 3) -> str:
 
 def target_reached(spec: StudySpec, storage: optuna.storages.BaseStorage) -> Reached | None:
     """The epoch that reached the spec's target, once one has."""
-    if not spec.target:
+    if spec.target is None:
         return None
-    [(metric, value)] = spec.target.items()
     engine = create_engine(spec.storage)
     try:
         study_id = storage.get_study_id_from_name(spec.name)
-        return Target(engine, study_id, metric, value).reached()
+        return TargetRecord(engine, study_id, spec.target).reached()
     finally:
         engine.dispose()
 

@@ -33,7 +33,8 @@ from studies.storage import (
     BufferedEpochStore,
     Checkpoints,
     DatabaseArtifactStore,
-    Target,
+    StopReason,
+    TargetRecord,
     WeightStore,
     WorkerStorage,
     chain_root,
@@ -150,9 +151,8 @@ class _Worker:
         self.budget.ensure(self.study)
         self.stale.on_dropped = lambda _trial: self.budget.release()
         self.target = None
-        if self.spec.target:
-            [(metric, value)] = self.spec.target.items()
-            self.target = Target(self.engine, self.study_id, metric, value)
+        if self.spec.target is not None:
+            self.target = TargetRecord(self.engine, self.study_id, self.spec.target)
         self.checkpoints = Checkpoints(
             self.engine,
             self.study_id,
@@ -275,7 +275,9 @@ class _Worker:
                 state = TrialState.FAIL
                 _log.warning("trial %d failed: %r", trial.number, exc, exc_info=True)
         if self.summary.interrupted:
-            write_attrs(trial, stop_reason="interrupted", fail_reason="interrupted")
+            write_attrs(
+                trial, stop_reason=StopReason.INTERRUPTED, fail_reason=StopReason.INTERRUPTED
+            )
         try:
             if self._frozen(trial).state != TrialState.RUNNING:
                 raise optuna.exceptions.UpdateFinishedTrialError(str(trial.number))

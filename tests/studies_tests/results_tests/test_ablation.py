@@ -15,6 +15,7 @@ import studies
 from studies.analysis import ablation_table, holm, mean_interval
 from studies.cli import main
 from studies.spec import REPEAT
+from studies.storage import StudyAttrs
 from studies.workers._ablate import ablation_spec
 
 # The statistics ------------------------------------------------------------------------------
@@ -134,8 +135,8 @@ def test_hpstudy_ablate_runs_the_grid_and_prints_the_table(tmp_path: Path, capsy
         seeds.setdefault(cell, set()).add(trial.user_attrs["seed"])
     assert len(seeds) == 6
     assert len({frozenset(s) for s in seeds.values()}) == 1  # every cell ran the same seeds
-    kept = study.user_attrs["hpstudy_ablation"]
-    assert kept["factors"] == ["init", "activation"] and len(kept["rows"]) == 6
+    kept = StudyAttrs.of(study).ablation
+    assert kept is not None and kept["factors"] == ["init", "activation"] and len(kept["rows"]) == 6
 
 
 def test_the_picture_draws_every_cell_with_an_interval() -> None:

@@ -11,7 +11,8 @@ import pytest
 from studies import StudyError
 from studies.analysis import SizePoint, read_size_curve
 from studies.cli import main
-from studies.results._size_curve import CURVE_ATTR, check_sizes
+from studies.results._size_curve import check_sizes
+from studies.storage import StudyAttrs
 
 CHANCE = 0.9  # ten classes
 
@@ -92,7 +93,8 @@ def test_the_command_trains_the_best_trial_on_shares_and_keeps_the_curve(
     assert "examples (20%)" in out and "examples (100%)" in out
     assert any(label in out for label in ("overfitting", "underfitting", "good fit"))
     assert picture.read_bytes()[:4] == b"\x89PNG"
-    kept = optuna.load_study(study_name="tiny", storage=url).user_attrs[CURVE_ATTR]
+    kept = StudyAttrs.of(optuna.load_study(study_name="tiny", storage=url)).learning_curve
+    assert kept is not None
     assert [p["fraction"] for p in kept["points"]] == [0.2, 1.0]
     assert all(len(p["dev"]) == 2 for p in kept["points"])
     assert main(["learning-curve", "tiny", "--storage", url, "--sizes", "0.1,2"]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import tomllib
 import warnings
@@ -15,6 +16,7 @@ import tomli_w
 
 from search_space import suggest
 from studies import SpecError, StudySpec, builtin_specs, load_spec
+from studies.spec import STUDY, STUDY_KEYS, Ablation, Target
 
 BASE: dict[str, Any] = {
     "study": {"name": "t", "storage": "sqlite:///t.db", "n_trials": 4, "seed": 1},
@@ -133,6 +135,98 @@ def test_a_bad_spec_names_its_file_and_key(
 ) -> None:
     message, problems = problems_of(tmp_path, changed(**tables))
     assert any(p.startswith(key) for p in problems), message
+
+
+# A value other than the default for every [study] key, valid with BASE.
+CHANGED: dict[str, Any] = {
+    "name": "other",
+    "storage": "sqlite:///other.db",
+    "metric": "dev_accuracy",
+    "direction": "maximize",
+    "sampler": {"name": "random"},
+    "pruner": {"name": "none"},
+    "n_trials": 9,
+    "timeout": 30.0,
+    "seed": 5,
+    "description": "why this study",
+    "folder": "/somewhere",
+    "enqueue": [{"lr": 0.01}],
+    "target": {"dev_accuracy": 0.9},
+    "keep_weights": 0,
+    "ablation": {"factors": ["optimizer"], "repeats": 2},
+    "ray": {"address": "auto", "cpus_per_worker": 2.0, "gpus_per_worker": 0.0},
+}
+
+
+def test_each_study_key_is_declared_once() -> None:
+    assert len(STUDY_KEYS) == len(set(STUDY_KEYS))
+    kept = {key.name for key in STUDY if key.field}
+    fields = {f.name for f in dataclasses.fields(StudySpec)}
+    assert kept == fields - {"train", "space", "source", "lr_auto"}
+
+
+@pytest.mark.parametrize("key", STUDY_KEYS)
+def test_each_study_key_survives_the_round_trip(key: str) -> None:
+    data = changed(study={key: CHANGED[key]})
+    if key == "ablation":
+        data["space"]["repeat"] = {"choices": [0, 1]}
+    if key == "direction":
+        data["study"]["metric"] = "dev_accuracy"
+    spec = StudySpec.from_dict(data)
+    assert spec.to_dict()["study"][key] == CHANGED[key]
+    assert StudySpec.from_dict(spec.to_dict()) == spec
+
+
+def test_an_unknown_study_key_is_refused_with_the_closest_one() -> None:
+    with pytest.raises(SpecError) as caught:
+        StudySpec.from_dict(changed(study={"n_trial": 3}))
+    assert caught.value.problems == ["study.n_trial: unknown key (did you mean 'n_trials'?)"]
+
+
+def test_with_study_sets_keys_and_keeps_the_others() -> None:
+    spec = StudySpec.from_dict(BASE, source="base.toml")
+    changed_spec = spec.with_study(n_trials=9, seed=None, storage="sqlite:///elsewhere.db")
+    assert (changed_spec.n_trials, changed_spec.seed) == (9, spec.seed)
+    assert changed_spec.storage == "sqlite:///elsewhere.db"
+    assert changed_spec.source == "base.toml (with n_trials=9)"
+    assert spec.with_study(seed=None) is spec
+
+
+def test_with_study_validates_the_changed_spec_again() -> None:
+    spec = StudySpec.from_dict(BASE, source="base.toml")
+    with pytest.raises(SpecError, match=r"base\.toml \(with n_trials=0\)") as caught:
+        spec.with_study(n_trials=0)
+    assert caught.value.problems[0].startswith("study.n_trials")
+    with pytest.raises(SpecError, match="did you mean 'seed'"):
+        spec.with_study(sed=3)
+
+
+@pytest.mark.parametrize(
+    "value", [Target("dev_accuracy", 0.98), Target("dev_loss", 0.1), Ablation(("init", "lr"), 3)]
+)
+def test_a_study_value_survives_its_dict_round_trip(value: Target | Ablation) -> None:
+    assert type(value).from_dict(value.to_dict()) == value
+
+
+@pytest.mark.parametrize(
+    ("target", "value", "met"),
+    [
+        (Target("dev_accuracy", 0.9), 0.95, True),
+        (Target("dev_accuracy", 0.9), 0.85, False),
+        (Target("dev_loss", 0.1), 0.05, True),
+        (Target("dev_loss", 0.1), 0.2, False),
+    ],
+)
+def test_a_target_is_met_in_its_metrics_direction(target: Target, value: float, met: bool) -> None:
+    assert target.met_by(value) is met
+
+
+def test_the_spec_keeps_its_target_and_ablation_as_values() -> None:
+    data = changed(study={"target": {"dev_loss": 0.1}, "ablation": CHANGED["ablation"]})
+    data["space"]["repeat"] = {"choices": [0, 1]}
+    spec = StudySpec.from_dict(data)
+    assert spec.target == Target("dev_loss", 0.1)
+    assert spec.ablation == Ablation(("optimizer",), 2)
 
 
 def test_storage_may_name_an_environment_variable() -> None:

@@ -12,7 +12,8 @@ import pytest
 import studies
 from search_space import suggest
 from studies.cli import main
-from studies.workers import RANGE_ATTR, WorkerOptions, prepare_study, run_worker, searched_space
+from studies.storage import StudyAttrs
+from studies.workers import WorkerOptions, prepare_study, run_worker, searched_space
 from studies.workers._lr_auto import as_config_params, ensure_ranges
 from trainer import LRRange
 
@@ -84,8 +85,8 @@ def test_a_study_runs_the_range_test_once_and_its_trials_keep_inside(
     spec = studies.spec_of(write(tmp_path))
     study, _, _ = prepare_study(spec, echo=lambda _: None)
     ensure_ranges(spec, study, echo=lambda _: None)
-    stored = optuna.load_study(study_name="auto", storage=spec.storage).user_attrs[RANGE_ATTR]
-    assert set(stored) == {"sgd", "adam"}
+    stored = StudyAttrs.of(optuna.load_study(study_name="auto", storage=spec.storage)).lr_range
+    assert stored is not None and set(stored) == {"sgd", "adam"}
 
     def again(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("the range test ran a second time")

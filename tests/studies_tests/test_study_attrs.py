@@ -1,0 +1,116 @@
+"""`StudyAttrs`: every study attribute by one name, stored and read back, old studies too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from studies.spec import StudySpec
+from studies.storage import (
+    Heartbeat,
+    StudyAttrs,
+    open_storage,
+    storable_spec,
+    store_heartbeat,
+    stored_heartbeat,
+    stored_spec,
+    write_study_attrs,
+)
+
+SPEC: dict[str, Any] = {
+    "study": {"name": "kept", "storage": "sqlite:///kept.db", "n_trials": 4, "seed": 1},
+    "train": {"dataset": "digits", "hidden": [16], "epochs": 2},
+    "space": {"lr": {"low": 1e-4, "high": 1.0, "log": True}},
+}
+CODE = {"model": {"ref": "models.py:mlp", "source": "/p/models.py", "sha256": "ab" * 32}}
+LR_RANGE = {"adam": {"low": 1e-4, "high": 1e-2, "lrs": [1e-4, 1e-2], "losses": [2.0, 1.0]}}
+ABLATION = {"factors": ["init"], "rows": [{"cell": ["he"], "n": 2, "mean": 0.5}]}
+CURVE = {"trial": 3, "points": [], "label": "good_fit", "numbers": {}, "sentence": "fine"}
+
+
+def every_field() -> StudyAttrs:
+    spec = StudySpec.from_dict(SPEC)
+    return StudyAttrs(
+        spec=storable_spec(spec),
+        code=CODE,
+        heartbeat=Heartbeat(interval=2, grace=9),
+        lr_range=LR_RANGE,
+        ablation=ABLATION,
+        learning_curve=CURVE,
+    )
+
+
+def new_study(tmp_path: Path) -> tuple[optuna.storages.RDBStorage, optuna.Study, int]:
+    storage = open_storage(f"sqlite:///{tmp_path / 'a.db'}")
+    study = optuna.create_study(storage=storage, study_name="kept")
+    return storage, study, storage.get_study_id_from_name("kept")
+
+
+def test_every_field_survives_the_round_trip_through_a_database(tmp_path: Path) -> None:
+    storage, study, study_id = new_study(tmp_path)
+    written = every_field()
+    write_study_attrs(study, **{name: getattr(written, name) for name in StudyAttrs.names()})
+    again = optuna.load_study(study_name="kept", storage=storage)
+    assert StudyAttrs.of(again) == written
+    assert StudyAttrs.read(storage, study_id) == written
+
+
+def test_a_study_without_attributes_reads_as_the_defaults(tmp_path: Path) -> None:
+    storage, study, study_id = new_study(tmp_path)
+    assert StudyAttrs.of(study) == StudyAttrs() == StudyAttrs.read(storage, study_id)
+    assert stored_heartbeat(storage, study_id) == (10, 60)
+
+
+@pytest.mark.parametrize("name", StudyAttrs.names())
+def test_each_key_is_hpstudy_and_the_field_name(name: str) -> None:
+    assert StudyAttrs.key(name) == f"hpstudy_{name}"
+
+
+def test_a_misspelt_field_is_refused(tmp_path: Path) -> None:
+    _, study, _ = new_study(tmp_path)
+    with pytest.raises(KeyError, match="'specs' is not a StudyAttrs field"):
+        write_study_attrs(study, specs={})
+    assert study.user_attrs == {}
+
+
+def test_the_spec_is_kept_as_json_text_as_before(tmp_path: Path) -> None:
+    # An earlier hpstudy, and `hpstudy status`, parse the stored spec with json.loads.
+    _, study, _ = new_study(tmp_path)
+    spec = every_field().spec
+    write_study_attrs(study, spec=spec)
+    assert json.loads(study.user_attrs["hpstudy_spec"]) == spec
+
+
+def test_a_study_written_by_the_previous_version_reads_back(tmp_path: Path) -> None:
+    storage, study, study_id = new_study(tmp_path)
+    spec = StudySpec.from_dict(SPEC)
+    # The keys and forms the previous version wrote, set by hand.
+    study.set_user_attr("hpstudy_spec", json.dumps(storable_spec(spec)))
+    study.set_user_attr("hpstudy_code", CODE)
+    study.set_user_attr("hpstudy_lr_range", LR_RANGE)
+    study.set_user_attr("hpstudy_ablation", ABLATION)
+    study.set_user_attr("hpstudy_learning_curve", CURVE)
+    storage.set_study_system_attr(study_id, "hpstudy:heartbeat", {"interval": 2, "grace": 9})
+    assert StudyAttrs.read(storage, study_id) == every_field()
+    assert stored_heartbeat(storage, study_id) == (2, 9)
+    assert stored_spec(storage, "kept") == spec.replace(source="the spec stored with 'kept'")
+
+
+def test_a_heartbeat_stored_now_outranks_the_old_key(tmp_path: Path) -> None:
+    storage, _, study_id = new_study(tmp_path)
+    storage.set_study_system_attr(study_id, "hpstudy:heartbeat", {"interval": 2, "grace": 9})
+    store_heartbeat(storage, study_id, interval=5, grace=30)
+    assert stored_heartbeat(storage, study_id) == (5, 30)
+    assert storage.get_study_user_attrs(study_id)["hpstudy_heartbeat"] == {
+        "interval": 5,
+        "grace": 30,
+    }
+
+
+def test_a_heartbeat_round_trips_its_dict() -> None:
+    heartbeat = Heartbeat(interval=3, grace=12)
+    assert Heartbeat.from_dict(heartbeat.to_dict()) == heartbeat

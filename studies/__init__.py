@@ -36,7 +36,7 @@ from studies._reading import (
     status,
     trials,
 )
-from studies._tools import Ablation, ablate, fetch, learning_curve, lr_range, plan
+from studies._tools import AblationResult, ablate, fetch, learning_curve, lr_range, plan
 from studies.analysis import CellRow
 from studies.results import StudyRow, StudyStatus, TrialRow, TrialRows
 from studies.spec import (
@@ -44,12 +44,14 @@ from studies.spec import (
     PRUNERS,
     SAMPLERS,
     STORAGE_ENV,
+    Ablation,
     SpecError,
     StudySpec,
+    Target,
     builtin_specs,
     load_spec,
 )
-from studies.storage import CopyReport, TrialAttrs, public_url, redact
+from studies.storage import CopyReport, StopReason, StudyAttrs, TrialAttrs, public_url, redact
 from studies.workers import Counts
 
 if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
@@ -74,6 +76,7 @@ __all__ = [
     "SAMPLERS",
     "STORAGE_ENV",
     "Ablation",
+    "AblationResult",
     "CellRow",
     "CopyReport",
     "Counts",
@@ -81,10 +84,13 @@ __all__ = [
     "Reproduction",
     "SpecError",
     "SpecRow",
+    "StopReason",
+    "StudyAttrs",
     "StudyError",
     "StudyRow",
     "StudySpec",
     "StudyStatus",
+    "Target",
     "TrialAttrs",
     "TrialRow",
     "TrialRows",

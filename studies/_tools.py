@@ -24,7 +24,7 @@ Echo = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
-class Ablation:
+class AblationResult:
     """An ablation's outcome: one row per cell of factor values, best first."""
 
     study: str  # the ablation's own study (NAME-ablation-...), kept in the same database
@@ -110,7 +110,7 @@ def ablate(
     storage: str | None = None,
     output: str | Path | None = None,
     echo: Echo = print,
-) -> Ablation:
+) -> AblationResult:
     """Trains every combination of the categorical `factors` with `repeats` seeds each, as a
     study of its own, and tells which cells are significantly worse than the best.
 
@@ -140,7 +140,7 @@ def ablate(
         from studies.analysis import plot_ablation
 
         Path(output).write_bytes(plot_ablation(rows, factors, ablation.metric))
-    return Ablation(
+    return AblationResult(
         study=ablation.name,
         base=base.name,
         factors=tuple(factors),

@@ -90,7 +90,7 @@ def specs_table(rows: Sequence[studies.SpecRow]) -> Table:
     return table
 
 
-def ablation_table(ablation: studies.Ablation) -> Table:
+def ablation_table(ablation: studies.AblationResult) -> Table:
     metric = ablation.metric
     table = Table(title=f"mean {metric} per cell, 95% interval over seeds", title_justify="left")
     columns = (

@@ -75,8 +75,7 @@ def _target_line(
         return "no target (set study.target, e.g. target = { dev_accuracy = 0.98 })"
     reached = target_reached(spec, storage)
     if reached is None:
-        [(metric, value)] = spec.target.items()
-        return f"target {metric} {value:g}: not reached yet"
+        return f"target {spec.target.metric} {spec.target.value:g}: not reached yet"
     return describe_reached(reached, started=study_start(study))
 
 

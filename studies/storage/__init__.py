@@ -15,7 +15,6 @@ from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._locks import is_lock_error, retry_locked
 from studies.storage._queue import (
     Reached,
-    Target,
     TargetRecord,
     enqueue_once,
     is_warm_start,
@@ -100,7 +99,6 @@ __all__ = [
     "StopReason",
     "StoredStudy",
     "StudyAttrs",
-    "Target",
     "TargetRecord",
     "TrialAttrs",
     "TrialCheckpoint",

@@ -13,7 +13,8 @@ conditionally. Two things a worker needs go below it, where measurement still ju
 - `read_trials` / `create_trial`: reading only new and unfinished trials, and creating a trial
   without reading it back, as Optuna's own `_CachedStorage` does.
 
-Each is tested against a real `RDBStorage` (tests/studies_tests/storage_tests/test_optuna_internals.py), and
+Each is tested against a real `RDBStorage`
+(tests/studies_tests/storage_tests/test_optuna_internals.py), and
 `check_optuna` refuses an Optuna outside the range those tests ran on, naming the range.
 """
 

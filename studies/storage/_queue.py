@@ -125,11 +125,3 @@ def reached_target(engine: sa.Engine, study_id: int) -> Reached | None:
     if row is None:
         return None
     return Reached(row.metric, row.value, row.trial, row.epoch, row.reached_at)
-
-
-class Target(TargetRecord):
-    """`TargetRecord` under its former name and arguments (metric, value), for callers not
-    yet moved to `TargetRecord(engine, study_id, spec.target)`."""
-
-    def __init__(self, engine: sa.Engine, study_id: int, metric: str, value: float) -> None:
-        super().__init__(engine, study_id, SpecTarget(metric, value))

@@ -66,6 +66,8 @@ def spec_of(spec: str | Path | Mapping[str, Any] | StudySpec, **overrides: Any) 
 def run(
     spec: str | Path | Mapping[str, Any] | StudySpec,
     *,
+    model: Callable[..., Any] | None = None,
+    data: Any = None,
     workers: int = 1,
     progress: bool = True,
     heartbeat: int | None = None,
@@ -76,8 +78,20 @@ def run(
 ) -> optuna.Study:
     """Creates or resumes a study and runs `workers` workers until it is done.
 
+    A script's or a notebook's own factory and data need no file: `model=build` and
+    `data=(x, y)` are kept in the study's database (the function pickled by value with
+    cloudpickle, the arrays as an .npz of at most `studies.storage.MAX_INLINE_MB`), and every
+    worker, here or on another machine, loads them from there. Loading a function from a
+    study runs its code: open only studies whose database you trust.
+
     Args:
         spec: a built-in name ("digits-mlp"), a TOML path, a dict or a `StudySpec`.
+        model: the model factory itself, in place of [train] model: called with keyword
+            arguments as a factory named there is (input_shape, num_classes, model_args).
+        data: the data itself, in place of [train] dataset: a mapping with x_train and
+            y_train (optionally x_test and y_test), an `(x_train, y_train)` tuple, a map-style
+            torch `Dataset` of (x, y) items (numpy arrays or tensors), or a loader function
+            (as [train] dataset names one). Arrays are used with their shapes as given.
         workers: worker processes on this machine, or Ray tasks with `ray`.
         ray: run the workers as Ray tasks (pip install 'hpstudy[ray]'): True for a Ray
             started on this machine, an address ("auto", "ray://head:10001") to join a
@@ -93,12 +107,19 @@ def run(
         The Optuna study, loaded from its storage.
 
     Raises:
-        UserError: for a bad spec, user code or data, or storage, before any study is made.
+        UserError: for a bad spec, user code or data (NaN, over the size a study carries, a
+            function that cannot be pickled), or storage, before any study is made.
         KeyboardInterrupt: after an interrupt, once the workers re-queued their trials.
     """
     from studies.workers import run_study
 
     checked = spec_of(spec, **overrides)
+    if model is not None or data is not None:
+        from studies.storage import keep_inline
+
+        checked = keep_inline(
+            checked.replace(storage=resolve_storage(checked.storage)), model=model, data=data
+        )
     table = dict(ray) if isinstance(ray, Mapping) else ray
     settings = ray_settings(checked.ray, table, source="ray")
     echo, live = _progress() if progress else ((lambda _line: None), False)
@@ -154,11 +175,19 @@ def train(
     overrides: Mapping[str, Any] | None = None,
     weights: str | Path | None = None,
     echo: Callable[[str], None] = print,
+    model: Callable[..., Any] | None = None,
+    data: Any = None,
 ) -> tuple[FitResult | None, dict[str, float]]:
     """Trains a config file (e.g. an export) as `hpstudy train` does.
 
+    An export of a study run with `model=` or `data=` finds them in this process (the notebook
+    that ran the study), in `model`/`data` when given, or else in the study's database
+    ($HPSTUDY_STORAGE, or the storage its provenance names). That loading runs their code.
+
     Args:
         weights: score these trained weights instead of training (the fit is then None).
+        model: the factory the export's study kept, given again (checked against its hash).
+        data: the data (or loader) the export's study kept, given again (checked likewise).
 
     Returns:
         The fit (with `.model`, the best epoch's network) and, with `test`, the test scores.
@@ -173,6 +202,8 @@ def train(
         threads=threads,
         weights=None if weights is None else str(weights),
         echo=echo,
+        model=model,
+        data=data,
     )
 
 

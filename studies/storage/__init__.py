@@ -12,6 +12,16 @@ from studies.storage._budget import Budget
 from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialCheckpoint
 from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
+from studies.storage._inline import (
+    MAX_INLINE_MB,
+    Kept,
+    keep_inline,
+    pack_data,
+    pack_function,
+    read_kept,
+    restore_for_export,
+    restore_kept,
+)
 from studies.storage._locks import is_lock_error, retry_locked
 from studies.storage._queue import Reached, Target, enqueue_once, is_warm_start, reached_target
 from studies.storage._secrets import strip_stored_passwords
@@ -67,6 +77,7 @@ __all__ = [
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
     "KEEP",
+    "MAX_INLINE_MB",
     "METADATA",
     "REFRESH",
     "SPEC_ATTR",
@@ -79,6 +90,7 @@ __all__ = [
     "CopyReport",
     "DatabaseArtifactStore",
     "EpochStore",
+    "Kept",
     "Reached",
     "Target",
     "TrialAttrs",
@@ -99,16 +111,22 @@ __all__ = [
     "finished_trials",
     "is_lock_error",
     "is_warm_start",
+    "keep_inline",
     "load_study",
     "local_transfer",
     "open_storage",
     "open_worker_storage",
+    "pack_data",
+    "pack_function",
     "parse_url",
     "public_url",
     "reached_target",
+    "read_kept",
     "redact",
     "require_database",
     "resolve_storage",
+    "restore_for_export",
+    "restore_kept",
     "retry_locked",
     "sqlite_path",
     "storable_spec",

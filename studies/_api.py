@@ -111,12 +111,12 @@ def run(
             function that cannot be pickled), or storage, before any study is made.
         KeyboardInterrupt: after an interrupt, once the workers re-queued their trials.
     """
+    from studies.storage import keep_inline, name_kept
     from studies.workers import run_study
 
+    spec = name_kept(spec, model=model is not None, data=data is not None)
     checked = spec_of(spec, **overrides)
     if model is not None or data is not None:
-        from studies.storage import keep_inline
-
         checked = keep_inline(
             checked.replace(storage=resolve_storage(checked.storage)), model=model, data=data
         )

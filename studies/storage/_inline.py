@@ -19,6 +19,7 @@ studies whose database you trust.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -294,6 +295,26 @@ def checked_arrays(data: Any, *, task: str) -> dict[str, Any]:
         "y_test": arrays.y_test,
     }
     return {key: values for key, values in parts.items() if values is not None}
+
+
+def name_kept(spec: Any, *, model: bool = False, data: bool = False) -> Any:
+    """A dict spec (as the TOML file holds) whose [train] model and dataset (where `model`,
+    `data`) are kept references, so that it validates as the spec of a factory before
+    `keep_inline` packs the functions and sets their real keys (its `model_args` belong to
+    the factory given as `model=`). Any other spec is returned as it is."""
+    if not isinstance(spec, Mapping) or not (model or data):
+        return spec
+    named = copy.deepcopy(dict(spec))
+    train = named.get("train", {})
+    if not isinstance(train, dict):
+        return named  # the spec's own check says what is wrong
+    placeholder = "0" * 16
+    if model:
+        train["model"] = kept_reference("model", placeholder)
+    if data:
+        train["dataset"] = kept_reference("data", placeholder)
+    named["train"] = train
+    return named
 
 
 def keep_inline(

@@ -136,6 +136,16 @@ def test_hpstudy_train_elsewhere_loads_the_function_from_the_study(
     assert f"dev loss {printed['best']:.4f}" in done.stdout
 
 
+def test_hpstudy_reproduce_loads_the_function_from_the_study(
+    script_run: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    folder, _ = script_run
+    url = f"sqlite:///{folder / 'study.db'}"
+    done = python("-m", "studies", "reproduce", "script", "--storage", url, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ": reproduced" in done.stdout
+
+
 def test_a_worker_that_cannot_load_the_function_says_why_and_runs_no_trial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

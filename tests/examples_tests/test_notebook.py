@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,11 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
         "language": "python",
     }
     (kernels / "kernel.json").write_text(json.dumps(spec))
+    return _execute(folder), folder
+
+
+def _execute(folder: Path) -> Any:
+    """The notebook in `folder`, run in a new kernel (the folder's Jupyter path first)."""
     saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "HPSTUDY_THREADS")}
     os.environ["JUPYTER_PATH"] = str(folder / "jupyter")
     os.environ["HPSTUDY_THREADS"] = "1"  # two workers on a 2-core machine
@@ -63,7 +69,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return notebook, folder
+    return notebook
 
 
 def _outputs(notebook: Any, needle: str) -> list[dict[str, Any]]:
@@ -110,7 +116,9 @@ def test_the_export_is_trained_again_and_scored_on_the_test_split(
     assert "test accuracy" in printed
     [result] = [o for o in outputs if o["output_type"] == "execute_result"]
     assert "test_accuracy" in result["data"]["text/plain"]
-    assert (folder / "best.toml").is_file()
+    model = tomllib.loads((folder / "best.toml").read_text())["provenance"]["model"]
+    assert (model["name"], model["module"]) == ("build", "__main__")
+    assert model["code"].startswith("def build(input_shape, num_classes, hidden=64")
 
 
 def test_progress_is_one_display_redrawn_in_place(executed: tuple[Any, Path]) -> None:
@@ -119,3 +127,12 @@ def test_progress_is_one_display_redrawn_in_place(executed: tuple[Any, Path]) ->
     progress = [o for o in outputs if "trials " in _text(o)]
     assert len(progress) == 1 and progress[0]["output_type"] == "display_data"
     assert _text(progress[0]).strip("'").startswith("trials 6/6 done")
+
+
+def test_running_it_again_in_a_new_kernel_resumes_the_study(executed: tuple[Any, Path]) -> None:
+    _, folder = executed
+    again = _execute(folder)  # the cell's function pickles anew; its key is its source's
+    said = "".join(_text(o) for o in _outputs(again, "studies.run(spec"))
+    assert "already has its 6 trials" in said
+    study = studies.load(STUDY, storage=f"sqlite:///{folder / 'notebook.db'}")
+    assert len(study.trials) == 6

@@ -220,12 +220,13 @@ def _progress() -> tuple[Callable[[str], None], bool]:
     if ipython is not None and type(ipython).__name__ == "ZMQInteractiveShell":
         from IPython.display import display
 
-        handle = display("starting ...", display_id=True)
+        # Raw text: a str displayed as itself would show its repr, quotes and all.
+        handle = display({"text/plain": "starting ..."}, raw=True, display_id=True)
 
         def update(line: str) -> None:
             text = line.lstrip("\r").replace("\x1b[K", "")
             if handle is not None and text.startswith("trials "):
-                handle.update(text)
+                handle.update({"text/plain": text}, raw=True)
             else:
                 print(text)
 

@@ -126,7 +126,7 @@ def test_progress_is_one_display_redrawn_in_place(executed: tuple[Any, Path]) ->
     outputs = _outputs(notebook, "studies.run(spec")
     progress = [o for o in outputs if "trials " in _text(o)]
     assert len(progress) == 1 and progress[0]["output_type"] == "display_data"
-    assert _text(progress[0]).strip("'").startswith("trials 6/6 done")
+    assert _text(progress[0]).startswith("trials 6/6 done")
 
 
 def test_running_it_again_in_a_new_kernel_resumes_the_study(executed: tuple[Any, Path]) -> None:

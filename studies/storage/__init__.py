@@ -13,16 +13,13 @@ from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialChec
 from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._inline import (
-    MAX_INLINE_MB,
-    Kept,
     keep_inline,
     name_kept,
-    pack_data,
-    pack_function,
     read_kept,
     restore_for_export,
     restore_kept,
 )
+from studies.storage._kept import MAX_INLINE_MB, Kept, pack_data, pack_function
 from studies.storage._locks import is_lock_error, retry_locked
 from studies.storage._queue import Reached, Target, enqueue_once, is_warm_start, reached_target
 from studies.storage._secrets import strip_stored_passwords

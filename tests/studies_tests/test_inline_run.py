@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow  # worker processes
 
 SCRIPT = """\
 import json
+import sys
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -49,18 +50,22 @@ def build(input_shape, num_classes, dropout=0.0):
 
 
 if __name__ == "__main__":
+    ray = sys.argv[1:] == ["--ray"]  # the workers as Ray tasks on a local Ray
+    name = "script-ray" if ray else "script"
     digits = load_digits()
     x, y = digits.data.astype(np.float32) / 16.0, digits.target
     spec = {
-        "study": {"name": "script", "n_trials": 4, "seed": 0, "pruner": "none"},
+        "study": {"name": name, "n_trials": 4, "seed": 0, "pruner": "none"},
         "train": {"epochs": 3, "batch_size": 64, "test_fraction": 0.2},
         "space": {
             "lr": {"low": 0.01, "high": 0.3, "log": True},
             "dropout": {"low": 0.0, "high": 0.3},
         },
     }
-    study = studies.run(spec, model=build, data=(x, y), workers=2, storage="sqlite:///study.db")
-    path = studies.export("script", storage="sqlite:///study.db", output="best.toml")
+    study = studies.run(
+        spec, model=build, data=(x, y), workers=2, storage="sqlite:///study.db", ray=ray or None
+    )
+    path = studies.export(name, storage="sqlite:///study.db", output=f"{name}.toml")
     result, scores = studies.train(path, test=True, echo=lambda line: None)
     print(json.dumps({"best": study.best_value, "retrained": result.best.dev_loss, **scores}))
 """
@@ -102,7 +107,7 @@ def test_the_export_names_the_function_its_source_and_hash(
     script_run: tuple[Path, dict[str, Any]],
 ) -> None:
     folder, _ = script_run
-    exported = tomllib.loads((folder / "best.toml").read_text())
+    exported = tomllib.loads((folder / "script.toml").read_text())
     model = exported["provenance"]["model"]
     assert (model["name"], model["module"]) == ("build", "__main__")
     assert model["code"].startswith("def build(input_shape, num_classes, dropout=0.0):")
@@ -124,7 +129,7 @@ def test_hpstudy_train_elsewhere_loads_the_function_from_the_study(
     folder, printed = script_run
     env_free = {k: v for k, v in os.environ.items() if k != "HPSTUDY_STORAGE"}
     done = subprocess.run(
-        [sys.executable, "-m", "studies", "train", str(folder / "best.toml")],
+        [sys.executable, "-m", "studies", "train", str(folder / "script.toml")],
         capture_output=True,
         text=True,
         cwd=tmp_path,  # not the study's folder: its relative sqlite URL resolves there anyway
@@ -144,6 +149,15 @@ def test_hpstudy_reproduce_loads_the_function_from_the_study(
     done = python("-m", "studies", "reproduce", "script", "--storage", url, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert ": reproduced" in done.stdout
+
+
+def test_ray_tasks_load_the_main_factory_from_the_study(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    (tmp_path / "study_script.py").write_text(SCRIPT)
+    done = python("study_script.py", "--ray", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = studies.load("script-ray", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 4
 
 
 def test_a_worker_that_cannot_load_the_function_says_why_and_runs_no_trial(

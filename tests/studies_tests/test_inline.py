@@ -287,3 +287,12 @@ def test_retraining_a_function_found_nowhere_says_how_to_give_it(
     message = str(error.value)
     assert f"looked in {spec.storage} (not there)" in message
     assert "studies.train(path, model=...)" in message and "set HPSTUDY_STORAGE" in message
+
+
+def test_a_kept_loader_is_called_where_the_data_is_read(tmp_path: Path) -> None:
+    spec = keep_inline(spec_with(tmp_path), data=arrays)
+    stored = read_kept(spec.storage, spec.train.dataset)
+    assert stored is not None and stored.kind == "function"
+    loaded = read_arrays(spec.train.dataset)
+    np.testing.assert_array_equal(loaded.x_train, arrays()["x_train"])
+    assert loaded.provenance["loader_name"] == "arrays"

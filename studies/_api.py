@@ -90,6 +90,8 @@ def spec_of(
 def run(
     spec: SpecLike,
     *,
+    model: Callable[..., Any] | None = None,
+    data: Any = None,
     workers: int = 1,
     train_fields: Mapping[str, Any] | None = None,
     progress: bool = True,
@@ -105,8 +107,20 @@ def run(
 ) -> optuna.Study:
     """Creates or resumes a study and runs `workers` workers until it is done.
 
+    A script's or a notebook's own factory and data need no file: `model=build` and
+    `data=(x, y)` are kept in the study's database (the function pickled by value with
+    cloudpickle, the arrays as an .npz of at most `studies.storage.MAX_INLINE_MB`), and every
+    worker, here or on another machine, loads them from there. Loading a function from a
+    study runs its code: open only studies whose database you trust.
+
     Args:
         spec: a built-in name ("digits-mlp"), a TOML path, a dict or a `StudySpec`.
+        model: the model factory itself, in place of [train] model: called with keyword
+            arguments as a factory named there is (input_shape, num_classes, model_args).
+        data: the data itself, in place of [train] dataset: a mapping with x_train and
+            y_train (optionally x_test and y_test), an `(x_train, y_train)` tuple, a map-style
+            torch `Dataset` of (x, y) items (numpy arrays or tensors), or a loader function
+            (as [train] dataset names one). Arrays are used with their shapes as given.
         workers: worker processes on this machine, or Ray tasks with `ray`.
         train_fields: `[train]` fields to override for every trial, e.g. {"epochs": 5}.
         progress: show progress: one line redrawn in place in a notebook, lines otherwise.
@@ -128,12 +142,19 @@ def run(
         The Optuna study, loaded from its storage.
 
     Raises:
-        UserError: for a bad spec, user code or data, or storage, before any study is made.
+        UserError: for a bad spec, user code or data (NaN, over the size a study carries, a
+            function that cannot be pickled), or storage, before any study is made.
         KeyboardInterrupt: after an interrupt, once the workers re-queued their trials.
     """
+    from studies.storage import keep_inline, name_kept
     from studies.workers import run_study
 
+    spec = name_kept(spec, model=model is not None, data=data is not None)
     checked = spec_of(spec, train_fields=train_fields, **overrides)
+    if model is not None or data is not None:
+        checked = keep_inline(
+            checked.replace(storage=resolve_storage(checked.storage)), model=model, data=data
+        )
     table = dict(ray) if isinstance(ray, Mapping) else ray
     settings = ray_settings(
         checked.ray,
@@ -222,8 +243,14 @@ def train(
     overrides: Mapping[str, Any] | None = None,
     weights: str | Path | None = None,
     echo: Echo = print,
+    model: Callable[..., Any] | None = None,
+    data: Any = None,
 ) -> tuple[FitResult | None, dict[str, float]]:
     """Trains a config file (e.g. an export) as `hpstudy train` does.
+
+    An export of a study run with `model=` or `data=` finds them in this process (the notebook
+    that ran the study), in `model`/`data` when given, or else in the study's database
+    ($HPSTUDY_STORAGE, or the storage its provenance names). That loading runs their code.
 
     Args:
         test: also score the test split, which nothing else ever touches.
@@ -231,6 +258,8 @@ def train(
         overrides: fields to change, e.g. {"epochs": 3}.
         weights: score these trained weights instead of training (the fit is then None).
         echo: where the epochs and scores are written.
+        model: the factory the export's study kept, given again (checked against its hash).
+        data: the data (or loader) the export's study kept, given again (checked likewise).
 
     Returns:
         The fit (with `.model`, the best epoch's network) and, with `test`, the test scores.
@@ -244,6 +273,8 @@ def train(
         threads=threads,
         weights=None if weights is None else str(weights),
         echo=echo,
+        model=model,
+        data=data,
     )
 
 
@@ -309,12 +340,13 @@ def _progress() -> Echo:
     if ipython is not None and type(ipython).__name__ == "ZMQInteractiveShell":
         from IPython.display import display
 
-        handle = display("starting ...", display_id=True)
+        # Raw text: a str displayed as itself would show its repr, quotes and all.
+        handle = display({"text/plain": "starting ..."}, raw=True, display_id=True)
 
         def update(line: str) -> None:
             text = line.lstrip("\r").replace("\x1b[K", "")
             if handle is not None and text.startswith("trials "):
-                handle.update(text)
+                handle.update({"text/plain": text}, raw=True)
             else:
                 print(text)
 

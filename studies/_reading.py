@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -24,7 +24,7 @@ from studies.results import (
 )
 from studies.results import list_studies as _list_studies
 from studies.spec import builtin_specs, load_spec
-from studies.storage import CopyReport, copy_study
+from studies.storage import CopyReport, best_trial, copy_study
 
 if TYPE_CHECKING:
     from studies.results import Reproduction
@@ -71,6 +71,22 @@ def trials(name: str, *, storage: str | None = None, limit: int | None = None) -
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return trial_rows(open_study(name, storage).study, limit=limit)
+
+
+@user_errors
+def epochs(
+    name: str, *, trial: int | None = None, storage: str | None = None
+) -> list[dict[str, Any]]:
+    """The learning curve of study `name`'s best trial (or trial `trial`): one record per
+    epoch, oldest first, with train and dev loss and metrics, learning rate, gradient norms
+    and seconds (as `hpstudy report` draws them).
+
+    Raises:
+        StudyError: for a missing database, an unknown study or trial, or no finished trial.
+    """
+    opened = open_study(name, storage)
+    number = best_trial(opened.study, trial).number
+    return opened.epochs([number])[number]
 
 
 @user_errors

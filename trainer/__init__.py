@@ -34,6 +34,10 @@ from trainer._mnist import DataUnavailableError, fetch_mnist, has_mnist, unpack_
 from trainer._refs import (
     UserCodeError,
     UserFunction,
+    is_kept_reference,
+    keep_function,
+    kept_function,
+    kept_reference,
     load_factory,
     load_loader,
     parse_reference,
@@ -42,7 +46,15 @@ from trainer._refs import (
 from trainer._status import Status
 
 if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
-    from trainer._data import DATASETS, Arrays, Data, load_data, read_arrays, resolve_device
+    from trainer._data import (
+        DATASETS,
+        Arrays,
+        Data,
+        check_arrays,
+        load_data,
+        read_arrays,
+        resolve_device,
+    )
     from trainer._evaluate import Evaluation, evaluate
     from trainer._fit import (
         CheckpointStore,
@@ -54,6 +66,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
     )
     from trainer._folds import CrossResult, cross_fit, fold_indices, member_seed
     from trainer._init import INIT_SCHEMES, fans, initialize
+    from trainer._loaders import as_arrays
     from trainer._lr_range import LRRange, lr_range_test, propose_bounds
     from trainer._models import ACTIVATIONS, build_model, check_model, weight_layers
     from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule
@@ -68,6 +81,7 @@ _TORCH_MODULES = (
     "trainer._fit",
     "trainer._folds",
     "trainer._init",
+    "trainer._loaders",
     "trainer._lr_range",
     "trainer._models",
     "trainer._optim",
@@ -118,7 +132,9 @@ __all__ = [
     "UserFunction",
     "WeightsError",
     "apply_transfer",
+    "as_arrays",
     "build_model",
+    "check_arrays",
     "check_model",
     "cross_fit",
     "elastic_net",
@@ -131,7 +147,11 @@ __all__ = [
     "fold_indices",
     "has_mnist",
     "initialize",
+    "is_kept_reference",
     "is_study_reference",
+    "keep_function",
+    "kept_function",
+    "kept_reference",
     "load_data",
     "load_factory",
     "load_loader",

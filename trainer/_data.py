@@ -173,7 +173,7 @@ def _read_cached(
 ) -> Arrays:
     arrays = _read(dataset, data_dir, task, target, search_path)
     is_loader = dataset not in DATASETS and parse_reference(dataset) is not None
-    return _checked(arrays, f"data loader '{dataset}'" if is_loader else dataset, task)
+    return check_arrays(arrays, f"data loader '{dataset}'" if is_loader else dataset, task)
 
 
 def _read(
@@ -196,9 +196,14 @@ def _read(
     )
 
 
-def _checked(arrays: Arrays, source: str, task: str) -> Arrays:
+def check_arrays(arrays: Arrays, source: str, task: str) -> Arrays:
     """`arrays` after every check, with targets typed for `task`: int64 class numbers (N,)
-    for classification, float64 (N, k) for regression."""
+    for classification, float64 (N, k) for regression.
+
+    Raises:
+        BadDataError: naming `source`, the array and the first bad row: non-numeric values,
+            NaN or infinite values, lengths that differ, labels that are not class numbers.
+    """
     splits = [("x_train", "y_train", arrays.x_train, arrays.y_train)]
     if arrays.x_test is not None and arrays.y_test is not None:
         splits.append(("x_test", "y_test", arrays.x_test, arrays.y_test))

@@ -12,6 +12,7 @@ Shapes are kept as the loader gives them; uint8 inputs are divided by 255 like i
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,8 +38,23 @@ def read_loader(ref: str, data_dir: str, *, search_path: Sequence[str | Path] = 
         UserCodeError: the loader cannot be found, raises, or returns something else.
     """
     loader = load_loader(ref, search_path=search_path)
-    result = _call(loader, data_dir)
-    source = f"data loader '{ref}'"
+    arrays = as_arrays(_call(loader, data_dir), source=f"data loader '{ref}'")
+    provenance = {f"loader_{key}": value for key, value in loader.identity().items()}
+    return dataclasses.replace(arrays, provenance=provenance)
+
+
+def as_arrays(result: Any, *, source: str) -> Arrays:
+    """Gathers what a loader returns (a mapping or object with x_train and y_train, optionally
+    x_test and y_test, as arrays or tensors; or a map-style Dataset of (x, y) items, read once)
+    into `Arrays`, shapes as given; uint8 inputs are divided by 255 like images.
+
+    Args:
+        source: how messages name where `result` came from ("data loader 'loaders.py:load'").
+
+    Raises:
+        UserCodeError: `result` is none of those.
+        BadDataError: an empty dataset, items of different shapes, or only one test array.
+    """
     if isinstance(result, torch.utils.data.Dataset) or _is_sequence_of_items(result):
         x_train, y_train = _materialise(result, source)
         x_test = y_test = None
@@ -55,8 +71,7 @@ def read_loader(ref: str, data_dir: str, *, search_path: Sequence[str | Path] = 
         x_test = None if parts["x_test"] is None else _array(parts["x_test"])
         y_test = None if parts["y_test"] is None else _array(parts["y_test"])
     scale = 255.0 if x_train.dtype == np.uint8 else 1.0
-    provenance = {f"loader_{key}": value for key, value in loader.identity().items()}
-    return Arrays(x_train, y_train, x_test, y_test, scale=scale, provenance=provenance)
+    return Arrays(x_train, y_train, x_test, y_test, scale=scale)
 
 
 def _call(loader: UserFunction, data_dir: str) -> Any:

@@ -8,6 +8,11 @@ to the current folder; modules are imported with the ``search_path`` folders in 
 A module is imported once per process, as Python always does; its content hash is read again
 when its file changes.
 
+A function that lives in no file (one a script's ``__main__`` or a notebook cell defines) is
+kept in a study instead: its reference is ``"study:model@<16 hex digits>"`` (or
+``"study:data@..."``), and the process that runs it registers the function under that
+reference first (`keep_function`), from the study or from the caller's hands.
+
 This module needs neither torch nor numpy: validating a config only checks a reference's
 syntax, loading it imports what the user's file imports.
 """
@@ -35,6 +40,8 @@ from trainer._errors import ConfigError
 _NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"  # dotted Python identifiers
 _REFERENCE = re.compile(rf"^(?P<target>.+):(?P<name>{_NAME})$")
 _MODULE = re.compile(rf"^{_NAME}$")
+_KEPT = re.compile(r"^study:(?P<role>model|data)@(?P<key>[0-9a-f]{16})$")
+KEPT_ROLES = ("model", "data")
 
 SearchPath = Sequence[str | Path]
 
@@ -52,8 +59,9 @@ class UserCodeError(ConfigError):
 class Reference:
     """A parsed reference: a module name or a ``.py`` path, and an attribute inside it."""
 
-    target: str  # "package.module" or "path/to/models.py"
-    name: str  # the attribute, e.g. "build" or "Net.build"
+    target: str  # "package.module" or "path/to/models.py"; "study" for a kept function
+    name: str  # the attribute, e.g. "build" or "Net.build"; a kept function's "model@<key>"
+    kept: bool = False  # a function kept in a study (see `keep_function`), not in a file
 
     @property
     def is_file(self) -> bool:
@@ -62,6 +70,8 @@ class Reference:
 
 def parse_reference(text: str) -> Reference | None:
     """The reference `text` spells, or None when it is not one (a name or a plain path)."""
+    if _KEPT.match(text):
+        return Reference("study", text.partition(":")[2], kept=True)
     found = _REFERENCE.match(text)
     if found is None:
         return None
@@ -79,10 +89,50 @@ class UserFunction:
     function: Callable[..., Any]
     source: str  # absolute path of the module's file ("" for a module without one)
     sha256: str  # hex content hash of `source` ("" when there is none)
+    # A function kept in a study: its qualified name and module, and its source text (None
+    # when `inspect` could not read it); its sha256 is that of the source text.
+    name: str = ""
+    module: str = ""
+    code: str | None = None
 
     def identity(self) -> dict[str, str]:
-        """ref, source and sha256: provenance that travels with an export."""
-        return {"ref": self.ref, "source": self.source, "sha256": self.sha256}
+        """ref, source and sha256 (and a kept function's name, module and source text):
+        provenance that travels with an export."""
+        out = {"ref": self.ref, "source": self.source, "sha256": self.sha256}
+        if self.name:
+            out.update(name=self.name, module=self.module)
+        if self.code is not None:
+            out["code"] = self.code
+        return out
+
+
+_KEPT_FUNCTIONS: dict[str, UserFunction] = {}  # kept reference -> the function, this process
+
+
+def kept_reference(role: str, digest: str) -> str:
+    """The reference of a function (`role` "model") or data ("data") kept in a study under
+    the hex hash `digest`: ``"study:model@<its first 16 digits>"``."""
+    if role not in KEPT_ROLES:
+        raise ValueError(f"role must be one of {KEPT_ROLES}, got {role!r}")
+    return f"study:{role}@{digest[:16]}"
+
+
+def is_kept_reference(text: str) -> bool:
+    """Whether `text` names a function kept in a study (``"study:model@..."``)."""
+    return _KEPT.match(text) is not None
+
+
+def keep_function(function: UserFunction) -> None:
+    """Registers `function` under its kept reference (`function.ref`) in this process, so that
+    `load_function` finds it; a later registration under the same reference replaces it."""
+    if not is_kept_reference(function.ref):
+        raise ValueError(f"'{function.ref}' is not a kept reference ('study:model@<key>')")
+    _KEPT_FUNCTIONS[function.ref] = function
+
+
+def kept_function(ref: str) -> UserFunction | None:
+    """The function registered under the kept reference `ref` in this process, if any."""
+    return _KEPT_FUNCTIONS.get(ref)
 
 
 def load_factory(ref: str, *, search_path: SearchPath = ()) -> UserFunction:
@@ -116,6 +166,8 @@ def load_function(
             f"{what} '{ref}' is not a reference; write 'package.module:function' or "
             f"'path/to/file.py:function'"
         )
+    if parsed.kept:
+        return _kept(ref, what)
     folders = [Path(p).expanduser().resolve() for p in search_path]
     if parsed.is_file:
         path = _find_file(parsed, folders, ref, what)
@@ -129,6 +181,18 @@ def load_function(
         where = f"module '{parsed.target}'"
     function = _attribute(module, parsed, ref, what, where)
     return UserFunction(ref=ref, function=function, source=source, sha256=digest)
+
+
+def _kept(ref: str, what: str) -> UserFunction:
+    function = _KEPT_FUNCTIONS.get(ref)
+    if function is None:
+        raise UserCodeError(
+            f"{what} '{ref}' is a function kept in a study and not loaded in this process; "
+            f"let hpstudy load it from the study's database (a worker, or hpstudy train on an "
+            f"export whose study it can reach), or give it again: studies.train(path, "
+            f"{'model' if ref.startswith('study:model') else 'data'}=...)"
+        )
+    return function
 
 
 def _find_file(parsed: Reference, folders: list[Path], ref: str, what: str) -> Path:

@@ -23,7 +23,7 @@ import optuna
 from studies._errors import StudyError
 from studies.results._read import open_study, trial_config
 from studies.results._train import check_user_code, cpu_threads, format_epoch, format_scores
-from studies.storage import TrialAttrs, best_trial, local_transfer
+from studies.storage import TrialAttrs, best_trial, local_transfer, restore_kept
 from studies.workers import folds_text
 from trainer import EpochResult, Evaluation, cross_fit, evaluate, fit, load_data
 
@@ -174,7 +174,8 @@ def reproduce(
     """
     opened = open_study(name, url)
     trial = best_trial(opened.study, number)
-    trial_config(trial)  # refuses an unfinished trial before anything is read
+    config = trial_config(trial)  # refuses an unfinished trial before anything is read
+    restore_kept(opened.url, config, study=name)  # a factory or data kept with the study
     stored = opened.epochs([trial.number])[trial.number]
     outcome = reproduce_trial(trial, stored, search_path=opened.search_path(trial), echo=echo)
     c = outcome.comparison

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studies._errors import StudyError
-from studies.storage import local_transfer
+from studies.storage import local_transfer, restore_for_export
 from trainer import (
     Evaluation,
     TrainConfig,
@@ -126,6 +126,8 @@ def train_file(
     threads: int | None = None,
     weights: str | None = None,
     echo: Any = print,
+    model: Any = None,
+    data: Any = None,
 ) -> tuple[FitResult | None, dict[str, float]]:
     """Trains the config in `path`; returns the fit and, with `test`, its test scores.
 
@@ -137,6 +139,11 @@ def train_file(
     repeats the trial's numbers exactly; `threads` changes it), with the feature statistics of
     its `[standardization]` table, and with the model code its provenance names, imported
     from beside the file (or where the trial had it) and compared with the trial's hash.
+
+    A factory or data a study kept (``"study:model@<key>"``, from `studies.run(...,
+    model=build, data=...)`) is `model` or `data` when given (checked against the key), else
+    the one this process registered, else loaded from the study's database: $HPSTUDY_STORAGE
+    or the storage the provenance names. Loading it from a database runs its code.
     """
     if threads is not None and threads < 1:
         raise StudyError(f"--threads must be at least 1, got {threads}")
@@ -153,6 +160,7 @@ def train_file(
     exported = read_config_file(path)
     about = exported.get("provenance", {})
     search_path = _search_path(path, about)
+    restore_for_export(config, about, model=model, data=data, path=path)
     check_user_code(config, about.get("model"), search_path, echo=echo)
     stats = exported.get("standardization")
     data = load_data(config, with_test=test, standardization=stats, search_path=search_path)

@@ -44,6 +44,7 @@ from studies.storage import (
     load_study,
     open_worker_storage,
     resolve_storage,
+    restore_kept,
     stored_spec,
     write_attrs,
 )
@@ -132,6 +133,8 @@ class _Worker:
         )
         self.writes = self.storage.writes
         self.spec = stored_spec(self.storage, name, url=url)
+        # A factory or data a script or notebook gave as itself is kept in the database.
+        restore_kept(url, self.spec.train, study=name)
         study = load_study(self.storage, name, url=url)
         check_code(study, user_code(self.spec))  # the same model code as the other workers
         self.study = load_study(

@@ -9,7 +9,18 @@ import pytest
 from torch import nn
 
 from tests.trainer_tests.user_code import MODELS, write_package
-from trainer import ConfigError, UserCodeError, load_factory, load_loader, parse_reference
+from trainer import (
+    ConfigError,
+    TrainConfig,
+    UserCodeError,
+    UserFunction,
+    is_kept_reference,
+    keep_function,
+    kept_reference,
+    load_factory,
+    load_loader,
+    parse_reference,
+)
 
 
 @pytest.mark.parametrize(
@@ -150,3 +161,26 @@ def test_a_malformed_reference() -> None:
 def test_loader_errors_say_loader(tmp_path: Path) -> None:
     with pytest.raises(UserCodeError, match=r"data loader 'absent\.py:load'"):
         load_loader("absent.py:load", search_path=[tmp_path])
+
+
+def test_a_kept_reference_parses_as_one_kept_in_a_study() -> None:
+    parsed = parse_reference("study:model@0123456789abcdef")
+    assert parsed is not None and parsed.kept and not parsed.is_file
+    assert parse_reference("study:model@0123") is None  # a key has 16 hex digits
+    assert not is_kept_reference("models.py:build")
+
+
+def test_a_kept_function_is_found_by_its_reference_once_registered() -> None:
+    def build(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return nn.Linear(input_shape[0], num_classes)
+
+    ref = kept_reference("model", "ab" * 32)
+    assert ref == "study:model@" + "ab" * 8
+    keep_function(UserFunction(ref=ref, function=build, source="", sha256="ab" * 32, name="build"))
+    assert load_factory(ref).function is build
+    assert TrainConfig(model=ref, dataset="digits").model == ref  # a valid config
+
+
+def test_a_kept_reference_nobody_registered_says_how_to_give_it() -> None:
+    with pytest.raises(UserCodeError, match=r"studies.train\(path, model=\.\.\.\)"):
+        load_factory("study:model@" + "cd" * 8)

@@ -22,7 +22,7 @@ import optuna
 import pytest
 
 import studies
-from studies.storage import WORKER_ATTR, keep_inline, name_kept
+from studies.storage import WORKER_ATTR, create_or_resume, keep_inline, name_kept, open_storage
 
 pytestmark = pytest.mark.slow  # worker processes
 
@@ -194,7 +194,7 @@ def test_a_worker_that_cannot_load_the_function_says_why_and_runs_no_trial(
         )
     )
     spec = keep_inline(spec, model=lab_models.build, data=data)  # pickled by reference
-    studies.create_or_resume(spec, studies.open_storage(url))
+    create_or_resume(spec, open_storage(url))
     done = python("-m", "studies", "worker", "lab", "--storage", url, cwd=elsewhere)
     assert done.returncode != 0
     said = done.stdout + done.stderr

@@ -1,4 +1,4 @@
-"""An ablation study read back: its table of cells, printed and kept with the study."""
+"""An ablation study read back: its table of cells, kept with the study."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from rich.table import Table
 
 from studies._errors import StudyError
 from studies.analysis import CellRow, ablation_table
@@ -40,24 +39,3 @@ def ablation_rows(study: optuna.Study, factors: Sequence[str]) -> list[CellRow]:
         study, ablation={"factors": list(factors), "rows": [r.to_dict() for r in rows]}
     )
     return rows
-
-
-def ablation_rich_table(rows: Sequence[CellRow], factors: Sequence[str], metric: str) -> Table:
-    table = Table(title=f"mean {metric} per cell, 95% interval over seeds", title_justify="left")
-    columns = (*factors, "runs", "diverged", f"mean {metric}", "95% interval", "p vs best (Holm)")
-    for column in (*columns, ""):
-        table.add_column(column)
-    for row in rows:
-        interval = "-" if math.isnan(row.low) else f"[{row.low:.4f}, {row.high:.4f}]"
-        p = "best" if row.p_vs_best is None else f"{row.p_vs_best:.3g}"
-        p = "too few seeds" if p == "nan" else p
-        table.add_row(
-            *(str(v) for v in row.cell),
-            str(row.n),
-            str(row.lost or ""),
-            f"{row.mean:.4f}",
-            interval,
-            p,
-            "worse" if row.worse else "",
-        )
-    return table

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from studies.spec._objectives import (
+    CONSTRAINED_SAMPLERS,
+    MEASURES,
+    Constraint,
+    Objectives,
+    parse_condition,
+    quantity_direction,
+)
 from studies.spec._ray import RAY_KEYS, RaySettings, ray_settings, read_ray
 from studies.spec._samplers import (
     PRUNERS,
@@ -26,14 +34,18 @@ from studies.spec._spec import (
 )
 
 __all__ = [
+    "CONSTRAINED_SAMPLERS",
     "DEFAULT_STORAGE",
     "ENV_PREFIX",
+    "MEASURES",
     "METRICS",
     "PRUNERS",
     "RAY_KEYS",
     "REPEAT",
     "SAMPLERS",
     "STORAGE_ENV",
+    "Constraint",
+    "Objectives",
     "RaySettings",
     "SpecError",
     "StudySpec",
@@ -45,6 +57,8 @@ __all__ = [
     "load_spec",
     "make_pruner",
     "make_sampler",
+    "parse_condition",
+    "quantity_direction",
     "ray_settings",
     "read_ray",
 ]

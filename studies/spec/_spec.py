@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from search_space import Categorical, Float, SearchSpace, SpaceError, encode_point
 from studies._errors import StudyError, did_you_mean
+from studies.spec._objectives import Objectives, read_objectives
 from studies.spec._ray import RaySettings, read_ray
 from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
 from trainer import (
@@ -68,6 +69,9 @@ STUDY_KEYS = (
     "keep_weights",
     "ablation",
     "ray",
+    "objectives",
+    "constraints",
+    "latency_batch",
 )
 # `TrainConfig` fields that hpstudy sets for every trial, so a spec may not.
 SET_BY_STUDY = {
@@ -118,6 +122,18 @@ class StudySpec:
     ablation: dict[str, Any] | None = None
     # Workers as Ray tasks (`hpstudy run --ray`); None: local worker processes.
     ray: RaySettings | None = None
+    # Several objectives and/or constraints (`studies.spec._objectives`); none: `metric` alone.
+    objectives: Objectives = dataclasses.field(default_factory=lambda: Objectives({}))
+
+    @property
+    def directions(self) -> dict[str, str]:
+        """Each objective's direction, in order: `objectives`, else `metric` alone."""
+        return dict(self.objectives.directions) or {self.metric: self.direction}
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has several objectives (a Pareto front, not one best)."""
+        return len(self.directions) > 1
 
     @property
     def direction(self) -> str:
@@ -141,8 +157,7 @@ class StudySpec:
         study: dict[str, Any] = {
             "name": self.name,
             "storage": self.storage,
-            "metric": self.metric,
-            "direction": self.direction,
+            **self.objectives.to_dict(metric=self.metric, direction=self.direction),
             "sampler": dict(self.sampler),
             "pruner": dict(self.pruner),
             "seed": self.seed,
@@ -185,7 +200,7 @@ class StudySpec:
         problems: list[str] = []
         # 1. The three tables, each checked on its own.
         tables = _tables(data, problems)
-        study = _StudyTable.read(tables["study"], problems)
+        study = _StudyTable.read(tables["study"], problems, train=tables["train"])
         train = _read_train(tables["train"], tables["space"], study.metric, problems)
         space_table, lr_auto = _auto_lr(tables["space"], problems)
         space = _read_space(space_table, problems, ablation=study.ablation is not None)
@@ -223,19 +238,24 @@ class _StudyTable:
     keep_weights: Any
     ablation: Any
     ray: RaySettings | None
+    objectives: Objectives
 
     @classmethod
-    def read(cls, study: dict[str, Any], problems: list[str]) -> _StudyTable:
+    def read(
+        cls, study: dict[str, Any], problems: list[str], *, train: dict[str, Any]
+    ) -> _StudyTable:
         """Reads `[study]`, adding a problem for each bad key to `problems`."""
         for key in study:
             if key not in STUDY_KEYS:
                 problems.append(f"study.{key}: unknown key{did_you_mean(key, STUDY_KEYS)}")
+        objectives = read_objectives(study, problems, task_metrics=_task_metrics(train))
+        pruner = "successive_halving" if len(objectives.directions) > 1 else "median"
         table = cls(
             name=study.get("name"),
             storage=study.get("storage", default_storage()),
-            metric=study.get("metric", "dev_loss"),
+            metric=study.get("metric", objectives.metric or "dev_loss"),
             sampler=_named(study.get("sampler", {"name": "tpe"}), "sampler", "tpe", problems),
-            pruner=_named(study.get("pruner", {"name": "median"}), "pruner", "median", problems),
+            pruner=_named(study.get("pruner", {"name": pruner}), "pruner", pruner, problems),
             n_trials=study.get("n_trials"),
             timeout=study.get("timeout"),
             seed=study.get("seed", 0),
@@ -246,6 +266,7 @@ class _StudyTable:
             keep_weights=study.get("keep_weights", KEEP_WEIGHTS),
             ablation=study.get("ablation"),
             ray=read_ray(study.get("ray"), problems),
+            objectives=objectives,
         )
         problems += table.problems(study.get("direction"))
         return table
@@ -319,7 +340,13 @@ class _StudyTable:
             if self.target is None
             else {str(k): float(v) for k, v in self.target.items()},
             "ray": self.ray,
+            "objectives": self.objectives,
         }
+
+
+def _task_metrics(train: dict[str, Any]) -> tuple[str, ...] | None:
+    task = train.get("task", "classification")
+    return TASK_METRICS.get(task) if isinstance(task, str) else None
 
 
 def _ablation_problems(ablation: Any, space: SearchSpace) -> list[str]:

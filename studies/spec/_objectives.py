@@ -146,6 +146,15 @@ class Objectives:
         it), or None when they name none."""
         return next((name for name in self.directions if name in MONITORS), None)
 
+    @property
+    def measured_needed(self) -> bool:
+        """Whether an objective or a constraint is a measured property."""
+        return any(name in MEASURES for name in [*self.directions, *self.names_bounded])
+
+    @property
+    def names_bounded(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.constraints)
+
     def to_dict(self, *, metric: str, direction: str) -> dict[str, Any]:
         """The `[study]` keys that `read_objectives` reads back (with `metric` for one)."""
         out: dict[str, Any] = (

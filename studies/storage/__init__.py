@@ -12,6 +12,7 @@ from studies.storage._budget import Budget
 from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialCheckpoint
 from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
+from studies.storage._front import feasible, pareto_front
 from studies.storage._locks import is_lock_error, retry_locked
 from studies.storage._queue import Reached, Target, enqueue_once, is_warm_start, reached_target
 from studies.storage._secrets import strip_stored_passwords
@@ -24,6 +25,7 @@ from studies.storage._study import (
     check_code,
     create_or_resume,
     finished_trials,
+    front_choice,
     load_study,
     open_worker_storage,
     storable_spec,
@@ -95,14 +97,17 @@ __all__ = [
     "database_url",
     "enqueue_once",
     "ensure_tables",
+    "feasible",
     "fetch_weights",
     "finished_trials",
+    "front_choice",
     "is_lock_error",
     "is_warm_start",
     "load_study",
     "local_transfer",
     "open_storage",
     "open_worker_storage",
+    "pareto_front",
     "parse_url",
     "public_url",
     "reached_target",

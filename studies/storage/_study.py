@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +11,7 @@ import optuna
 
 from studies._errors import StudyError
 from studies.spec import SpecError, StudySpec
+from studies.storage._front import feasible, losses, pareto_front, signs
 from studies.storage._urls import open_storage, public_url, redact
 from studies.storage._worker_storage import REFRESH, StaleCallback, WorkerStorage
 from studies.storage._write_behind import FLUSH_INTERVAL
@@ -48,7 +48,7 @@ def create_or_resume(
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
-        direction=spec.direction,  # type: ignore[arg-type]
+        directions=[optuna.study.StudyDirection[d.upper()] for d in spec.directions.values()],
         load_if_exists=True,
     )
     stored = study.user_attrs.get(SPEC_ATTR)
@@ -63,10 +63,13 @@ def create_or_resume(
                 f"Give the spec a new study.name, or delete the study "
                 f"(optuna delete-study --study-name {spec.name} --storage ...)."
             )
-    if study.direction.name.lower() != spec.direction:
+    stored_directions = [d.name.lower() for d in study.directions]
+    if stored_directions != list(spec.directions.values()):
         raise StudyError(
-            f"study '{spec.name}' exists and {study.direction.name.lower()}s, but the spec's "
-            f"metric {spec.metric} is {spec.direction}d; use a new study.name"
+            f"study '{spec.name}' exists and {' and '.join(stored_directions)}s, but the "
+            f"spec's {' and '.join(spec.directions)} "
+            f"{'is' if len(spec.directions) == 1 else 'are'} "
+            f"{' and '.join(spec.directions.values())}d; use a new study.name"
         )
     if code:
         check_code(study, code)
@@ -74,7 +77,7 @@ def create_or_resume(
     study.set_user_attr(SPEC_ATTR, json.dumps(storable_spec(spec)))
     with warnings.catch_warnings():  # "experimental since 3.2": a note for Optuna's users
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
+        study.set_metric_names(list(spec.directions))  # optuna-dashboard labels its axes with it
     return study
 
 
@@ -148,18 +151,21 @@ def load_study(
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials, best first.
+    """Complete trials, best first: the Pareto front (of a single-objective study: the best
+    feasible trial) by the first objective, then the other feasible trials, then those that
+    break a constraint, each by the first objective.
 
     Among trials of equal value (on a small dev set many runs reach a dev loss of exactly 0),
     one the diagnosis calls diverged comes after the others, then the earlier trial first.
     """
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    front = {trial.number for trial in pareto_front(study)}
+    sign = signs(study)
 
-    def rank(trial: optuna.trial.FrozenTrial) -> tuple[float, bool, int]:
-        value = trial.value if trial.value is not None else math.inf
+    def rank(trial: optuna.trial.FrozenTrial) -> tuple[bool, bool, float, bool, int]:
         diverged = "diverged" in trial.user_attrs.get("diagnosis", ())
-        return sign * value, diverged, trial.number
+        first = losses(trial, sign)[0]
+        return trial.number not in front, not feasible(trial), first, diverged, trial.number
 
     return sorted(done, key=rank)
 
@@ -187,7 +193,32 @@ def best_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.F
             f"study '{study.study_name}' has no finished trial yet; run it first "
             f"(hpstudy run ...) or pick a trial with --trial N"
         )
+    if len(study.directions) > 1:
+        raise StudyError(front_choice(study))
+    if not feasible(done[0]):
+        raise StudyError(
+            f"study '{study.study_name}' has no complete trial that meets its constraints; "
+            f"pick one with --trial N (hpstudy trials {study.study_name} lists them)"
+        )
     return done[0]
+
+
+def front_choice(study: optuna.Study) -> str:
+    """The message that asks which trial of a multi-objective study's front to take."""
+    front = pareto_front(study)
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    lines = [
+        f"  trial {t.number}: "
+        + ", ".join(f"{n} {v:.6g}" for n, v in zip(names, t.values or [], strict=False))
+        for t in front
+    ]
+    shown = "\n".join(lines) if lines else "  (empty: no complete trial meets the constraints)"
+    return (
+        f"study '{study.study_name}' has {len(study.directions)} objectives and no single "
+        f"best trial; choose one of its Pareto front with --trial N, or with --pick "
+        f'"{names[-1]}<=NUMBER" (the best {names[0]} among the front trials that meet it):\n'
+        f"{shown}"
+    )
 
 
 def store_heartbeat(

@@ -454,6 +454,12 @@ class Export(Command):
         )
         parser.add_argument("--trial", type=int, help="export trial N instead of the best")
         parser.add_argument(
+            "--pick",
+            metavar="CONDITION",
+            help="several objectives: the best first objective among the Pareto front's "
+            'trials that meet CONDITION, e.g. "params<=50000"',
+        )
+        parser.add_argument(
             "--weights",
             metavar="FILE.pt",
             help="also write the trial's trained best-epoch weights (kept for the best trials)",
@@ -465,6 +471,7 @@ class Export(Command):
             storage=args.storage,
             output=args.output,
             trial=args.trial,
+            pick=args.pick,
             weights=args.weights,
             echo=print,
         )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import optuna
 
-from studies._errors import StudyError
-from studies.spec import SpecError, StudySpec
+from studies._errors import StudyError, did_you_mean
+from studies.spec import MEASURES, METRICS, SpecError, StudySpec, parse_condition
 from studies.storage._front import feasible, losses, pareto_front, signs
 from studies.storage._urls import open_storage, public_url, redact
 from studies.storage._worker_storage import REFRESH, StaleCallback, WorkerStorage
@@ -201,6 +202,61 @@ def best_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.F
             f"pick one with --trial N (hpstudy trials {study.study_name} lists them)"
         )
     return done[0]
+
+
+def picked_trial(study: optuna.Study, condition: str) -> optuna.trial.FrozenTrial:
+    """The best trial by the first objective among those that meet `condition`
+    ("params<=50000", several joined by commas): of a multi-objective study's Pareto front,
+    of a single-objective study's feasible complete trials. A condition names an objective or
+    a measured property (`studies.spec.MEASURES`).
+
+    Raises:
+        StudyError: for a condition that does not parse or names something the trials do
+            not hold, or when no candidate meets it (listing the candidates).
+    """
+    parsed = parse_condition(condition)
+    if isinstance(parsed, str):
+        raise StudyError(f"--pick {condition!r}: {parsed}")
+    names = list(study.metric_names or ["value"])
+    several = len(study.directions) > 1
+    candidates = (
+        pareto_front(study) if several else [t for t in finished_trials(study) if feasible(t)]
+    )
+    known = sorted({*names, *MEASURES})
+    for bound in parsed:
+        if bound.name not in known:
+            raise StudyError(
+                f"--pick {condition!r}: '{bound.name}' is neither an objective of study "
+                f"'{study.study_name}' nor a measured property{did_you_mean(bound.name, known)}; "
+                f"choose among: {', '.join(known)}"
+            )
+
+    def quantity(trial: optuna.trial.FrozenTrial, name: str) -> float:
+        if name in names and trial.values is not None:
+            return float(trial.values[names.index(name)])
+        measured = trial.user_attrs.get("measured") or {}
+        return float(measured.get(name, math.nan))
+
+    meeting = [t for t in candidates if all(b.holds(quantity(t, b.name)) for b in parsed)]
+    if not meeting:
+        where = "on the Pareto front" if several else "among the feasible complete trials"
+        raise StudyError(
+            f"no trial {where} of study '{study.study_name}' meets {condition!r}. "
+            + (front_choice(study) if several else "Loosen the condition or pick --trial N.")
+        )
+    return meeting[0]  # both lists come best first by the first objective
+
+
+def selection_maximized(study: optuna.Study) -> bool:
+    """Whether the metric a study's model selection (and kept weights) ranks by is maximised:
+    the spec's metric, else its first learning objective, else dev_loss."""
+    raw = study.user_attrs.get(SPEC_ATTR)
+    if raw is None:
+        return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    table = json.loads(raw).get("study", {})
+    learned = [name for name in table.get("objectives", {}) if name in METRICS]
+    metric = table.get("metric") or (learned[0] if learned else "dev_loss")
+    return METRICS.get(metric) == "maximize"
 
 
 def front_choice(study: optuna.Study) -> str:

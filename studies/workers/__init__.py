@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from studies._lazy import lazy_exports
+from studies.workers._halving import EpochHalving, promotable
 from studies.workers._lr_auto import RANGE_ATTR, run_range_tests, searched_space
 from studies.workers._progress import Counts, count, progress_line
 from studies.workers._recovery import MAX_RETRY, RequeueStale, recover_dead_workers, requeue
@@ -74,6 +75,7 @@ __all__ = [
     "MAX_RETRY",
     "RANGE_ATTR",
     "Counts",
+    "EpochHalving",
     "Interrupted",
     "Objective",
     "Plan",
@@ -93,6 +95,7 @@ __all__ = [
     "preflight",
     "prepare_study",
     "progress_line",
+    "promotable",
     "recover_dead_workers",
     "requeue",
     "run_range_tests",

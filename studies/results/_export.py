@@ -31,6 +31,7 @@ from studies.storage import (
     WeightStore,
     best_trial,
     create_engine,
+    front_choice,
     picked_trial,
     public_url,
     selection_maximized,
@@ -208,6 +209,8 @@ def export_best(
     opened = open_study(name, url)
     if pick is not None:
         trial = picked_trial(opened.study, pick)
+    elif number is None and len(opened.study.directions) > 1:
+        raise StudyError(front_choice(opened.study, pick=True))
     else:
         trial = best_trial(opened.study, number)
     blob = None if weights is None else kept_weights(opened, trial.number)

@@ -242,7 +242,7 @@ def picked_trial(study: optuna.Study, condition: str) -> optuna.trial.FrozenTria
         where = "on the Pareto front" if several else "among the feasible complete trials"
         raise StudyError(
             f"no trial {where} of study '{study.study_name}' meets {condition!r}. "
-            + (front_choice(study) if several else "Loosen the condition or pick --trial N.")
+            + (front_choice(study, pick=True) if several else "Loosen it or pick --trial N.")
         )
     return meeting[0]  # both lists come best first by the first objective
 
@@ -259,8 +259,12 @@ def selection_maximized(study: optuna.Study) -> bool:
     return METRICS.get(metric) == "maximize"
 
 
-def front_choice(study: optuna.Study) -> str:
-    """The message that asks which trial of a multi-objective study's front to take."""
+def front_choice(study: optuna.Study, *, pick: bool = False) -> str:
+    """The message that asks which trial of a multi-objective study's front to take.
+
+    Args:
+        pick: also offer `--pick` (export takes it).
+    """
     front = pareto_front(study)
     names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
     lines = [
@@ -269,11 +273,15 @@ def front_choice(study: optuna.Study) -> str:
         for t in front
     ]
     shown = "\n".join(lines) if lines else "  (empty: no complete trial meets the constraints)"
+    offer = (
+        f' or with --pick "{names[-1]}<=NUMBER" (the best {names[0]} among the front trials '
+        f"that meet it)"
+        if pick
+        else ""
+    )
     return (
         f"study '{study.study_name}' has {len(study.directions)} objectives and no single "
-        f"best trial; choose one of its Pareto front with --trial N, or with --pick "
-        f'"{names[-1]}<=NUMBER" (the best {names[0]} among the front trials that meet it):\n'
-        f"{shown}"
+        f"best trial; choose one of its Pareto front with --trial N{offer}:\n{shown}"
     )
 
 

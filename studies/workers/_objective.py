@@ -103,6 +103,7 @@ class Reporter:
         # A study of several objectives: Optuna refuses `report`; `halving` (or nothing) prunes.
         self.halving, self.several = halving, several
         self.epochs: list[EpochResult] = []
+        self.measured: dict[str, float] = {}  # the network's, once measured (halving uses it)
 
     def __call__(self, result: EpochResult) -> None:
         self.epochs.append(result)
@@ -112,7 +113,7 @@ class Reporter:
         value = result.metric(self.metric)
         if self.several or self.halving is not None:
             pruned = self.halving is not None and self.halving.should_prune(
-                self.trial_id, result.epoch, value
+                self.trial_id, result.epoch, value, self.measured
             )
         else:
             self.trial.report(value, result.epoch)
@@ -204,7 +205,7 @@ class Objective:
         checkpoint = self.checkpoints(trial, root) if self.checkpoints else None
         try:
             data = self.data(config)
-            measured = self._measure(trial, config, data)
+            measured = reporter.measured = self._measure(trial, config, data)
             # Provenance for export: the data, its transform, and the user's model code.
             write_attrs(trial, data=data.identity, standardization=data.standardization)
             if trainer.parse_reference(config.model) is not None:

@@ -167,8 +167,8 @@ class _Worker:
             halving = EpochHalving.from_spec(
                 epochs,
                 self.study_id,
-                self.spec.metric,
-                maximize=self.spec.direction == "maximize",
+                metric=self.spec.metric,
+                directions=self.spec.directions,
                 pruner=self.spec.pruner,
             )
         self.objective = Objective(

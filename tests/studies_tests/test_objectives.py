@@ -14,7 +14,7 @@ import studies
 import trainer
 from studies.spec import MEASURES, Constraint, SpecError, StudySpec, parse_condition
 from studies.storage import EpochStore, create_engine, pareto_front, picked_trial
-from studies.workers import EpochHalving, promotable
+from studies.workers import EpochHalving, pareto_ranks, promotable
 
 
 def _spec(**study: Any) -> dict[str, Any]:
@@ -137,21 +137,47 @@ def test_measure_names_what_a_study_records() -> None:
 @pytest.mark.parametrize(
     ("value", "competing", "expected"),
     [
-        (0.9, [0.1, 0.5, 0.9], True),  # fewer than 2 * reduction_factor: only the best goes on
-        (0.5, [0.1, 0.5, 0.9], False),
-        (0.9, [0.1, 0.2, 0.3, 0.8, 0.9, 0.95], True),  # 6 // 3 = 2 go on: 0.9 and 0.95
-        (0.8, [0.1, 0.2, 0.3, 0.8, 0.9, 0.95], False),
+        (0.9, [0.1, 0.5], True),  # fewer than 2 * reduction_factor: only the best goes on
+        (0.5, [0.1, 0.9], False),
+        (0.9, [0.1, 0.2, 0.3, 0.8, 0.95], True),  # 6 // 3 = 2 go on: 0.9 and 0.95
+        (0.8, [0.1, 0.2, 0.3, 0.9, 0.95], False),
     ],
 )
-def test_halving_promotes_the_best_fraction(
+def test_halving_on_one_metric_is_optuna_s_rule(
     value: float, competing: list[float], expected: bool
 ) -> None:
-    assert promotable(value, sorted(competing), 3, maximize=True) is expected
+    assert promotable((-value,), [(-v,) for v in competing], 3) is expected
+    ours = promotable((-value,), [(-v,) for v in competing], 3)
+    assert ours is _optuna_promotes(value, competing, 3)
 
 
-def test_halving_of_a_minimised_metric_promotes_the_lowest() -> None:
-    assert promotable(0.1, [0.1, 0.5, 0.9], 3, maximize=False)
-    assert not promotable(0.5, [0.1, 0.5, 0.9], 3, maximize=False)
+def _optuna_promotes(value: float, competing: list[float], reduction_factor: int) -> bool:
+    """What Optuna's SuccessiveHalvingPruner decides for `value` (maximised) at a rung."""
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=reduction_factor
+        ),
+    )
+    for other in competing:
+        trial = study.ask()
+        trial.report(other, 1)
+        trial.should_prune()
+    trial = study.ask()
+    trial.report(value, 1)
+    return not trial.should_prune()
+
+
+def test_halving_keeps_a_small_network_nothing_smaller_beats() -> None:
+    # (1 - accuracy, params): the small one is less accurate than both, but no more
+    # accurate network is as small, so it is on the first front
+    small, large = (0.30, 1_000.0), [(0.10, 50_000.0), (0.12, 40_000.0)]
+    assert promotable(small, large, 3)
+    assert not promotable((0.30, 60_000.0), large, 3)
+
+
+def test_pareto_ranks_sort_points_into_fronts() -> None:
+    assert pareto_ranks([(1, 3), (2, 2), (3, 1), (2, 3), (3, 3)]) == [0, 0, 0, 1, 2]
 
 
 def test_halving_rungs_grow_by_the_reduction_factor() -> None:

@@ -14,6 +14,7 @@ from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._front import feasible, pareto_front
 from studies.storage._locks import is_lock_error, retry_locked
+from studies.storage._optuna import CONSTRAINTS_ATTR, set_constraint_values
 from studies.storage._queue import Reached, Target, enqueue_once, is_warm_start, reached_target
 from studies.storage._secrets import strip_stored_passwords
 from studies.storage._study import (
@@ -67,6 +68,7 @@ from studies.storage._write_behind import FLUSH_INTERVAL, WriteBehind
 
 __all__ = [
     "CODE_ATTR",
+    "CONSTRAINTS_ATTR",
     "FLUSH_INTERVAL",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
@@ -119,6 +121,7 @@ __all__ = [
     "resolve_storage",
     "retry_locked",
     "selection_maximized",
+    "set_constraint_values",
     "sqlite_path",
     "storable_spec",
     "store_heartbeat",

@@ -26,6 +26,7 @@ from studies.storage import (
     WeightStore,
     chain_root,
     local_transfer,
+    set_constraint_values,
     write_attrs,
 )
 from studies.workers._halving import EpochHalving
@@ -227,6 +228,7 @@ class Objective:
                 write_attrs(trial, transfer={**transfer.to_dict(), "study": source})
         except optuna.TrialPruned:
             self._finish(trial, config, reporter.epochs, "pruned", measured)
+            self._constrain(trial_id, measured)
             raise
         except Exception as exc:
             write_attrs(
@@ -234,9 +236,13 @@ class Objective:
             )
             raise
         self._finish(trial, config, reporter.epochs, result.status, measured)
-        learned = self._learned(result)
+        try:
+            learned = self._learned(result)
+        except optuna.TrialPruned:  # diverged
+            self._constrain(trial_id, measured)
+            raise
         quantities = {**measured, **learned}
-        set_constraints(trial, self.spec.objectives.constraints, learned)
+        self._constrain(trial_id, quantities)
         if not isinstance(result, trainer.CrossResult):
             self._keep_weights(trial, learned[self.spec.metric], result.model)
         values = [_quantity(quantities, name) for name in self.spec.directions]
@@ -261,6 +267,14 @@ class Objective:
             # as a pruned trial it does not stop the study.
             raise optuna.TrialPruned(f"diverged at epoch {len(result.epochs) - 1}")
         return {name: best.metric(name) for name in names}
+
+    def _constrain(self, trial_id: int, quantities: Mapping[str, float]) -> None:
+        """Stores the trial's constraint values where Optuna's samplers and visualisations
+        and optuna-dashboard read them (see `set_constraint_values`)."""
+        constraints = self.spec.objectives.constraints
+        if constraints:
+            values = constraint_values(constraints, quantities)
+            set_constraint_values(self.storage, trial_id, values)
 
     def _measure(self, trial: optuna.Trial, config: TrainConfig, data: Data) -> dict[str, float]:
         """`params`, `model_bytes`, `flops` and `latency_ms` of the trial's network as built
@@ -313,8 +327,6 @@ class Objective:
         if measured:
             measured["train_seconds"] = sum(e.seconds for e in epochs)
             write_attrs(trial, measured=measured)
-            # known however the run ended; a learning metric's bound waits for a complete run
-            set_constraints(trial, self.spec.objectives.constraints, measured)
         for finisher in self.finishers:
             try:
                 finisher(trial, config, epochs, reason)
@@ -322,14 +334,12 @@ class Objective:
                 _log.warning("trial %d: %r failed", trial.number, finisher, exc_info=True)
 
 
-def set_constraints(
-    trial: optuna.Trial, constraints: Sequence[Constraint], quantities: Mapping[str, float]
-) -> None:
-    """Tells the sampler how far the trial breaks each constraint whose quantity is known
-    (Optuna's `Trial.set_constraint`: <= 0 is feasible)."""
-    for constraint in constraints:
-        if constraint.name in quantities:
-            trial.set_constraint(constraint.name, constraint.violation(quantities[constraint.name]))
+def constraint_values(
+    constraints: Sequence[Constraint], quantities: Mapping[str, float]
+) -> list[float]:
+    """How far the trial breaks each constraint (<= 0: it holds), in the spec's order; 0.0
+    for one whose quantity is unknown (a learning metric's bound on a pruned trial)."""
+    return [c.violation(quantities[c.name]) if c.name in quantities else 0.0 for c in constraints]
 
 
 def _quantity(quantities: Mapping[str, float], name: str) -> float:

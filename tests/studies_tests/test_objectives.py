@@ -334,3 +334,25 @@ def test_a_pick_exports_the_most_accurate_front_trial_that_meets_it(
 def test_a_pick_no_front_trial_meets_is_refused(trade: tuple[str, str], tmp_path: Path) -> None:
     with pytest.raises(studies.StudyError, match="no trial on the Pareto front"):
         studies.export(trade[0], storage=trade[1], output=tmp_path / "n.toml", pick="params<=1")
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_shows_the_same_front(trade: tuple[str, str]) -> None:
+    import json
+    import wsgiref.util
+
+    import optuna_dashboard
+
+    from studies.storage import open_storage
+
+    app = optuna_dashboard.wsgi(open_storage(trade[1]))
+    environ: dict[str, Any] = {"PATH_INFO": "/api/studies/1", "REQUEST_METHOD": "GET"}
+    wsgiref.util.setup_testing_defaults(environ)
+    detail = json.loads(b"".join(app(environ, lambda *_args: None)))
+    front = pareto_front(studies.load(trade[0], storage=trade[1]))
+    assert detail["directions"] == ["maximize", "minimize"]
+    assert detail["objective_names"] == ["dev_accuracy", "params"]
+    assert sorted(t["number"] for t in detail["best_trials"]) == sorted(t.number for t in front)
+    wide = [t for t in detail["trials"] if t["params"][0]["param_external_value"] == "64"]
+    # the dashboard's Pareto plot greys a trial whose constraint values are above 0
+    assert [t["constraints"] for t in wide] == [[64 * 64 + 64 + 64 * 10 + 10 - 3000]]

@@ -182,7 +182,13 @@ class Run(Command):
         )
         best = studies.trials(spec.name, storage=spec.storage, limit=SUMMARY_ROWS)
         console.print(_print.trials_table(best, title=f"best trials of '{spec.name}'"))
-        console.print(_print.next_steps(spec.name, spec.storage), highlight=False, soft_wrap=True)
+        pick = None
+        if best.several:  # the second objective's value on the front's first trial
+            front = [row for row in best.rows if row.front and len(row.values) > 1]
+            name, value = best.objectives[1], front[0].values[1] if front else None
+            pick = f"{name}<={value:g}" if value is not None else f"{name}<=NUMBER"
+        steps = _print.next_steps(spec.name, spec.storage, pick=pick)
+        console.print(steps, highlight=False, soft_wrap=True)
         return 0
 
 

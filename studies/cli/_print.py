@@ -71,6 +71,8 @@ def trials_table(trials: studies.TrialRows, *, title: str | None = None) -> Tabl
 def _value(value: float | None) -> str:
     if value is None:
         return "-"
+    if value.is_integer() and abs(value) >= 1:  # a count: params, flops, bytes
+        return str(int(value))
     return f"{value:.4f}" if abs(value) < 1000 else f"{value:.6g}"
 
 
@@ -153,14 +155,23 @@ def ablation_table(ablation: studies.Ablation) -> Table:
     return table
 
 
-def next_steps(name: str, storage: str) -> str:
-    """The commands to run after a study, with the storage flag when it is not the default."""
+def next_steps(name: str, storage: str, *, pick: str | None = None) -> str:
+    """The commands to run after a study, with the storage flag when it is not the default.
+
+    Args:
+        pick: a study of several objectives: the condition its export line shows.
+    """
     env = f"env:{studies.STORAGE_ENV}"
     default = env if os.environ.get(studies.STORAGE_ENV) else studies.DEFAULT_STORAGE
     # env:NAME is shown as such: it holds no secret, and the command works as printed.
     flag = "" if storage == default else f" --storage {studies.redact(storage)}"
     steps = [
-        (f"hpstudy export {name}{flag} -o best.toml", "the best config, ready for hpstudy train"),
+        (f"hpstudy export {name}{flag} -o best.toml", "the best config, ready for hpstudy train")
+        if pick is None
+        else (
+            f'hpstudy export {name}{flag} --pick "{pick}" -o best.toml',
+            "the most accurate front trial that meets it (or --trial N)",
+        ),
         ("hpstudy train best.toml --test", "train it again and report the test set"),
         (f"hpstudy dashboard{flag}", "browse the study in optuna-dashboard"),
         (f"hpstudy report {name}{flag}", "one HTML page about the study"),

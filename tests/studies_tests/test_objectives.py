@@ -364,3 +364,90 @@ def test_optuna_dashboard_shows_the_same_front(trade: tuple[str, str]) -> None:
     ]
     # the dashboard's Pareto plot greys a trial whose constraint values are above 0
     assert [t["constraints"] for t in wide] == [[64 * 64 + 64 + 64 * 10 + 10 - 3000]]
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_an_unspecified_export_and_exports_a_pick(
+    trade: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from studies.cli import main
+
+    out = str(tmp_path / "cli.toml")
+    assert main(["export", trade[0], "--storage", trade[1], "-o", out]) == 2
+    refused = capsys.readouterr().err
+    assert "choose one of its Pareto front with --trial N or with --pick" in refused
+    assert "Traceback" not in refused
+    assert (
+        main(["export", trade[0], "--storage", trade[1], "-o", out, "--pick", "params<=1500"]) == 0
+    )
+    assert "params" in capsys.readouterr().out and Path(out).is_file()
+
+
+@pytest.mark.slow
+def test_the_cli_marks_the_front_with_a_column_per_objective(
+    trade: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from studies.cli import main
+
+    assert main(["trials", trade[0], "--storage", trade[1]]) == 0
+    table = capsys.readouterr().out
+    header = next(line for line in table.splitlines() if "dev_accuracy" in line)
+    assert "params" in header and "front" in header and "hyperparameters" in header
+    assert "infeasible" in table and "*" in table
+
+
+# --- a single objective with a constraint -------------------------------------------------
+
+
+def _constrained_study(url: str) -> optuna.Study:
+    """Trial 0 is the most accurate but breaks its constraint; trial 1 keeps it."""
+    from studies.storage import CONSTRAINTS_ATTR
+
+    study = optuna.create_study(study_name="one", storage=url, direction="maximize")
+    study.set_metric_names(["dev_accuracy"])
+    lr = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
+    for value, violation in ((0.97, 10_000.0), (0.95, -2_000.0), (0.90, -9_000.0)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                params={"lr": 0.01},
+                distributions={"lr": lr},
+                system_attrs={CONSTRAINTS_ATTR: [violation]},
+                user_attrs={"measured": {"params": 50_000.0 + violation}},
+            )
+        )
+    return study
+
+
+def test_a_single_objective_best_trial_meets_the_constraints(tmp_path: Path) -> None:
+    from studies.storage import best_trial
+
+    study = _constrained_study(f"sqlite:///{tmp_path / 'c.db'}")
+    assert best_trial(study).number == 1
+    assert [t.number for t in pareto_front(study)] == [1]
+
+
+def test_a_single_objective_table_lists_the_infeasible_trial_after_the_feasible(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    _constrained_study(url)
+    rows = studies.trials("one", storage=url)
+    assert [(r.number, r.front, r.feasible) for r in rows.rows] == [
+        (1, True, True),
+        (2, False, True),
+        (0, False, False),
+    ]
+    assert rows.constrained and not rows.several
+
+
+def test_a_single_objective_pick_chooses_among_feasible_trials(tmp_path: Path) -> None:
+    study = _constrained_study(f"sqlite:///{tmp_path / 'c.db'}")
+    assert picked_trial(study, "params<=45000").number == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_latency_is_measured_on_the_trial_s_gpu() -> None:
+    model = torch.nn.Linear(64, 10).cuda()
+    found = trainer.measure(model, torch.randn(32, 64, device="cuda"), latency_batch=32)
+    assert found["latency_ms"] > 0 and next(model.parameters()).is_cuda

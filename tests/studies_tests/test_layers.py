@@ -57,7 +57,9 @@ def _modules() -> list[Path]:
 
 
 def _api_modules() -> list[Path]:
-    return sorted(p for p in ROOT.glob("*.py") if p.name not in ("_errors.py", "_lazy.py", "__main__.py"))
+    return sorted(
+        p for p in ROOT.glob("*.py") if p.name not in ("_errors.py", "_lazy.py", "__main__.py")
+    )
 
 
 @pytest.mark.parametrize("path", sorted(ROOT.joinpath("cli").glob("*.py")), ids=lambda p: p.name)

@@ -186,7 +186,7 @@ def read_objectives(
         problems.append(f"study.latency_batch: examples per timed forward, >= 1; got {batch!r}")
         batch = LATENCY_BATCH
     found = Objectives(directions, constraints, batch)
-    problems += _sampler_problems(study, found)
+    problems += _combination_problems(study, found)
     return found
 
 
@@ -265,8 +265,9 @@ def _read_constraints(
     return tuple(found)
 
 
-def _sampler_problems(study: Mapping[str, Any], objectives: Objectives) -> list[str]:
-    """A sampler that ignores constraints, or cannot take several objectives, is refused."""
+def _combination_problems(study: Mapping[str, Any], objectives: Objectives) -> list[str]:
+    """A sampler that ignores constraints, or cannot take several objectives, is refused; so
+    are an Optuna pruner and an ablation (which compares one metric) with several."""
     sampler = study.get("sampler", "tpe")
     name = sampler.get("name", "tpe") if isinstance(sampler, dict) else sampler
     problems = []
@@ -289,7 +290,12 @@ def _sampler_problems(study: Mapping[str, Any], objectives: Objectives) -> list[
     ):
         problems.append(
             f"study.pruner: Optuna's pruners judge one objective; a study of several is "
-            f"pruned by hpstudy's own successive halving on the first learning metric: use "
+            f"pruned by hpstudy's own successive halving on Pareto fronts: use "
             f'pruner = "successive_halving" (the default) or "none", not {pruner_name!r}'
+        )
+    if len(objectives.directions) > 1 and study.get("ablation") is not None:
+        problems.append(
+            "study.ablation: an ablation compares its cells on one metric; give it one "
+            "(study.metric) instead of several objectives"
         )
     return problems

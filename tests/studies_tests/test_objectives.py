@@ -451,3 +451,14 @@ def test_latency_is_measured_on_the_trial_s_gpu() -> None:
     model = torch.nn.Linear(64, 10).cuda()
     found = trainer.measure(model, torch.randn(32, 64, device="cuda"), latency_batch=32)
     assert found["latency_ms"] > 0 and next(model.parameters()).is_cuda
+
+
+def test_an_ablation_of_several_objectives_is_refused() -> None:
+    found = _problems(objectives=TRADE, ablation={"factors": ["optimizer"], "repeats": 2})
+    assert "study.ablation: an ablation compares its cells on one metric" in found
+
+
+def test_a_bad_latency_batch_is_refused() -> None:
+    assert "study.latency_batch: examples per timed forward, >= 1; got 0" in _problems(
+        objectives=TRADE, latency_batch=0
+    )

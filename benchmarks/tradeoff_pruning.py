@@ -9,8 +9,14 @@ hypervolume of the front (feasible complete trials) in (1 - dev accuracy, params
 space's largest network's params) against the reference point (1, 1); then per candidate the
 median epochs saved against no pruning and the hypervolume relative to no pruning's.
 
+With `--samplers` it compares samplers instead, each with hpstudy's pruning (min_resource 1,
+reduction 3), by the same hypervolume: TPE (hpstudy's default), NSGA-II with a population
+that fits the budget, and random sampling as the floor.
+
     .venv/bin/python benchmarks/tradeoff_pruning.py                  # seeds 0 1 2, 30 trials
     .venv/bin/python benchmarks/tradeoff_pruning.py --seeds 0 --n-trials 12
+    .venv/bin/python benchmarks/tradeoff_pruning.py --samplers \
+        --out benchmarks/tradeoff_samplers.json
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
+SAMPLER_CANDIDATES: dict[str, dict[str, Any]] = {
+    "tpe": {"name": "tpe", "n_startup_trials": 8},
+    "nsgaii pop10": {"name": "nsgaii", "population_size": 10},
+    "random": {"name": "random"},
+}
+HALVING = CANDIDATES["halving min1 eta3"]
+
+
 def params_of(hidden: list[int], inputs: int = 64, classes: int = 10) -> int:
     sizes = [inputs, *hidden, classes]
     return sum(a * b + b for a, b in itertools.pairwise(sizes))
@@ -47,7 +61,13 @@ def params_of(hidden: list[int], inputs: int = 64, classes: int = 10) -> int:
 LARGEST = max(params_of(h) for h in WIDTHS)
 
 
-def spec_for(seed: int, pruner: dict[str, Any], n_trials: int, url: str) -> StudySpec:
+def spec_for(
+    seed: int,
+    pruner: dict[str, Any],
+    n_trials: int,
+    url: str,
+    sampler: dict[str, Any] = SAMPLER_CANDIDATES["tpe"],
+) -> StudySpec:
     return StudySpec.from_dict(
         {
             "study": {
@@ -56,7 +76,7 @@ def spec_for(seed: int, pruner: dict[str, Any], n_trials: int, url: str) -> Stud
                 "objectives": {"dev_accuracy": "max", "params": "min"},
                 "n_trials": n_trials,
                 "seed": seed,
-                "sampler": {"name": "tpe", "n_startup_trials": 8},
+                "sampler": dict(sampler),
                 "pruner": pruner,
             },
             "train": {
@@ -99,10 +119,13 @@ def total_epochs(study: optuna.Study, url: str) -> int:
         engine.dispose()
 
 
-def measure(seed: int, label: str, n_trials: int) -> dict[str, Any]:
+def measure(seed: int, label: str, n_trials: int, *, samplers: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'study.db'}"
-        spec = spec_for(seed, CANDIDATES[label], n_trials, url)
+        if samplers:
+            spec = spec_for(seed, HALVING, n_trials, url, SAMPLER_CANDIDATES[label])
+        else:
+            spec = spec_for(seed, CANDIDATES[label], n_trials, url)
         started = time.perf_counter()
         study = run_study(spec, workers=1, echo=lambda _line: None)
         seconds = time.perf_counter() - started
@@ -111,7 +134,7 @@ def measure(seed: int, label: str, n_trials: int) -> dict[str, Any]:
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     return {
         "seed": seed,
-        "pruner": label,
+        "sampler" if samplers else "pruner": label,
         "epochs": epochs,
         "pruned": pruned,
         "seconds": round(seconds, 1),
@@ -124,14 +147,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-trials", type=int, default=30)
+    parser.add_argument("--samplers", action="store_true", help="compare samplers instead")
     parser.add_argument("--out", default="benchmarks/tradeoff_pruning.json")
     args = parser.parse_args()
     runs = []
     for seed in args.seeds:
-        for label in CANDIDATES:
-            run = measure(seed, label, args.n_trials)
+        for label in SAMPLER_CANDIDATES if args.samplers else CANDIDATES:
+            run = measure(seed, label, args.n_trials, samplers=args.samplers)
             print(json.dumps(run), flush=True)
             runs.append(run)
+    if args.samplers:
+        summary = {
+            label: [r["hypervolume"] for r in runs if r["sampler"] == label]
+            for label in SAMPLER_CANDIDATES
+        }
+        print(json.dumps(summary))
+        Path(args.out).write_text(json.dumps({"runs": runs, "summary": summary}, indent=1) + "\n")
+        return
     base = {r["seed"]: r for r in runs if r["pruner"] == "none"}
     summary = {}
     for label in CANDIDATES:

@@ -15,7 +15,7 @@ that fits the budget, and random sampling as the floor.
 
     .venv/bin/python benchmarks/tradeoff_pruning.py                  # seeds 0 1 2, 30 trials
     .venv/bin/python benchmarks/tradeoff_pruning.py --seeds 0 --n-trials 12
-    .venv/bin/python benchmarks/tradeoff_pruning.py --samplers \
+    .venv/bin/python benchmarks/tradeoff_pruning.py --samplers \\
         --out benchmarks/tradeoff_samplers.json
 """
 

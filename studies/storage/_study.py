@@ -64,6 +64,13 @@ def create_or_resume(
                 f"Give the spec a new study.name, or delete the study "
                 f"(optuna delete-study --study-name {spec.name} --storage ...)."
             )
+    stored_names = study.metric_names
+    if stored_names is not None and len(stored_names) > 1 and stored_names != list(spec.directions):
+        raise StudyError(
+            f"study '{spec.name}' exists with the objectives {', '.join(stored_names)}, but the "
+            f"spec's are {', '.join(spec.directions)}; their values would not compare: use a "
+            f"new study.name"
+        )
     stored_directions = [d.name.lower() for d in study.directions]
     if stored_directions != list(spec.directions.values()):
         raise StudyError(

@@ -462,3 +462,16 @@ def test_a_bad_latency_batch_is_refused() -> None:
     assert "study.latency_batch: examples per timed forward, >= 1; got 0" in _problems(
         objectives=TRADE, latency_batch=0
     )
+
+
+def test_a_study_resumed_with_other_objectives_is_refused(tmp_path: Path) -> None:
+    from studies.storage import create_or_resume, open_storage
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    first = StudySpec.from_dict(_spec(objectives=TRADE, storage=url))
+    create_or_resume(first, open_storage(url))
+    other = StudySpec.from_dict(
+        _spec(objectives={"dev_accuracy": "max", "flops": "min"}, storage=url)
+    )
+    with pytest.raises(studies.StudyError, match="exists with the objectives dev_accuracy, params"):
+        create_or_resume(other, open_storage(url))

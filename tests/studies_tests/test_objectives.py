@@ -475,3 +475,14 @@ def test_a_study_resumed_with_other_objectives_is_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(studies.StudyError, match="exists with the objectives dev_accuracy, params"):
         create_or_resume(other, open_storage(url))
+
+
+@pytest.mark.slow
+def test_the_report_draws_the_front(trade: tuple[str, str], tmp_path: Path) -> None:
+    page = studies.report(trade[0], storage=trade[1], output=tmp_path / "r.html").read_text()
+    front = pareto_front(studies.load(trade[0], storage=trade[1]))
+    assert "<h2>Pareto front</h2>" in page
+    assert "dev_accuracy is maximized and params is minimized" in page
+    assert f"Pareto front: trials {', '.join(str(t.number) for t in front)}" in page
+    section = page.split("<h2>Pareto front</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "not available" not in section and "plotly" in section

@@ -203,12 +203,17 @@ def export(
     storage: str | None = None,
     trial: int | None = None,
     weights: str | Path | None = None,
+    pick: str | None = None,
     echo: Echo | None = None,
 ) -> Path:
     """Writes the best trial's (or trial `trial`'s) complete config and provenance to `output`.
 
+    A study of several objectives has no one best trial: choose with `trial` or `pick`.
+
     Args:
         output: a .toml, .json or .yaml file.
+        pick: a condition such as "params<=50000" (several joined by commas): the trial with
+            the best first objective among the Pareto front's trials that meet it.
         weights: also write the trial's kept best-epoch weights (a state dict) to this file.
         echo: say what was written and what to do next (the command line's lines).
 
@@ -216,15 +221,18 @@ def export(
         The file written, ready for `studies.train(path)` or `hpstudy train`.
 
     Raises:
-        StudyError: for an unknown study or trial, a study with no finished trial, an output
-            that cannot be written, or a trial whose weights were not kept.
+        StudyError: for an unknown study or trial, a study with no finished trial, a study of
+            several objectives without a choice (listing its front), a pick no front trial
+            meets, an output that cannot be written, or a trial whose weights were not kept.
     """
     from studies.results import export_best
 
-    path, about = export_best(name, url=storage, output=output, number=trial, weights=weights)
+    path, about = export_best(
+        name, url=storage, output=output, number=trial, weights=weights, pick=pick
+    )
     if echo is not None:
-        value = about.get("value")
-        shown = "" if value is None else f", {about['metric']} {value:.4f}"
+        values = about.get("objectives") or {}
+        shown = "".join(f", {metric} {value:.6g}" for metric, value in values.items())
         echo(f"wrote {path}: trial {about['trial']} of '{about['study']}'{shown}")
         if weights:
             echo(f"wrote {weights}: its trained weights")

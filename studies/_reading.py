@@ -40,7 +40,7 @@ class SpecRow:
     path: Path
     n_trials: int | None  # its trial budget
     epochs: int  # epochs per trial, at most
-    metric: str
+    metric: str  # several objectives: their names, " vs " between them
     searches: tuple[str, ...]  # the parameters its space samples
     description: str
 
@@ -111,7 +111,7 @@ def specs() -> list[SpecRow]:
                 path=path,
                 n_trials=spec.n_trials,
                 epochs=spec.train.epochs,
-                metric=spec.metric,
+                metric=" vs ".join(spec.directions),
                 searches=tuple(spec.space.names),
                 description=spec.description,
             )

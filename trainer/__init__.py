@@ -68,6 +68,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
     from trainer._init import INIT_SCHEMES, fans, initialize
     from trainer._loaders import as_arrays
     from trainer._lr_range import LRRange, lr_range_test, propose_bounds
+    from trainer._measure import count_params, flops_per_example, latency_ms, measure, model_bytes
     from trainer._models import ACTIVATIONS, build_model, check_model, weight_layers
     from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule
     from trainer._transfer import Transfer, apply_transfer
@@ -83,6 +84,7 @@ _TORCH_MODULES = (
     "trainer._init",
     "trainer._loaders",
     "trainer._lr_range",
+    "trainer._measure",
     "trainer._models",
     "trainer._optim",
     "trainer._transfer",
@@ -136,6 +138,7 @@ __all__ = [
     "build_model",
     "check_arrays",
     "check_model",
+    "count_params",
     "cross_fit",
     "elastic_net",
     "evaluate",
@@ -144,6 +147,7 @@ __all__ = [
     "fetch_mnist",
     "field_names",
     "fit",
+    "flops_per_example",
     "fold_indices",
     "has_mnist",
     "initialize",
@@ -152,6 +156,7 @@ __all__ = [
     "keep_function",
     "kept_function",
     "kept_reference",
+    "latency_ms",
     "load_data",
     "load_factory",
     "load_loader",
@@ -160,8 +165,10 @@ __all__ = [
     "lr_range_test",
     "make_optimizer",
     "make_schedule",
+    "measure",
     "member_seed",
     "metric_direction",
+    "model_bytes",
     "parse_reference",
     "propose_bounds",
     "read_arrays",

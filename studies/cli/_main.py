@@ -182,7 +182,13 @@ class Run(Command):
         )
         best = studies.trials(spec.name, storage=spec.storage, limit=SUMMARY_ROWS)
         console.print(_print.trials_table(best, title=f"best trials of '{spec.name}'"))
-        console.print(_print.next_steps(spec.name, spec.storage), highlight=False, soft_wrap=True)
+        pick = None
+        if best.several:  # the second objective's value on the front's first trial
+            front = [row for row in best.rows if row.front and len(row.values) > 1]
+            name, value = best.objectives[1], front[0].values[1] if front else None
+            pick = f"{name}<={value:g}" if value is not None else f"{name}<=NUMBER"
+        steps = _print.next_steps(spec.name, spec.storage, pick=pick)
+        console.print(steps, highlight=False, soft_wrap=True)
         return 0
 
 
@@ -454,6 +460,12 @@ class Export(Command):
         )
         parser.add_argument("--trial", type=int, help="export trial N instead of the best")
         parser.add_argument(
+            "--pick",
+            metavar="CONDITION",
+            help="several objectives: the best first objective among the Pareto front's "
+            'trials that meet CONDITION, e.g. "params<=50000"',
+        )
+        parser.add_argument(
             "--weights",
             metavar="FILE.pt",
             help="also write the trial's trained best-epoch weights (kept for the best trials)",
@@ -465,6 +477,7 @@ class Export(Command):
             storage=args.storage,
             output=args.output,
             trial=args.trial,
+            pick=args.pick,
             weights=args.weights,
             echo=print,
         )

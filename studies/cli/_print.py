@@ -24,18 +24,40 @@ def echo_to(out: Console) -> Callable[[str], None]:
 
 
 def trials_table(trials: studies.TrialRows, *, title: str | None = None) -> Table:
-    """A table of trials, in the order given."""
+    """A table of trials, in the order given; with several objectives a column per objective
+    and one marking the Pareto front (and trials that break a constraint)."""
     table = Table(title=title, title_justify="left")
-    columns = ("#", "state", trials.metric, "epochs", "stop", "where", "diagnosis", "params")
+    names = trials.objectives if trials.several else (trials.metric,)
+    marked = trials.several or trials.constrained
     crossed = trials.crossed  # a trial of several networks (folds, repeats): their spread
-    for column in columns[:3] + (("folds",) if crossed else ()) + columns[3:]:
+    columns = (
+        "#",
+        "state",
+        *names,
+        *(("front",) if marked else ()),
+        *(("folds",) if crossed else ()),
+        "epochs",
+        "stop",
+        "where",
+        "diagnosis",
+        "hyperparameters" if "params" in names else "params",
+    )
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in trials.rows:
+        values = row.values if trials.several else (row.value,)
+        # a pruned trial has no objective values, but its network's measures are known
+        shown = [
+            _value(values[i] if i < len(values) else row.measured.get(name))
+            for i, name in enumerate(names)
+        ]
+        mark = ("*" if row.front else "infeasible" if not row.feasible else "",) if marked else ()
         spread = (_folds_cell(row.folds),) if crossed else ()
         table.add_row(
             str(row.number),
             row.state,
-            "-" if row.value is None else f"{row.value:.4f}",
+            *shown,
+            *mark,
             *spread,
             _or_dash(row.epochs),
             _or_dash(row.stop),
@@ -46,12 +68,26 @@ def trials_table(trials: studies.TrialRows, *, title: str | None = None) -> Tabl
     return table
 
 
+def _value(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value.is_integer() and abs(value) >= 1:  # a count: params, flops, bytes
+        return str(int(value))
+    return f"{value:.4f}" if abs(value) < 1000 else f"{value:.6g}"
+
+
 def status_text(status: studies.StudyStatus) -> str:
     counts = status.counts
     best = "-" if counts.best is None else f"{counts.best:.4f} (trial {counts.best_trial})"
+    if counts.front is not None:
+        best = f"Pareto front: {counts.front} trials (marked * in the table below)"
+    objectives = ", ".join(f"{n} ({d})" for n, d in status.directions.items()) or (
+        f"{status.metric} ({status.direction})"
+    )
+    bounds = f"; constraints {', '.join(status.constraints)}" if status.constraints else ""
     return (
         f"study '{status.name}' in {status.storage}\n"
-        f"  {status.metric} ({status.direction}), budget {status.budget or '-'} trials\n"
+        f"  {objectives}{bounds}, budget {status.budget or '-'} trials\n"
         f"  {counts.finished} finished: {counts.complete} complete, {counts.pruned} pruned; "
         f"{counts.failed} failed, {counts.running} running, {counts.waiting} waiting\n"
         f"  best {best}\n"
@@ -119,14 +155,23 @@ def ablation_table(ablation: studies.AblationResult) -> Table:
     return table
 
 
-def next_steps(name: str, storage: str) -> str:
-    """The commands to run after a study, with the storage flag when it is not the default."""
+def next_steps(name: str, storage: str, *, pick: str | None = None) -> str:
+    """The commands to run after a study, with the storage flag when it is not the default.
+
+    Args:
+        pick: a study of several objectives: the condition its export line shows.
+    """
     env = f"env:{studies.STORAGE_ENV}"
     default = env if os.environ.get(studies.STORAGE_ENV) else studies.DEFAULT_STORAGE
     # env:NAME is shown as such: it holds no secret, and the command works as printed.
     flag = "" if storage == default else f" --storage {studies.redact(storage)}"
     steps = [
-        (f"hpstudy export {name}{flag} -o best.toml", "the best config, ready for hpstudy train"),
+        (f"hpstudy export {name}{flag} -o best.toml", "the best config, ready for hpstudy train")
+        if pick is None
+        else (
+            f'hpstudy export {name}{flag} --pick "{pick}" -o best.toml',
+            "the most accurate front trial that meets it (or --trial N)",
+        ),
         ("hpstudy train best.toml --test", "train it again and report the test set"),
         (f"hpstudy dashboard{flag}", "browse the study in optuna-dashboard"),
         (f"hpstudy report {name}{flag}", "one HTML page about the study"),

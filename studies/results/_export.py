@@ -30,7 +30,10 @@ from studies.storage import (
     WeightStore,
     best_trial,
     create_engine,
+    front_choice,
+    picked_trial,
     public_url,
+    selection_maximized,
 )
 from trainer import DataUnavailableError, TrainConfig, load_data
 
@@ -74,13 +77,18 @@ def provenance(
 ) -> dict[str, Any]:
     """Where an exported config came from: enough to trace it back and to trust a rerun."""
     attrs = TrialAttrs.of(trial)
+    names = list(study.metric_names or ["value"])
+    values = list(trial.values or [])
     out: dict[str, Any] = {
         "study": study.study_name,
         "trial": trial.number,
         "state": trial.state.name.lower(),
-        "metric": (study.metric_names or ["value"])[0],
-        "direction": study.direction.name.lower(),
-        "value": trial.value,
+        "metric": names[0],
+        "direction": study.directions[0].name.lower(),
+        "value": values[0] if values else None,
+        # every objective's value; several objectives: where the trial stands on the front
+        "objectives": dict(zip(names, values, strict=False)) if values else None,
+        "measured": attrs.measured,  # params, latency_ms, flops, train_seconds, model_bytes
         "seed": config.seed,
         "torch_threads": attrs.torch_threads,
         "best_epoch": attrs.best_epoch,
@@ -171,10 +179,17 @@ def export_best(
     output: str | Path = "best.toml",
     number: int | None = None,
     weights: str | Path | None = None,
+    pick: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Exports the best complete trial of study `name`, or its trial `number`.
+    """Exports the best complete trial of study `name`, or its trial `number`, or the trial
+    `pick` chooses (`studies.storage.picked_trial`).
+
+    A study of several objectives has no best trial: without `number` or `pick` it raises a
+    `StudyError` that lists its Pareto front.
 
     Args:
+        pick: a condition such as "params<=50000": the best first objective among the
+            front's trials that meet it.
         weights: also write the trial's kept best-epoch weights (a state dict) to this file,
             and name it in the provenance.
 
@@ -188,8 +203,15 @@ def export_best(
     check_output(output, SUFFIXES)
     if weights is not None:
         check_output(weights, WEIGHT_SUFFIXES)
+    if number is not None and pick is not None:
+        raise StudyError("choose the trial with --trial N or with --pick, not both")
     opened = open_study(name, url)
-    trial = best_trial(opened.study, number)
+    if pick is not None:
+        trial = picked_trial(opened.study, pick)
+    elif number is None and len(opened.study.directions) > 1:
+        raise StudyError(front_choice(opened.study, pick=True))
+    else:
+        trial = best_trial(opened.study, number)
     blob = None if weights is None else kept_weights(opened, trial.number)
     about = export_trial(opened.study, trial, output, url=opened.url, weights=weights, blob=blob)
     return Path(output), about
@@ -204,7 +226,7 @@ def kept_weights(opened: OpenStudy, number: int) -> bytes:
     engine = create_engine(opened.url)
     try:
         study_id = opened.storage.get_study_id_from_name(opened.study.study_name)
-        maximize = opened.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        maximize = selection_maximized(opened.study)
         store = WeightStore(engine, opened.storage, study_id, maximize=maximize)
         blob = store.read(number)
         kept = [trial for trial, _ in store.kept()]

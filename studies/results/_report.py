@@ -27,7 +27,14 @@ from studies.analysis import (
 )
 from studies.results._files import check_output
 from studies.results._read import FINISHED, OpenStudy, open_study
-from studies.storage import StudyAttrs, TrialAttrs, best_trial, finished_trials, redact
+from studies.storage import (
+    StudyAttrs,
+    TrialAttrs,
+    best_trial,
+    finished_trials,
+    pareto_front,
+    redact,
+)
 
 SUFFIXES = (".html", ".htm")
 TOP_TRIALS = 4  # learning curves shown, best first
@@ -47,6 +54,31 @@ def _figures(study: optuna.Study) -> list[tuple[str, Callable[[], Any]]]:
     """The report's plotly figures, each made only when its section is written."""
     vis = optuna.visualization
     importance = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+    if len(study.directions) > 1:
+        # Optuna's Pareto plot: the front highlighted, infeasible trials greyed, a hover per
+        # trial; the other figures follow the first objective (trials report no steps).
+        names = study.metric_names or ["value"]
+
+        def first(trial: optuna.trial.FrozenTrial) -> float:
+            return float((trial.values or [math.nan])[0])
+
+        return [
+            ("Pareto front", lambda: vis.plot_pareto_front(study, target_names=names)),
+            (
+                f"Optimisation history ({names[0]})",
+                lambda: vis.plot_optimization_history(study, target=first, target_name=names[0]),
+            ),
+            (
+                f"Parameter importances ({names[0]})",
+                lambda: vis.plot_param_importances(
+                    study, evaluator=importance, target=first, target_name=names[0]
+                ),
+            ),
+            (
+                f"Parallel coordinates ({names[0]})",
+                lambda: vis.plot_parallel_coordinate(study, target=first, target_name=names[0]),
+            ),
+        ]
     return [
         ("Optimisation history", lambda: vis.plot_optimization_history(study)),
         (
@@ -67,20 +99,31 @@ def render_report(opened: OpenStudy, *, top: int = TOP_TRIALS) -> str:
     from plotly.offline import get_plotlyjs
 
     study = opened.study
-    best = best_trial(study)  # raises the "no finished trial" error
     metric = (study.metric_names or ["value"])[0]
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state in FINISHED]
+    if len(study.directions) > 1:
+        front = pareto_front(study)
+        if not finished_trials(study):
+            best_trial(study)  # raises the "no finished trial" error
+        summary = f"Pareto front: trials {', '.join(str(t.number) for t in front) or 'none'}"
+    else:
+        best = best_trial(study)  # raises the "no finished trial" error
+        summary = f"Best: trial {best.number}, {metric} {best.value:.4f}"
+    names = study.metric_names or ["value"]
+    goals = " and ".join(
+        f"{name} is {direction.name.lower()}d"
+        for name, direction in zip(names, study.directions, strict=False)
+    )
     parts = [
         f"<h1>Study {_e(study.study_name)}</h1>",
-        f"<p class='meta'>{_e(redact(opened.url))}; {metric} is "
-        f"{study.direction.name.lower()}d. {len(trials)} trials: "
+        f"<p class='meta'>{_e(redact(opened.url))}; {goals}. {len(trials)} trials: "
         + ", ".join(
             f"{n} {state.name.lower()}"
             for state in optuna.trial.TrialState
             if (n := sum(t.state == state for t in trials))
         )
-        + f". Best: trial {best.number}, {metric} {best.value:.4f}. Written "
+        + f". {summary}. Written "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.</p>",
     ]
     for title, make in _figures(study):
@@ -122,7 +165,7 @@ def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metr
         png = plot_learning_curves(
             epochs[trial.number],
             best_epoch=attrs.best_epoch,
-            title=f"trial {trial.number}: {metric} {trial.value:.4f}; {labels}",
+            title=f"trial {trial.number}: {metric} {(trial.values or [math.nan])[0]:.4f}; {labels}",
         )
         parts.append(
             f"<h3 id='trial-{trial.number}'>Trial {trial.number}</h3>"
@@ -191,9 +234,8 @@ def _diagnosis_section(trials: list[optuna.trial.FrozenTrial], metric: str) -> s
             summary = Diagnosis.from_dict(
                 {"labels": attrs.diagnosis, "numbers": attrs.diagnosis_numbers}
             ).summary()
-        value = (
-            "-" if trial.value is None or not math.isfinite(trial.value) else f"{trial.value:.4f}"
-        )
+        first = (trial.values or [None])[0]
+        value = "-" if first is None or not math.isfinite(first) else f"{first:.4f}"
         cells = (
             trial.number,
             trial.state.name.lower(),

@@ -23,12 +23,14 @@ class StudyStatus:
 
     name: str
     storage: str  # its database, without a password
-    metric: str
-    direction: str  # "minimize" or "maximize"
+    metric: str  # the first objective
+    direction: str  # "minimize" or "maximize": the first objective's
     budget: int | None  # the spec's trial budget; None: none set, or not made by hpstudy
     counts: Counts  # trials by state, and the best
     target: str  # whether and when the study's target was reached, as a sentence
-    best: TrialRows  # the best few trials
+    best: TrialRows  # the best few trials (several objectives: the front, all of it)
+    directions: dict[str, str] = dataclasses.field(default_factory=dict)  # every objective
+    constraints: tuple[str, ...] = ()  # the spec's bounds, e.g. "params <= 50000"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,15 +57,19 @@ def study_status(name: str, url: str | None = None) -> StudyStatus:
     except StudyError:  # a study hpstudy did not make: no budget, no target
         spec = None
     counts = count(study)
+    rows = trial_rows(study, limit=counts.front or BEST_ROWS)
+    directions = [d.name.lower() for d in study.directions]
     return StudyStatus(
         name=study.study_name,
         storage=redact(opened.url),
-        metric=(study.metric_names or ["value"])[0],
-        direction=study.direction.name.lower(),
+        metric=rows.objectives[0],
+        direction=directions[0],
         budget=None if spec is None else spec.n_trials,
         counts=counts,
         target=_target_line(spec, opened.storage, study),
-        best=trial_rows(study, limit=BEST_ROWS),
+        best=rows,
+        directions=dict(zip(rows.objectives, directions, strict=False)),
+        constraints=() if spec is None else tuple(map(str, spec.objectives.constraints)),
     )
 
 
@@ -95,8 +101,8 @@ def list_studies(url: str | None = None) -> tuple[str, list[StudyRow]]:
             StudyRow(
                 name=summary.study_name,
                 trials=summary.n_trials,
-                best=None if best is None else best.value,
-                direction=summary.direction.name.lower(),
+                best=None if best is None else best.values[0],
+                direction=" and ".join(d.name.lower() for d in summary.directions),
                 started=summary.datetime_start,
             )
         )

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from studies.spec._objectives import (
+    CONSTRAINED_SAMPLERS,
+    MEASURES,
+    Constraint,
+    Objectives,
+    parse_condition,
+    quantity_direction,
+)
 from studies.spec._ray import RAY_KEYS, RaySettings, ray_settings, read_ray
 from studies.spec._samplers import (
     PRUNERS,
@@ -30,8 +38,10 @@ from studies.spec._spec import (
 from studies.spec._study_values import Ablation, Target
 
 __all__ = [
+    "CONSTRAINED_SAMPLERS",
     "DEFAULT_STORAGE",
     "ENV_PREFIX",
+    "MEASURES",
     "METRICS",
     "PRUNERS",
     "RAY_KEYS",
@@ -41,6 +51,8 @@ __all__ = [
     "STUDY",
     "STUDY_KEYS",
     "Ablation",
+    "Constraint",
+    "Objectives",
     "RaySettings",
     "SpecError",
     "StudyKey",
@@ -54,6 +66,8 @@ __all__ = [
     "load_spec",
     "make_pruner",
     "make_sampler",
+    "parse_condition",
+    "quantity_direction",
     "ray_settings",
     "read_ray",
 ]

@@ -29,6 +29,7 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "qmc": optuna.samplers.QMCSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
     "gp": optuna.samplers.GPSampler,  # Gaussian process: few trials, continuous parameters
+    "nsgaii": optuna.samplers.NSGAIISampler,  # genetic: several objectives, many trials
     "grid": GridSampler,
 }
 
@@ -57,6 +58,11 @@ _NOT_FROM_SPEC = {
     "independent_sampler",
     "source_trials",
     "x0",
+    # NSGA-II's strategies and crossover are objects, not values a spec file holds
+    "crossover",
+    "elite_population_selection_strategy",
+    "child_generation_strategy",
+    "after_trial_strategy",
 }
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from search_space import Categorical, Float, SearchSpace, SpaceError, encode_point
 from studies._errors import StudyError, did_you_mean
+from studies.spec._objectives import Objectives, read_objectives
 from studies.spec._ray import RaySettings, read_ray
 from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
 from studies.spec._study_values import Ablation, Target
@@ -101,10 +102,22 @@ class StudySpec:
     ablation: Ablation | None = None
     # Workers as Ray tasks (`hpstudy run --ray`); None: local worker processes.
     ray: RaySettings | None = None
+    # Several objectives and/or constraints (`studies.spec._objectives`); none: `metric` alone.
+    objectives: Objectives = dataclasses.field(default_factory=lambda: Objectives({}))
 
     @property
     def direction(self) -> str:
         return METRICS[self.metric]
+
+    @property
+    def directions(self) -> dict[str, str]:
+        """Each objective's direction, in order: `objectives`, else `metric` alone."""
+        return dict(self.objectives.directions) or {self.metric: self.direction}
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has several objectives (a Pareto front, not one best)."""
+        return len(self.directions) > 1
 
     @property
     def lr_bounds(self) -> tuple[float, float]:
@@ -122,8 +135,14 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         """The TOML-ready form, as read by `from_dict` (stored with the study)."""
         study: dict[str, Any] = {}
+        # metric/direction or objectives, constraints, latency_batch: written together
+        together = self.objectives.to_dict(metric=self.metric, direction=self.direction)
         for key in STUDY:
-            value = self.direction if key.name == "direction" else getattr(self, key.name)
+            if key.name in OBJECTIVE_KEYS:
+                if key.name in together:
+                    study[key.name] = together[key.name]
+                continue
+            value = getattr(self, key.name)
             if not key.omit(value):
                 study[key.name] = key.dump(value)
         space = self.space.to_dict()
@@ -165,7 +184,7 @@ class StudySpec:
         problems: list[str] = []
         # 1. The three tables, each checked on its own.
         tables = _tables(data, problems)
-        study = _read_study(tables["study"], problems)
+        study = _read_study(tables["study"], problems, train=tables["train"])
         train = _read_train(tables["train"], tables["space"], study["metric"], problems)
         space_table, lr_auto = _auto_lr(tables["space"], problems)
         space = _read_space(space_table, problems, ablation=study["ablation"] is not None)
@@ -241,6 +260,11 @@ STUDY = (
     ),
     StudyKey("metric", default=lambda: "dev_loss", keep=str),  # checked with direction
     StudyKey("direction", field=False),  # the metric's, written for a reader's sake
+    # objectives, constraints and latency_batch are read together (`read_objectives`) into
+    # the one `objectives` field; the metric defaults to the first learning objective
+    StudyKey("objectives", default=lambda: Objectives({})),
+    StudyKey("constraints", field=False),
+    StudyKey("latency_batch", field=False),
     StudyKey(
         "sampler",
         default=lambda: {"name": "tpe"},
@@ -329,21 +353,40 @@ STUDY = (
     ),
 )
 STUDY_KEYS = tuple(key.name for key in STUDY)
+# The keys `to_dict` writes from `StudySpec.objectives` (with the metric they decide).
+OBJECTIVE_KEYS = ("metric", "direction", "objectives", "constraints", "latency_batch")
 
 
-def _read_study(table: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    """`[study]`'s values by key, defaults filled in; adds each bad key's problem."""
+def _read_study(
+    table: dict[str, Any], problems: list[str], *, train: dict[str, Any]
+) -> dict[str, Any]:
+    """`[study]`'s values by key, defaults filled in; adds each bad key's problem.
+
+    Args:
+        train: the `[train]` table, whose task decides which metrics an objective may name.
+    """
     for name in table:
         if name not in STUDY_KEYS:
             problems.append(f"study.{name}: unknown key{did_you_mean(name, STUDY_KEYS)}")
+    objectives = read_objectives(table, problems, task_metrics=_task_metrics(train))
+    defaults = {"metric": objectives.metric or "dev_loss", "objectives": objectives}
+    if len(objectives.directions) > 1:  # Optuna's pruners refuse several objectives
+        defaults["pruner"] = {"name": "successive_halving"}
     values = {
-        key.name: key.read(table[key.name], problems) if key.name in table else key.default()
+        key.name: key.read(table[key.name], problems)
+        if key.name in table and key.name != "objectives"
+        else defaults.get(key.name, key.default())
         for key in STUDY
     }
     for key in STUDY:
         problems += key.check(values[key.name])
     problems += _study_problems(values)
     return values
+
+
+def _task_metrics(train: dict[str, Any]) -> tuple[str, ...] | None:
+    task = train.get("task", "classification")
+    return TASK_METRICS.get(task) if isinstance(task, str) else None
 
 
 def _study_problems(values: dict[str, Any]) -> list[str]:

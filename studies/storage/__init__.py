@@ -12,6 +12,7 @@ from studies.storage._budget import Budget
 from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialCheckpoint
 from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
+from studies.storage._front import feasible, pareto_front
 from studies.storage._inline import (
     keep_inline,
     name_kept,
@@ -21,6 +22,7 @@ from studies.storage._inline import (
 )
 from studies.storage._kept import MAX_INLINE_MB, Kept, pack_data, pack_function
 from studies.storage._locks import is_lock_error, retry_locked
+from studies.storage._optuna import CONSTRAINTS_ATTR, set_constraint_values
 from studies.storage._queue import (
     Reached,
     TargetRecord,
@@ -36,8 +38,11 @@ from studies.storage._study import (
     check_code,
     create_or_resume,
     finished_trials,
+    front_choice,
     load_study,
     open_worker_storage,
+    picked_trial,
+    selection_maximized,
     storable_spec,
     store_heartbeat,
     stored_heartbeat,
@@ -85,6 +90,7 @@ from studies.storage._write_behind import FLUSH_INTERVAL, WriteBehind
 
 __all__ = [
     "CODE_ATTR",
+    "CONSTRAINTS_ATTR",
     "FLUSH_INTERVAL",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
@@ -124,8 +130,10 @@ __all__ = [
     "database_url",
     "enqueue_once",
     "ensure_tables",
+    "feasible",
     "fetch_weights",
     "finished_trials",
+    "front_choice",
     "is_lock_error",
     "is_warm_start",
     "keep_inline",
@@ -136,7 +144,9 @@ __all__ = [
     "open_worker_storage",
     "pack_data",
     "pack_function",
+    "pareto_front",
     "parse_url",
+    "picked_trial",
     "public_url",
     "reached_target",
     "read_kept",
@@ -146,6 +156,8 @@ __all__ = [
     "restore_for_export",
     "restore_kept",
     "retry_locked",
+    "selection_maximized",
+    "set_constraint_values",
     "sqlite_path",
     "storable_spec",
     "store_heartbeat",

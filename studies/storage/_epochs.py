@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,12 @@ from studies.storage._write_behind import Write, WriteBehind
 if TYPE_CHECKING:  # torch: only the workers that train need it
     from trainer import EpochResult
 
+# Optuna's own tables: the study a trial belongs to, and a trial's user attributes (only the
+# columns read).
+_OPTUNA_TRIALS = sa.table("trials", sa.column("trial_id"), sa.column("study_id"))
+_OPTUNA_USER_ATTRS = sa.table(
+    "trial_user_attributes", sa.column("trial_id"), sa.column("key"), sa.column("value_json")
+)
 _FLOATS = (
     "train_loss",
     "train_accuracy",
@@ -78,6 +85,32 @@ class EpochStore:
                     record[key] = math.nan if record[key] is None else record[key]
                 out.append(record)
         return out
+
+    def values_at(self, study_id: int, epoch: int, metric: str) -> dict[int, float]:
+        """`metric` at `epoch` of every trial of the study that has stored that epoch, by
+        trial id (NaN where it was not finite)."""
+        column = EPOCHS.c[metric]
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(EPOCHS.c.trial_id, column)
+                .join(_OPTUNA_TRIALS, _OPTUNA_TRIALS.c.trial_id == EPOCHS.c.trial_id)
+                .where((_OPTUNA_TRIALS.c.study_id == study_id) & (EPOCHS.c.epoch == epoch))
+            )
+            return {int(t): math.nan if v is None else float(v) for t, v in rows}
+
+    def measured(self, study_id: int) -> dict[int, dict[str, float]]:
+        """The `measured` user attribute (a network's params, flops, ...) of every trial of
+        the study that has one, by trial id."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(_OPTUNA_USER_ATTRS.c.trial_id, _OPTUNA_USER_ATTRS.c.value_json)
+                .join(_OPTUNA_TRIALS, _OPTUNA_TRIALS.c.trial_id == _OPTUNA_USER_ATTRS.c.trial_id)
+                .where(
+                    (_OPTUNA_TRIALS.c.study_id == study_id)
+                    & (_OPTUNA_USER_ATTRS.c.key == "measured")
+                )
+            )
+            return {int(t): dict(json.loads(v)) for t, v in rows if v}
 
     def counts(self, trial_ids: list[int]) -> dict[int, int]:
         """Epochs stored per trial."""

@@ -12,6 +12,10 @@ conditionally. Two things a worker needs go below it, where measurement still ju
   per-row helpers, so the rows are exactly those its public setters write.
 - `read_trials` / `create_trial`: reading only new and unfinished trials, and creating a trial
   without reading it back, as Optuna's own `_CachedStorage` does.
+- `set_constraint_values`: a trial's constraint values as the list a sampler's
+  `constraints_func` stores (system attribute "constraints"). Optuna 5 reads it as it reads
+  `Trial.set_constraint`'s named keys (its samplers, `Study.best_trials`, its plots), and
+  optuna-dashboard (0.21) reads only the list: its Pareto plot greys infeasible trials.
 
 Each is tested against a real `RDBStorage`
 (tests/studies_tests/storage_tests/test_optuna_internals.py), and
@@ -31,6 +35,18 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
+
+# The system attribute a sampler's `constraints_func` writes: one float per constraint,
+# <= 0 where it holds (Optuna's `optuna.study._constrained_optimization._CONSTRAINTS_KEY`).
+CONSTRAINTS_ATTR = "constraints"
+
+
+def set_constraint_values(
+    storage: optuna.storages.BaseStorage, trial_id: int, values: Sequence[float]
+) -> None:
+    """Stores a trial's constraint values as `constraints_func`'s results are stored."""
+    storage.set_trial_system_attr(trial_id, CONSTRAINTS_ATTR, [float(v) for v in values])
+
 
 # The Optuna releases these calls were checked on (see the module docstring): the floor is
 # the oldest release on which they and a small study run; 6.0 may change them.

@@ -9,8 +9,9 @@ from typing import Any
 
 import optuna
 
-from studies._errors import StudyError
-from studies.spec import SpecError, StudySpec
+from studies._errors import StudyError, did_you_mean
+from studies.spec import MEASURES, METRICS, SpecError, StudySpec, parse_condition
+from studies.storage._front import feasible, losses, pareto_front, signs
 from studies.storage._study_attrs import Heartbeat, StoredStudy, StudyAttrs, write_study_attrs
 from studies.storage._trial_attrs import TrialAttrs
 from studies.storage._urls import open_storage, public_url, redact
@@ -45,7 +46,7 @@ def create_or_resume(
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
-        direction=spec.direction,  # type: ignore[arg-type]
+        directions=[optuna.study.StudyDirection[d.upper()] for d in spec.directions.values()],
         load_if_exists=True,
     )
     before = StudyAttrs.of(study).spec
@@ -59,10 +60,20 @@ def create_or_resume(
                 f"Give the spec a new study.name, or delete the study "
                 f"(optuna delete-study --study-name {spec.name} --storage ...)."
             )
-    if study.direction.name.lower() != spec.direction:
+    stored_names = study.metric_names
+    if stored_names is not None and len(stored_names) > 1 and stored_names != list(spec.directions):
         raise StudyError(
-            f"study '{spec.name}' exists and {study.direction.name.lower()}s, but the spec's "
-            f"metric {spec.metric} is {spec.direction}d; use a new study.name"
+            f"study '{spec.name}' exists with the objectives {', '.join(stored_names)}, but the "
+            f"spec's are {', '.join(spec.directions)}; their values would not compare: use a "
+            f"new study.name"
+        )
+    stored_directions = [d.name.lower() for d in study.directions]
+    if stored_directions != list(spec.directions.values()):
+        raise StudyError(
+            f"study '{spec.name}' exists and {' and '.join(stored_directions)}s, but the "
+            f"spec's {' and '.join(spec.directions)} "
+            f"{'is' if len(spec.directions) == 1 else 'are'} "
+            f"{' and '.join(spec.directions.values())}d; use a new study.name"
         )
     if code:
         check_code(study, code)
@@ -70,7 +81,7 @@ def create_or_resume(
     write_study_attrs(study, spec=storable_spec(spec))
     with warnings.catch_warnings():  # "experimental since 3.2": a note for Optuna's users
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
+        study.set_metric_names(list(spec.directions))  # optuna-dashboard labels its axes with it
     return study
 
 
@@ -144,18 +155,21 @@ def load_study(
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials, best first.
+    """Complete trials, best first: the Pareto front (of a single-objective study: the best
+    feasible trial) by the first objective, then the other feasible trials, then those that
+    break a constraint, each by the first objective.
 
     Among trials of equal value (on a small dev set many runs reach a dev loss of exactly 0),
     one the diagnosis calls diverged comes after the others, then the earlier trial first.
     """
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    front = {trial.number for trial in pareto_front(study)}
+    sign = signs(study)
 
-    def rank(trial: optuna.trial.FrozenTrial) -> tuple[float, bool, int]:
-        value = trial.value if trial.value is not None else math.inf
+    def rank(trial: optuna.trial.FrozenTrial) -> tuple[bool, bool, float, bool, int]:
         diverged = "diverged" in TrialAttrs.of(trial).diagnosis
-        return sign * value, diverged, trial.number
+        first = losses(trial, sign)[0]
+        return trial.number not in front, not feasible(trial), first, diverged, trial.number
 
     return sorted(done, key=rank)
 
@@ -183,7 +197,95 @@ def best_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.F
             f"study '{study.study_name}' has no finished trial yet; run it first "
             f"(hpstudy run ...) or pick a trial with --trial N"
         )
+    if len(study.directions) > 1:
+        raise StudyError(front_choice(study))
+    if not feasible(done[0]):
+        raise StudyError(
+            f"study '{study.study_name}' has no complete trial that meets its constraints; "
+            f"pick one with --trial N (hpstudy trials {study.study_name} lists them)"
+        )
     return done[0]
+
+
+def picked_trial(study: optuna.Study, condition: str) -> optuna.trial.FrozenTrial:
+    """The best trial by the first objective among those that meet `condition`
+    ("params<=50000", several joined by commas): of a multi-objective study's Pareto front,
+    of a single-objective study's feasible complete trials. A condition names an objective or
+    a measured property (`studies.spec.MEASURES`).
+
+    Raises:
+        StudyError: for a condition that does not parse or names something the trials do
+            not hold, or when no candidate meets it (listing the candidates).
+    """
+    parsed = parse_condition(condition)
+    if isinstance(parsed, str):
+        raise StudyError(f"--pick {condition!r}: {parsed}")
+    names = list(study.metric_names or ["value"])
+    several = len(study.directions) > 1
+    candidates = (
+        pareto_front(study) if several else [t for t in finished_trials(study) if feasible(t)]
+    )
+    known = sorted({*names, *MEASURES})
+    for bound in parsed:
+        if bound.name not in known:
+            raise StudyError(
+                f"--pick {condition!r}: '{bound.name}' is neither an objective of study "
+                f"'{study.study_name}' nor a measured property{did_you_mean(bound.name, known)}; "
+                f"choose among: {', '.join(known)}"
+            )
+
+    def quantity(trial: optuna.trial.FrozenTrial, name: str) -> float:
+        if name in names and trial.values is not None:
+            return float(trial.values[names.index(name)])
+        measured = TrialAttrs.of(trial).measured or {}
+        return float(measured.get(name, math.nan))
+
+    meeting = [t for t in candidates if all(b.holds(quantity(t, b.name)) for b in parsed)]
+    if not meeting:
+        where = "on the Pareto front" if several else "among the feasible complete trials"
+        raise StudyError(
+            f"no trial {where} of study '{study.study_name}' meets {condition!r}. "
+            + (front_choice(study, pick=True) if several else "Loosen it or pick --trial N.")
+        )
+    return meeting[0]  # both lists come best first by the first objective
+
+
+def selection_maximized(study: optuna.Study) -> bool:
+    """Whether the metric a study's model selection (and kept weights) ranks by is maximised:
+    the spec's metric, else its first learning objective, else dev_loss."""
+    stored = StudyAttrs.of(study).spec
+    if stored is None:
+        return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    table = stored.get("study", {})
+    learned = [name for name in table.get("objectives", {}) if name in METRICS]
+    metric = table.get("metric") or (learned[0] if learned else "dev_loss")
+    return METRICS.get(metric) == "maximize"
+
+
+def front_choice(study: optuna.Study, *, pick: bool = False) -> str:
+    """The message that asks which trial of a multi-objective study's front to take.
+
+    Args:
+        pick: also offer `--pick` (export takes it).
+    """
+    front = pareto_front(study)
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    lines = [
+        f"  trial {t.number}: "
+        + ", ".join(f"{n} {v:.6g}" for n, v in zip(names, t.values or [], strict=False))
+        for t in front
+    ]
+    shown = "\n".join(lines) if lines else "  (empty: no complete trial meets the constraints)"
+    offer = (
+        f' or with --pick "{names[-1]}<=NUMBER" (the best {names[0]} among the front trials '
+        f"that meet it)"
+        if pick
+        else ""
+    )
+    return (
+        f"study '{study.study_name}' has {len(study.directions)} objectives and no single "
+        f"best trial; choose one of its Pareto front with --trial N{offer}:\n{shown}"
+    )
 
 
 def store_heartbeat(

@@ -94,6 +94,9 @@ class TrialAttrs:
     fail_reason: str | None = None  # the exception, for a failed trial
     epochs_run: int | None = None
     best_epoch: int | None = None  # the epoch model selection kept
+    # the network's measured properties (`studies.spec.MEASURES`): params, model_bytes, flops
+    # and latency_ms of the network as built, train_seconds of its epochs
+    measured: dict[str, float] | None = None
     # folds or repeats > 1: each network's value, their mean and spread, best epochs and the
     # epochs an export retrains for (`trainer.CrossResult.summary`)
     folds: dict[str, Any] | None = None

@@ -25,7 +25,7 @@ from studies._errors import StudyError
 from studies.storage._artifacts import DatabaseArtifactStore
 from studies.storage._locks import retry_locked
 from studies.storage._optuna import ARTIFACT_META_PREFIX
-from studies.storage._study import load_study
+from studies.storage._study import load_study, selection_maximized
 from studies.storage._tables import WEIGHTS, ensure_tables
 from studies.storage._urls import (
     create_engine,
@@ -165,7 +165,7 @@ def fetch_weights(reference: str) -> tuple[Path, dict[str, Any]]:
     study = load_study(storage, name, url=url)
     engine = create_engine(url)
     try:
-        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        maximize = selection_maximized(study)
         store = WeightStore(
             engine, storage, storage.get_study_id_from_name(name), maximize=maximize
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from studies._lazy import lazy_exports
+from studies.workers._halving import EpochHalving, pareto_ranks, promotable
 from studies.workers._lr_auto import run_range_tests, searched_space
 from studies.workers._progress import Counts, count, progress_line
 from studies.workers._recovery import MAX_RETRY, RequeueStale, recover_dead_workers, requeue
@@ -73,6 +74,7 @@ __all__ = [
     "CURVES_FILENAME",
     "MAX_RETRY",
     "Counts",
+    "EpochHalving",
     "Interrupted",
     "Objective",
     "Plan",
@@ -87,11 +89,13 @@ __all__ = [
     "count",
     "describe_reached",
     "folds_text",
+    "pareto_ranks",
     "parse_budget",
     "plan",
     "preflight",
     "prepare_study",
     "progress_line",
+    "promotable",
     "recover_dead_workers",
     "requeue",
     "run_range_tests",

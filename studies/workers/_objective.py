@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import optuna
@@ -18,7 +18,7 @@ import optuna
 import trainer
 from search_space import SearchSpace, nest, suggest
 from studies.analysis import chance_loss, diagnose
-from studies.spec import REPEAT, StudySpec
+from studies.spec import REPEAT, Constraint, StudySpec
 from studies.storage import (
     EpochStore,
     StopReason,
@@ -27,8 +27,10 @@ from studies.storage import (
     WeightStore,
     chain_root,
     local_transfer,
+    set_constraint_values,
     write_attrs,
 )
+from studies.workers._halving import EpochHalving
 from studies.workers._lr_auto import as_config_params
 
 if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not on import
@@ -91,9 +93,21 @@ class Reporter:
     trials in the direction the study optimises.
     """
 
-    def __init__(self, trial: optuna.Trial, trial_id: int, store: EpochStore, metric: str):
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        trial_id: int,
+        store: EpochStore,
+        metric: str,
+        *,
+        halving: EpochHalving | None = None,
+        several: bool = False,
+    ):
         self.trial, self.trial_id, self.store, self.metric = trial, trial_id, store, metric
+        # A study of several objectives: Optuna refuses `report`; `halving` (or nothing) prunes.
+        self.halving, self.several = halving, several
         self.epochs: list[EpochResult] = []
+        self.measured: dict[str, float] = {}  # the network's, once measured (halving uses it)
 
     def __call__(self, result: EpochResult) -> None:
         self.epochs.append(result)
@@ -101,8 +115,14 @@ class Reporter:
         if not (math.isfinite(result.train_loss) and math.isfinite(result.dev_loss)):
             return  # diverged: `fit` ends the run here, and the objective prunes it as such
         value = result.metric(self.metric)
-        self.trial.report(value, result.epoch)
-        if self.trial.should_prune():
+        if self.several or self.halving is not None:
+            pruned = self.halving is not None and self.halving.should_prune(
+                self.trial_id, result.epoch, value, self.measured
+            )
+        else:
+            self.trial.report(value, result.epoch)
+            pruned = self.trial.should_prune()
+        if pruned:
             raise optuna.TrialPruned(
                 f"pruned after epoch {result.epoch}: {self.metric} {value:.4g}"
             )
@@ -128,8 +148,10 @@ class Objective:
         target: TargetRecord | None = None,
         space: SearchSpace | None = None,
         weights: WeightStore | None = None,
+        halving: EpochHalving | None = None,
     ) -> None:
         self.spec = spec
+        self.halving = halving  # prunes a study of several objectives
         self.target = target
         self.space = spec.space if space is None else space  # with auto lr: lr per optimiser
         self.weights = weights  # where the best trials' trained weights are kept
@@ -158,7 +180,7 @@ class Objective:
             self._data = (key, data)
         return self._data[1]
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         import torch
 
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
@@ -174,11 +196,20 @@ class Objective:
             host=socket.gethostname(),
             device=device_name(config.device),
         )
-        reporter = Reporter(trial, trial_id, self.store, self.spec.metric)
+        reporter = Reporter(
+            trial,
+            trial_id,
+            self.store,
+            self.spec.metric,
+            halving=self.halving,
+            several=self.spec.multi,
+        )
+        measured: dict[str, float] = {}
         on_epoch = reporter if self.target is None else _watching(self.target, trial, reporter)
         checkpoint = self.checkpoints(trial, root) if self.checkpoints else None
         try:
             data = self.data(config)
+            measured = reporter.measured = self._measure(trial, config, data)
             # Provenance for export: the data, its transform, and the user's model code.
             write_attrs(trial, data=data.identity, standardization=data.standardization)
             if trainer.parse_reference(config.model) is not None:
@@ -199,7 +230,8 @@ class Objective:
             if transfer is not None:
                 write_attrs(trial, transfer={**transfer.to_dict(), "study": source})
         except optuna.TrialPruned:
-            self._finish(trial, config, reporter.epochs, StopReason.PRUNED)
+            self._finish(trial, config, reporter.epochs, StopReason.PRUNED, measured)
+            self._constrain(trial_id, measured)
             raise
         except Exception as exc:
             write_attrs(
@@ -208,17 +240,68 @@ class Objective:
                 fail_reason=f"{type(exc).__name__}: {exc}"[:500],
             )
             raise
-        self._finish(trial, config, reporter.epochs, StopReason.of(result.status))
+        self._finish(trial, config, reporter.epochs, StopReason.of(result.status), measured)
+        try:
+            learned = self._learned(result)
+        except optuna.TrialPruned:  # diverged
+            self._constrain(trial_id, measured)
+            raise
+        quantities = {**measured, **learned}
+        self._constrain(trial_id, quantities)
+        if not isinstance(result, trainer.CrossResult):
+            self._keep_weights(trial, learned[self.spec.metric], result.model)
+        values = [_quantity(quantities, name) for name in self.spec.directions]
+        return values if self.spec.multi else values[0]
+
+    def _learned(self, result: FitResult | CrossResult) -> dict[str, float]:
+        """The learning metrics the study optimises or bounds, at the best epoch (or the mean
+        of the networks' best epochs).
+
+        Raises:
+            optuna.TrialPruned: for a run that diverged.
+        """
+        names = {self.spec.metric, *self.spec.directions}
+        names |= {c.name for c in self.spec.objectives.constraints}
+        names &= set(trainer.MONITORS)
         if isinstance(result, trainer.CrossResult):
-            return _cross_value(result, self.spec.metric)
+            _cross_value(result, self.spec.metric)  # raises for a diverged network
+            return {name: result.value(name) for name in names}
         best = result.best
         if result.status == trainer.Status.DIVERGED or best is None:
             # A diverged run tells the sampler "bad region" through its reported epochs;
             # as a pruned trial it does not stop the study.
             raise optuna.TrialPruned(f"diverged at epoch {len(result.epochs) - 1}")
-        value = best.metric(self.spec.metric)
-        self._keep_weights(trial, value, result.model)
-        return value
+        return {name: best.metric(name) for name in names}
+
+    def _constrain(self, trial_id: int, quantities: Mapping[str, float]) -> None:
+        """Stores the trial's constraint values where Optuna's samplers and visualisations
+        and optuna-dashboard read them (see `set_constraint_values`)."""
+        constraints = self.spec.objectives.constraints
+        if constraints:
+            values = constraint_values(constraints, quantities)
+            set_constraint_values(self.storage, trial_id, values)
+
+    def _measure(self, trial: optuna.Trial, config: TrainConfig, data: Data) -> dict[str, float]:
+        """`params`, `model_bytes`, `flops` and `latency_ms` of the trial's network as built
+        (on the data's device), recorded before it trains, so that pruned trials have them.
+
+        A network the measurement cannot handle is logged and left unmeasured, unless the
+        study optimises or bounds a measured property.
+        """
+        try:
+            model = trainer.build_model(
+                config, data.input_shape, data.outputs, search_path=self.spec.search_path
+            ).to(data.x_dev.device)
+            found = trainer.measure(
+                model, data.x_dev, latency_batch=self.spec.objectives.latency_batch
+            )
+        except Exception:
+            if self.spec.objectives.measured_needed:
+                raise
+            _log.warning("trial %d: its network was not measured", trial.number, exc_info=True)
+            return {}
+        write_attrs(trial, measured=found)
+        return found
 
     def _keep_weights(self, trial: optuna.Trial, value: float, model: Any) -> None:
         """Offers the best epoch's weights to the study's store (kept if among the best)."""
@@ -243,13 +326,31 @@ class Objective:
         config: TrainConfig,
         epochs: Sequence[EpochResult],
         reason: StopReason,
+        measured: dict[str, float],
     ) -> None:
         write_attrs(trial, stop_reason=reason, epochs_run=len(epochs))
+        if measured:
+            measured["train_seconds"] = sum(e.seconds for e in epochs)
+            write_attrs(trial, measured=measured)
         for finisher in self.finishers:
             try:
                 finisher(trial, config, epochs, reason)
             except Exception:  # a picture or a note that fails must not change the trial
                 _log.warning("trial %d: %r failed", trial.number, finisher, exc_info=True)
+
+
+def constraint_values(
+    constraints: Sequence[Constraint], quantities: Mapping[str, float]
+) -> list[float]:
+    """How far the trial breaks each constraint (<= 0: it holds), in the spec's order; 0.0
+    for one whose quantity is unknown (a learning metric's bound on a pruned trial)."""
+    return [c.violation(quantities[c.name]) if c.name in quantities else 0.0 for c in constraints]
+
+
+def _quantity(quantities: Mapping[str, float], name: str) -> float:
+    if name not in quantities:
+        raise RuntimeError(f"the network's {name} was not measured (see the warning above)")
+    return quantities[name]
 
 
 def _cross_value(result: CrossResult, metric: str) -> float:

@@ -7,7 +7,7 @@ import time
 
 import optuna
 
-from studies.storage import finished_trials
+from studies.storage import finished_trials, pareto_front
 
 TrialState = optuna.trial.TrialState
 
@@ -21,8 +21,9 @@ class Counts:
     failed: int
     running: int
     waiting: int
-    best: float | None
+    best: float | None  # several objectives: the first objective's, on the front
     best_trial: int | None
+    front: int | None = None  # several objectives: trials on the Pareto front
 
     @property
     def finished(self) -> int:
@@ -41,8 +42,9 @@ def count(study: optuna.Study) -> Counts:
         failed=by_state[TrialState.FAIL],
         running=by_state[TrialState.RUNNING],
         waiting=by_state[TrialState.WAITING],
-        best=done[0].value if done else None,
+        best=done[0].values[0] if done else None,
         best_trial=done[0].number if done else None,
+        front=len(pareto_front(study)) if len(study.directions) > 1 else None,
     )
 
 
@@ -50,6 +52,8 @@ def progress_line(counts: Counts, budget: int | None, started: float) -> str:
     """One line of live progress."""
     total = f"/{budget}" if budget else ""
     best = "-" if counts.best is None else f"{counts.best:.4f} (trial {counts.best_trial})"
+    if counts.front is not None:
+        best = f"front {counts.front} trials"
     return (
         f"trials {counts.finished}{total} done: {counts.complete} complete, "
         f"{counts.pruned} pruned, {counts.failed} failed, {counts.running} running | best {best} | "

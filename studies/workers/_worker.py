@@ -49,6 +49,7 @@ from studies.storage import (
     write_attrs,
 )
 from studies.storage._checkpoints import MIN_INTERVAL
+from studies.workers._halving import EpochHalving
 from studies.workers._lr_auto import searched_space, stored_ranges
 from studies.workers._objective import Objective, TrialFinisher, store_diagnosis
 from studies.workers._preflight import user_code
@@ -146,7 +147,8 @@ class _Worker:
                 seed=worker_seed(self.spec.seed, options.index),
                 space=self.spec.space,
             ),
-            pruner=make_pruner(self.spec.pruner),
+            # Optuna's pruners judge one objective; several are pruned by `EpochHalving`.
+            pruner=make_pruner({"name": "none"} if self.spec.multi else self.spec.pruner),
         )
         self.study_id = self.storage.get_study_id_from_name(name)
         self.engine = create_engine(url)
@@ -162,9 +164,19 @@ class _Worker:
             writes=self.writes,
             min_interval=options.checkpoint_interval,
         )
+        epochs = BufferedEpochStore(self.engine, self.writes)
+        halving = None
+        if self.spec.multi:
+            halving = EpochHalving.from_spec(
+                epochs,
+                self.study_id,
+                metric=self.spec.metric,
+                directions=self.spec.directions,
+                pruner=self.spec.pruner,
+            )
         self.objective = Objective(
             self.spec,
-            BufferedEpochStore(self.engine, self.writes),
+            epochs,
             self.storage,
             finishers=[
                 store_diagnosis,
@@ -174,6 +186,7 @@ class _Worker:
             checkpoints=self.checkpoints.for_trial if options.checkpoints else None,
             target=self.target,
             space=searched_space(self.spec, stored_ranges(self.study)),
+            halving=halving,
             weights=WeightStore(
                 self.engine,
                 self.storage,
@@ -258,7 +271,7 @@ class _Worker:
     def _run_trial(self, trial: optuna.Trial) -> FrozenTrial:
         trial_id = self._trial_id(trial.number)
         self.storage.set_trial_system_attr(trial_id, WORKER_ATTR, worker_id())
-        value: float | None = None
+        value: float | list[float] | None = None
         state: TrialState | None = None
         with _Heartbeat(self.storage, trial_id):
             try:
@@ -291,7 +304,7 @@ class _Worker:
             _log.warning("trial %d was failed as stale by another worker", trial.number)
             return self._frozen(trial)
         if frozen.state == TrialState.COMPLETE:
-            _log.info("trial %d complete: %s", trial.number, frozen.value)
+            _log.info("trial %d complete: %s", trial.number, frozen.values)
         self._settle(frozen)
         return frozen
 

@@ -155,6 +155,9 @@ CHANGED: dict[str, Any] = {
     "keep_weights": 0,
     "ablation": {"factors": ["optimizer"], "repeats": 2},
     "ray": {"address": "auto", "cpus_per_worker": 2.0, "gpus_per_worker": 0.0},
+    "objectives": {"dev_accuracy": "max", "params": "min"},
+    "constraints": {"params": "<= 50000"},
+    "latency_batch": 8,
 }
 
 
@@ -172,6 +175,8 @@ def test_each_study_key_survives_the_round_trip(key: str) -> None:
         data["space"]["repeat"] = {"choices": [0, 1]}
     if key == "direction":
         data["study"]["metric"] = "dev_accuracy"
+    if key in ("constraints", "latency_batch"):  # what the objectives' table holds too
+        data["study"]["objectives"] = CHANGED["objectives"]
     spec = StudySpec.from_dict(data)
     assert spec.to_dict()["study"][key] == CHANGED[key]
     assert StudySpec.from_dict(spec.to_dict()) == spec

@@ -128,3 +128,17 @@ def test_the_artifact_metadata_prefix_is_optunas() -> None:
     from optuna.artifacts import _upload
 
     assert internals.ARTIFACT_META_PREFIX == _upload.ARTIFACTS_ATTR_PREFIX
+
+
+def test_constraint_values_read_back_as_optuna_s_constraints(
+    rdb: optuna.storages.RDBStorage,
+) -> None:
+    study = optuna.create_study(storage=rdb, directions=["maximize", "minimize"])
+    study_id = rdb.get_study_id_from_name(study.study_name)
+    for values, constraint in (([0.9, 100.0], 50.0), ([0.8, 10.0], -40.0)):
+        trial = study.ask()
+        trial_id = rdb.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        internals.set_constraint_values(rdb, trial_id, [constraint])
+        study.tell(trial, values)
+    assert [t.constraints for t in study.trials] == [{"0": 50.0}, {"0": -40.0}]
+    assert [t.number for t in study.best_trials] == [1]  # the infeasible trial 0 is left out

@@ -55,6 +55,10 @@ POLL = 1.0  # seconds between progress updates
 STOP_GRACE = 15.0  # seconds workers get to re-queue their trials after Ctrl-C before being killed
 
 
+# How `hpstudy worker` starts the one line it prints for a user error (the CLI's own form).
+WORKER_ERROR = "hpstudy worker: error:"
+
+
 def log_dir(spec: StudySpec) -> Path:
     """Worker logs: beside a SQLite file, else in the current folder."""
     db = sqlite_path(spec.storage)
@@ -247,10 +251,31 @@ def _run_study(
     # 3. How the workers ended.
     codes = pool.exit_codes()
     if all(code != 0 for code in codes):
-        raise StudyError(f"every worker failed (exit codes {codes}); see the logs in {logs}")
+        said = worker_errors(logs, len(codes))
+        why = f":\n{said}\n" if said else "; "
+        raise StudyError(f"every worker failed (exit codes {codes}){why}see the logs in {logs}")
     if any(code != 0 for code in codes):
         echo(f"warning: some workers failed (exit codes {codes}); see the logs in {logs}")
     return study
+
+
+def worker_errors(logs: Path, workers: int, *, lines: int = 20) -> str:
+    """What the workers' logs say last as a user error ("hpstudy worker: error: ..."): the
+    message once for all workers that said the same, at most `lines` lines of it."""
+    said: dict[str, list[int]] = {}
+    for index in range(workers):
+        path = logs / f"worker-{index}.log"
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace").splitlines()
+        starts = [i for i, line in enumerate(text) if line.startswith(WORKER_ERROR)]
+        if starts:
+            message = "\n".join(text[starts[-1] : starts[-1] + lines])
+            said.setdefault(message.removeprefix(WORKER_ERROR).strip(), []).append(index)
+    return "\n".join(
+        f"worker{'s' if len(who) > 1 else ''} {', '.join(map(str, who))}: {message}"
+        for message, who in said.items()
+    )
 
 
 def prepare_study(

@@ -202,3 +202,33 @@ def test_a_worker_that_cannot_load_the_function_says_why_and_runs_no_trial(
     assert "install module 'lab_models' here" in said
     assert "Traceback" not in said
     assert studies.load("lab", storage=url).trials == []
+
+
+def test_when_no_worker_can_load_the_function_the_run_says_what_they_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    (here / "lab_models_run.py").write_text(
+        "from torch import nn\n\n"
+        "def build(input_shape, num_classes):\n"
+        "    return nn.Linear(input_shape[0], num_classes)\n"
+    )
+    monkeypatch.syspath_prepend(str(here))  # this process only: the workers lack the module
+    monkeypatch.chdir(elsewhere)
+    import lab_models_run  # type: ignore[import-not-found]
+
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(60, 4)).astype(np.float32), np.arange(60) % 3)
+    spec = {
+        "study": {"name": "lab-run", "n_trials": 2, "storage": f"sqlite:///{tmp_path / 'r.db'}"},
+        "train": {"epochs": 1},
+        "space": {"lr": {"low": 0.01, "high": 0.1}},
+    }
+    with pytest.raises(studies.UserError) as caught:
+        studies.run(spec, model=lab_models_run.build, data=data, workers=2, progress=False)
+    said = str(caught.value)
+    assert said.startswith("every worker failed")
+    assert "workers 0, 1: the model factory 'build' (module lab_models_run)" in said
+    assert "install module 'lab_models_run' here" in said

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from tradeoff_pruning import hypervolume, total_epochs
+from pruning import epochs_trained
+from tradeoff_pruning import hypervolume
 
 import studies
 from search_space import Categorical
@@ -58,7 +59,7 @@ def run(seed: int, sampler: str, n_trials: int, workers: int) -> dict[str, Any]:
         )
         seconds = time.perf_counter() - started
         front = sorted(pareto_front(study), key=lambda t: t.values[1])
-        epochs = total_epochs(study, url)
+        epochs = epochs_trained(study, url)
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     points = [(1.0 - t.values[0], t.values[1] / largest) for t in front]
     return {

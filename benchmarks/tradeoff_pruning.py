@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from pruning import epochs_trained
 
 from studies import StudySpec
-from studies.storage import EpochStore, create_engine, pareto_front
+from studies.storage import pareto_front
 from studies.workers import run_study
 
 EPOCHS = 15
@@ -106,19 +107,6 @@ def hypervolume(points: list[tuple[float, float]]) -> float:
     return area
 
 
-def total_epochs(study: optuna.Study, url: str) -> int:
-    storage = optuna.storages.RDBStorage(url)
-    study_id = storage.get_study_id_from_name(study.study_name)
-    ids = [
-        storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in study.trials
-    ]
-    engine = create_engine(url)
-    try:
-        return sum(EpochStore(engine).counts(ids).values())
-    finally:
-        engine.dispose()
-
-
 def measure(seed: int, label: str, n_trials: int, *, samplers: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'study.db'}"
@@ -129,7 +117,7 @@ def measure(seed: int, label: str, n_trials: int, *, samplers: bool = False) -> 
         started = time.perf_counter()
         study = run_study(spec, workers=1, echo=lambda _line: None)
         seconds = time.perf_counter() - started
-        epochs = total_epochs(study, url)
+        epochs = epochs_trained(study, url)
         front = [(1.0 - t.values[0], t.values[1] / LARGEST) for t in pareto_front(study)]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     return {

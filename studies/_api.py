@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from studies._errors import StudyError, user_errors
+from studies.results import open_study
 from studies.spec import STORAGE_ENV, SpecError, StudySpec, check_data, load_spec, ray_settings
-from studies.storage import load_study as _load_study
-from studies.storage import open_storage, require_database, resolve_storage
+from studies.storage import resolve_storage
 
 if TYPE_CHECKING:
     from studies.workers import WorkerSummary
@@ -190,9 +190,7 @@ def load(name: str, *, storage: str | None = None) -> optuna.Study:
     Raises:
         StudyError: for a missing database, an unset `env:` variable or an unknown study name.
     """
-    url = resolve_storage(storage)
-    require_database(url)
-    return _load_study(open_storage(url), name, url=url)
+    return open_study(name, storage).study
 
 
 @user_errors

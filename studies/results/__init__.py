@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from studies._lazy import lazy_exports
 from studies.results._dashboard import serve
 from studies.results._files import check_output
-from studies.results._read import FINISHED, OpenStudy, open_study, trial_config
+from studies.results._read import FINISHED, OpenStudy, open_database, open_study, trial_config
 from studies.results._status import StudyRow, StudyStatus, list_studies, study_status
 from studies.results._tables import TrialRow, TrialRows, trial_rows
 
@@ -70,6 +70,7 @@ __all__ = [
     "format_epoch",
     "learning_curve",
     "list_studies",
+    "open_database",
     "open_study",
     "provenance",
     "render_report",

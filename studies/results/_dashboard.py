@@ -6,13 +6,11 @@ import socket
 from collections.abc import Callable
 
 from studies._errors import StudyError
+from studies.results._read import open_database
 from studies.storage import (
     DatabaseArtifactStore,
     create_engine,
-    open_storage,
     redact,
-    require_database,
-    resolve_storage,
 )
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only: the dashboard has no login and can delete studies
@@ -33,9 +31,7 @@ def serve(
         StudyError: for a SQLite file that does not exist, an unreachable database, or an
             address that cannot be listened on.
     """
-    url = resolve_storage(url)
-    require_database(url)
-    storage = open_storage(url)
+    url, storage = open_database(url)
     artifact_store = DatabaseArtifactStore(create_engine(url))
     shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown

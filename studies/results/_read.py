@@ -58,6 +58,21 @@ class OpenStudy:
             engine.dispose()
 
 
+def open_database(url: str | None = None) -> tuple[str, optuna.storages.BaseStorage]:
+    """The database a reading command names, as a URL and a storage; never creates one.
+
+    Args:
+        url: a database URL or `env:NAME`; None: $HPSTUDY_STORAGE, else sqlite:///hpstudy.db.
+
+    Raises:
+        StudyError: for a SQLite file that does not exist, an unset `env:` variable, or a
+            database that cannot be reached.
+    """
+    url = resolve_storage(url)
+    require_database(url)
+    return url, open_storage(url)
+
+
 def open_study(name: str, url: str | None = None) -> OpenStudy:
     """Loads study `name` from `url` for reading.
 
@@ -68,9 +83,7 @@ def open_study(name: str, url: str | None = None) -> OpenStudy:
         StudyError: for a SQLite file that does not exist, an unset `env:` variable, or an
             unknown study name.
     """
-    url = resolve_storage(url)
-    require_database(url)
-    storage = open_storage(url)
+    url, storage = open_database(url)
     return OpenStudy(load_study(storage, name, url=url), storage, url)
 
 

@@ -8,10 +8,10 @@ import datetime
 import optuna
 
 from studies._errors import StudyError
-from studies.results._read import open_study
+from studies.results._read import open_database, open_study
 from studies.results._tables import TrialRows, trial_rows
 from studies.spec import StudySpec
-from studies.storage import open_storage, redact, require_database, resolve_storage, stored_spec
+from studies.storage import redact, stored_spec
 from studies.workers import Counts, count, describe_reached, study_start, target_reached
 
 BEST_ROWS = 5  # best trials a status shows
@@ -91,9 +91,8 @@ def list_studies(url: str | None = None) -> tuple[str, list[StudyRow]]:
     Raises:
         StudyError: for a missing database or one that cannot be reached.
     """
-    url = resolve_storage(url)
-    require_database(url)
-    summaries = optuna.get_all_study_summaries(open_storage(url))
+    url, storage = open_database(url)
+    summaries = optuna.get_all_study_summaries(storage)
     rows = []
     for summary in sorted(summaries, key=lambda s: s.study_name):
         best = summary.best_trial

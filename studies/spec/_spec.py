@@ -154,26 +154,6 @@ class StudySpec:
         """The spec with fields changed, as they are (not validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def with_study(self, *, source: str | None = None, **values: Any) -> StudySpec:
-        """The spec with `[study]` keys set (None: left as it is), validated again as a whole.
-
-        Args:
-            source: names the changed spec in errors; default: this spec's source followed
-                by the changes (a storage URL left out).
-
-        Raises:
-            SpecError: naming `source` and each bad key, an unknown one included.
-        """
-        given = {key: value for key, value in values.items() if value is not None}
-        if not given:
-            return self
-        data = self.to_dict()
-        data["study"].update(given)
-        if source is None:
-            shown = ", ".join(f"{k}={v!r}" for k, v in given.items() if k != "storage")
-            source = f"{self.source} (with {shown})" if shown else self.source
-        return StudySpec.from_dict(data, source=source)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> StudySpec:
         """Validates a whole spec; raises one `SpecError` listing every problem.

@@ -188,24 +188,6 @@ def test_an_unknown_study_key_is_refused_with_the_closest_one() -> None:
     assert caught.value.problems == ["study.n_trial: unknown key (did you mean 'n_trials'?)"]
 
 
-def test_with_study_sets_keys_and_keeps_the_others() -> None:
-    spec = StudySpec.from_dict(BASE, source="base.toml")
-    changed_spec = spec.with_study(n_trials=9, seed=None, storage="sqlite:///elsewhere.db")
-    assert (changed_spec.n_trials, changed_spec.seed) == (9, spec.seed)
-    assert changed_spec.storage == "sqlite:///elsewhere.db"
-    assert changed_spec.source == "base.toml (with n_trials=9)"
-    assert spec.with_study(seed=None) is spec
-
-
-def test_with_study_validates_the_changed_spec_again() -> None:
-    spec = StudySpec.from_dict(BASE, source="base.toml")
-    with pytest.raises(SpecError, match=r"base\.toml \(with n_trials=0\)") as caught:
-        spec.with_study(n_trials=0)
-    assert caught.value.problems[0].startswith("study.n_trials")
-    with pytest.raises(SpecError, match="did you mean 'seed'"):
-        spec.with_study(sed=3)
-
-
 @pytest.mark.parametrize(
     "value", [Target("dev_accuracy", 0.98), Target("dev_loss", 0.1), Ablation(("init", "lr"), 3)]
 )

@@ -6,12 +6,12 @@ These never train, except `reproduce`, and never create a database that is not t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from studies._api import Echo
 from studies._errors import user_errors
 from studies.results import (
     StudyRow,
@@ -28,8 +28,6 @@ from studies.storage import CopyReport, best_trial, copy_study
 
 if TYPE_CHECKING:
     from studies.results import Reproduction
-
-Echo = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)

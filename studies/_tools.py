@@ -6,21 +6,19 @@ Each trains networks on this machine, as the matching `hpstudy` command does.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
 
-from studies._api import SpecLike, spec_of
+from studies._api import Echo, SpecLike, spec_of
 from studies._errors import StudyError, user_errors
 
 if TYPE_CHECKING:
     from studies.analysis import CellRow
     from studies.workers import Plan
     from trainer import LRRange
-
-Echo = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -251,7 +251,7 @@ class Ablate(Command):
             workers=args.workers,
             storage=args.storage,
             output=args.output,
-            echo=lambda line: console.print(line, highlight=False),
+            echo=_print.echo_to(console),
         )
         console.print(_print.ablation_table(ablation))
         best = ", ".join(map(str, ablation.rows[0].cell))

@@ -134,7 +134,7 @@ def search_and_test(
         the retrained best (test scores, its own dev metric), and the exported file.
     """
     import studies
-    from studies.storage import best_trial
+    from studies.results import best_trial
 
     os.environ["HPSTUDY_THREADS"] = str(threads)
     name, storage = spec["study"]["name"], spec["study"]["storage"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from studies._api import export, load, run, spec_of, train, worker
-from studies._errors import StudyError, UserError
+from studies._errors import ParameterError, StudyError, UserError
 from studies._lazy import lazy_exports
 from studies._reading import (
     SpecRow,
@@ -81,6 +81,7 @@ __all__ = [
     "CellRow",
     "CopyReport",
     "Counts",
+    "ParameterError",
     "Plan",
     "Reproduction",
     "SpecError",

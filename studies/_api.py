@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from studies._errors import StudyError, user_errors
+from studies._errors import ParameterError, user_errors
 from studies.results import open_study
 from studies.spec import STORAGE_ENV, SpecError, StudySpec, check_data, load_spec, ray_settings
 from studies.storage import resolve_storage
@@ -159,7 +159,6 @@ def run(
     settings = ray_settings(
         checked.ray,
         table,
-        source="ray",
         cpus_per_worker=cpus_per_worker,
         gpus_per_worker=gpus_per_worker,
     )
@@ -315,8 +314,8 @@ def worker(
     from studies.workers import Stop, WorkerOptions, run_worker
 
     if storage is None and not os.environ.get(STORAGE_ENV):
-        raise StudyError(
-            f"hpstudy worker needs the study's database: --storage URL, --storage env:NAME "
+        raise ParameterError(
+            f"a worker needs the study's database: `storage=URL`, `storage=env:NAME` "
             f"(the URL in variable NAME), or {STORAGE_ENV} set to the URL"
         )
     threads = os.environ.get("HPSTUDY_THREADS")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import ParamSpec, TypeVar
 
 from search_space import SpaceError
@@ -27,6 +28,38 @@ class UserError(Exception):
 
 class StudyError(UserError):
     """A problem with a study, its spec or its storage; the message names the fix."""
+
+
+# A parameter named in a message: `workers`, or with the value to give, `trial=N`.
+_PARAMETER = re.compile(r"`(?P<name>[a-z_][a-z0-9_]*)(?:=(?P<value>[^`]+))?`")
+
+
+class ParameterError(StudyError):
+    """An error about parameters of the Python API: a wrong value, or one to give instead.
+
+    The message names each parameter as the caller wrote it in Python, in backticks, alone
+    (`workers`) or with a value (`trial=N`): ``ParameterError(f"`workers` must be at least 1,
+    got {workers}")``. The command line, which calls the API with its flags' values, says the
+    same in its own words with `worded`.
+    """
+
+    @property
+    def parameters(self) -> list[str]:
+        """The parameters the message names, in order."""
+        return [match["name"] for match in _PARAMETER.finditer(str(self))]
+
+    def worded(self, flags: Mapping[str, str]) -> str:
+        """The message with each parameter that `flags` maps (to "--workers", say) named so:
+        `workers` as --workers, `trial=N` as --trial N, `ray=True` as --ray (a flag given
+        alone means True); the others as they are."""
+
+        def word(match: re.Match[str]) -> str:
+            flag, value = flags.get(match["name"]), match["value"]
+            if flag is None:
+                return match[0]
+            return flag if value in (None, "True") else f"{flag} {value}"
+
+        return _PARAMETER.sub(word, str(self))
 
 
 # The user errors of the layers below `studies`.
@@ -70,4 +103,11 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-__all__ = ["LOWER_USER_ERRORS", "StudyError", "UserError", "did_you_mean", "user_errors"]
+__all__ = [
+    "LOWER_USER_ERRORS",
+    "ParameterError",
+    "StudyError",
+    "UserError",
+    "did_you_mean",
+    "user_errors",
+]

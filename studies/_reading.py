@@ -17,6 +17,7 @@ from studies.results import (
     StudyRow,
     StudyStatus,
     TrialRows,
+    best_trial,
     open_study,
     serve,
     study_status,
@@ -24,7 +25,7 @@ from studies.results import (
 )
 from studies.results import list_studies as _list_studies
 from studies.spec import builtin_specs, load_spec
-from studies.storage import CopyReport, best_trial, copy_study
+from studies.storage import CopyReport, copy_study
 
 if TYPE_CHECKING:
     from studies.results import Reproduction

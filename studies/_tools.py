@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import optuna
 
 from studies._api import Echo, SpecLike, spec_of
-from studies._errors import StudyError, user_errors
+from studies._errors import ParameterError, user_errors
 
 if TYPE_CHECKING:
     from studies.analysis import CellRow
@@ -49,7 +49,7 @@ def plan(spec: SpecLike, *, budget: float | str, workers: int = 1) -> Plan:
         The plan: epochs and trials the budget holds; `plan.lines(spec)` says it in words.
 
     Raises:
-        StudyError: for a budget that is not a duration, or fewer than one worker.
+        ParameterError: for a budget that is not a duration, or fewer than one worker.
     """
     from studies.workers import parse_budget
     from studies.workers import plan as plan_budget
@@ -58,11 +58,11 @@ def plan(spec: SpecLike, *, budget: float | str, workers: int = 1) -> Plan:
         try:
             budget = parse_budget(budget)
         except ValueError:
-            raise StudyError(
-                f"--budget takes a duration such as 30m, 1.5h or 900 (seconds), got '{budget}'"
+            raise ParameterError(
+                f"`budget` takes a duration such as 30m, 1.5h or 900 (seconds), got '{budget}'"
             ) from None
     if workers < 1:
-        raise StudyError(f"--workers must be at least 1, got {workers}")
+        raise ParameterError(f"`workers` must be at least 1, got {workers}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return plan_budget(spec_of(spec), budget=budget, workers=workers)
 
@@ -86,7 +86,7 @@ def lr_range(
     from studies.workers import run_range_tests
 
     if steps < 20:
-        raise StudyError(f"--steps must be at least 20, got {steps}")
+        raise ParameterError(f"`steps` must be at least 20, got {steps}")
     path = None if output is None else check_output(output, (".png",))
     checked = spec_of(spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -186,11 +186,13 @@ def fetch(dataset: str = "mnist", *, data_dir: str | Path = "data") -> Path:
     """Downloads a built-in data set into `data_dir` (checked by MD5); returns its folder.
 
     Raises:
-        StudyError: for a data set other than "mnist".
+        ParameterError: for a data set other than "mnist".
         DataUnavailableError: when no mirror could be reached.
     """
     from trainer import fetch_mnist
 
     if dataset != "mnist":
-        raise StudyError(f"hpstudy fetch knows 'mnist' only, got '{dataset}'")
+        raise ParameterError(
+            f"`dataset` must be 'mnist', the one built-in data set to fetch; got '{dataset}'"
+        )
     return fetch_mnist(data_dir)

@@ -12,7 +12,21 @@ import studies
 from studies.cli import _print
 
 SUMMARY_ROWS = 10  # best trials shown after a run
-STATUS_ROWS = 5  # best trials `hpstudy status` shows
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that keeps its flags by the API parameter each sets (its `dest`), so
+    that a `studies.ParameterError` can be printed with the flags the user typed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.flags: dict[str, str] = {}  # set before argparse adds --help
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings:  # the long form: --output, not -o
+            self.flags[action.dest] = max(action.option_strings, key=len)
+        return action
 
 
 class Command:
@@ -60,6 +74,7 @@ class Train(Command):
         )
         parser.add_argument(
             "--set",
+            dest="overrides",
             metavar="KEY=VALUE",
             action="append",
             default=[],
@@ -80,7 +95,7 @@ class Train(Command):
         studies.train(
             args.config,
             test=args.test,
-            overrides=parse_set(args.set),
+            overrides=parse_set(args.overrides),
             threads=args.threads,
             weights=args.weights,
         )
@@ -118,6 +133,7 @@ class Run(Command):
         )
         parser.add_argument(
             "--set",
+            dest="train_fields",
             metavar="KEY=VALUE",
             action="append",
             default=[],
@@ -159,7 +175,7 @@ class Run(Command):
         _print.warn_password_in_argv(args.storage)
         spec = studies.spec_of(
             args.spec,
-            train_fields=parse_set(args.set),
+            train_fields=parse_set(args.train_fields),
             given_as=_flags_given(args),
             storage=args.storage,
             name=args.name,
@@ -548,7 +564,7 @@ def _flags_given(args: argparse.Namespace) -> str:
         )
         if value is not None
     ]
-    return " ".join(flags + [f"--set {pair}" for pair in args.set])
+    return " ".join(flags + [f"--set {pair}" for pair in args.train_fields])
 
 
 def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
@@ -569,8 +585,8 @@ def parse_set(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(commands: Sequence[Command] = COMMANDS) -> Parser:
+    parser = Parser(
         prog="hpstudy",
         description="Hyperparameter studies for PyTorch networks, stored in one database.",
     )
@@ -578,7 +594,7 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
     for command in commands:
         command_parser = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(command_parser)
-        command_parser.set_defaults(handler=command)
+        command_parser.set_defaults(handler=command, flags=command_parser.flags)
     return parser
 
 
@@ -588,7 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler.run(args)
     except studies.UserError as exc:
-        print(f"hpstudy {args.command}: error: {exc}", file=sys.stderr)
+        # The API names its parameters; the user typed this command's flags.
+        message = exc.worded(args.flags) if isinstance(exc, studies.ParameterError) else exc
+        print(f"hpstudy {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hpstudy {args.command}: interrupted", file=sys.stderr)

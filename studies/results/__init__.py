@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from studies._lazy import lazy_exports
 from studies.results._dashboard import serve
 from studies.results._files import check_output
+from studies.results._pick import best_trial, front_choice, picked_trial
 from studies.results._read import FINISHED, OpenStudy, open_database, open_study, trial_config
 from studies.results._status import StudyRow, StudyStatus, list_studies, study_status
 from studies.results._tables import TrialRow, TrialRows, trial_rows
@@ -62,16 +63,19 @@ __all__ = [
     "TrialRow",
     "TrialRows",
     "ablation_rows",
+    "best_trial",
     "check_output",
     "compare_curves",
     "cpu_threads",
     "export_best",
     "export_trial",
     "format_epoch",
+    "front_choice",
     "learning_curve",
     "list_studies",
     "open_database",
     "open_study",
+    "picked_trial",
     "provenance",
     "render_report",
     "reproduce",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-from studies._errors import StudyError
+from studies._errors import ParameterError
 from studies.results._read import open_database
 from studies.storage import (
     DatabaseArtifactStore,
@@ -38,7 +38,7 @@ def serve(
     echo(f"optuna-dashboard on {redact(url)}: http://{shown}:{port}/dashboard/")
     if host in LOCAL_HOSTS:
         echo(
-            f"it listens on {host} only (this machine); --host 0.0.0.0 opens it to the network, "
+            f"it listens on {host} only (this machine); host 0.0.0.0 opens it to the network, "
             f"where anyone can see and delete studies: it has no login"
         )
     else:
@@ -52,7 +52,7 @@ def serve(
     try:
         run_server(storage, host=host, port=port, artifact_store=artifact_store)
     except OSError as exc:
-        raise StudyError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port, "
+        raise ParameterError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another `port`, "
             f"or stop what uses it"
         ) from None

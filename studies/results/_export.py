@@ -21,17 +21,15 @@ from typing import Any
 
 import optuna
 
-from studies._errors import StudyError
+from studies._errors import ParameterError, StudyError
 from studies.results._files import check_output
+from studies.results._pick import best_trial, front_choice, picked_trial
 from studies.results._read import OpenStudy, open_study, trial_config
 from studies.storage import (
     StudyAttrs,
     TrialAttrs,
     WeightStore,
-    best_trial,
     create_engine,
-    front_choice,
-    picked_trial,
     public_url,
     selection_maximized,
 )
@@ -182,7 +180,7 @@ def export_best(
     pick: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Exports the best complete trial of study `name`, or its trial `number`, or the trial
-    `pick` chooses (`studies.storage.picked_trial`).
+    `pick` chooses (`picked_trial`).
 
     A study of several objectives has no best trial: without `number` or `pick` it raises a
     `StudyError` that lists its Pareto front.
@@ -204,7 +202,7 @@ def export_best(
     if weights is not None:
         check_output(weights, WEIGHT_SUFFIXES)
     if number is not None and pick is not None:
-        raise StudyError("choose the trial with --trial N or with --pick, not both")
+        raise ParameterError("choose the trial with `trial` or with `pick`, not both")
     opened = open_study(name, url)
     if pick is not None:
         trial = picked_trial(opened.study, pick)
@@ -233,10 +231,10 @@ def kept_weights(opened: OpenStudy, number: int) -> bytes:
     finally:
         engine.dispose()
     if blob is None:
-        raise StudyError(
+        raise ParameterError(
             f"trial {number} has no kept weights: a study keeps the best-epoch weights of its "
             f"best complete trials (study.keep_weights); kept now: "
-            f"{', '.join(map(str, kept)) or 'none'}. Export one of those with --trial N, or "
+            f"{', '.join(map(str, kept)) or 'none'}. Export one of those with `trial=N`, or "
             f"train this trial's config again with hpstudy train"
         )
     return blob

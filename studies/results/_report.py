@@ -26,11 +26,11 @@ from studies.analysis import (
     plot_size_curve,
 )
 from studies.results._files import check_output
+from studies.results._pick import best_trial
 from studies.results._read import FINISHED, OpenStudy, open_study
 from studies.storage import (
     StudyAttrs,
     TrialAttrs,
-    best_trial,
     finished_trials,
     pareto_front,
     redact,

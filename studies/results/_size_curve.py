@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import optuna
 
-from studies._errors import StudyError
+from studies._errors import ParameterError
 from studies.analysis import SizePoint, chance_error, plot_size_curve, read_size_curve
+from studies.results._pick import best_trial
 from studies.results._read import open_study, trial_config
 from studies.storage import (
     DatabaseArtifactStore,
     TrialAttrs,
-    best_trial,
     create_engine,
     write_study_attrs,
 )
@@ -39,18 +39,18 @@ def check_sizes(sizes: Sequence[float], repeats: int) -> tuple[float, ...]:
     """Sizes sorted, each a share in (0, 1].
 
     Raises:
-        StudyError: for a size outside (0, 1], fewer than two sizes, or repeats < 1.
+        ParameterError: for a size outside (0, 1], fewer than two sizes, or repeats < 1.
     """
     bad = [s for s in sizes if not (0 < s <= 1)]
     if bad:
-        raise StudyError(
-            f"--sizes are shares of the training split in (0, 1], e.g. 0.1,0.5,1.0; got "
+        raise ParameterError(
+            f"`sizes` are shares of the training split in (0, 1], e.g. 0.1,0.5,1.0; got "
             f"{', '.join(f'{s:g}' for s in bad)}"
         )
     if len(set(sizes)) < 2:
-        raise StudyError("--sizes needs at least two different shares to draw a curve")
+        raise ParameterError("`sizes` needs at least two different shares to draw a curve")
     if repeats < 1:
-        raise StudyError(f"--repeats must be at least 1, got {repeats}")
+        raise ParameterError(f"`repeats` must be at least 1, got {repeats}")
     return tuple(sorted(set(sizes)))
 
 

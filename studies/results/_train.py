@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studies._errors import StudyError
+from studies._errors import ParameterError, StudyError
 from studies.storage import local_transfer, restore_for_export
 from trainer import (
     Evaluation,
@@ -81,20 +80,6 @@ def check_user_code(
         )
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`["epochs=3", "lr=0.1"]` -> {"epochs": 3, "lr": 0.1}, values in TOML syntax."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise StudyError(f"--set takes KEY=VALUE, got '{pair}'")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value  # a bare word is a string: --set optimizer=adam
-    return out
-
-
 @contextlib.contextmanager
 def cpu_threads(device: Any, count: int | None, *, why: str = "") -> Iterator[str]:
     """Runs the block on `count` torch CPU threads when `device` is a CPU (None: as they are).
@@ -146,16 +131,16 @@ def train_file(
     or the storage the provenance names. Loading it from a database runs its code.
     """
     if threads is not None and threads < 1:
-        raise StudyError(f"--threads must be at least 1, got {threads}")
+        raise ParameterError(f"`threads` must be at least 1, got {threads}")
     config = TrainConfig.load(path)
     if overrides:
         config = config.replace(**overrides)
     if config.folds * config.repeats > 1:
-        raise StudyError(
+        raise ParameterError(
             f"{path} cross-validates (folds = {config.folds}, repeats = {config.repeats}): "
-            f"hpstudy train trains one network. Run it as a study and export a trial (the "
+            f"training a file trains one network. Run it as a study and export a trial (the "
             f"export retrains one network on the whole training split), or train one network "
-            f"here with --set folds=1 --set repeats=1"
+            f"here with folds=1 and repeats=1 in `overrides`"
         )
     exported = read_config_file(path)
     about = exported.get("provenance", {})
@@ -171,7 +156,7 @@ def train_file(
     if threads is None:  # an exported trial's own count: `[provenance] torch_threads`
         stored = about.get("torch_threads")
         if isinstance(stored, int) and stored >= 1:
-            threads, why = stored, ", as its trial did (--threads changes it)"
+            threads, why = stored, ", as its trial did (give threads to change it)"
     with cpu_threads(data.x_train.device, threads, why=why) as where:
         echo(
             f"training {config.model} on {config.dataset} ({config.task}): "
@@ -198,9 +183,10 @@ def train_file(
     scores: dict[str, float] = {}
     if test:
         if data.x_test is None or data.y_test is None:
-            raise StudyError(
+            raise ParameterError(
                 f"data set '{config.dataset}' has no test split; hold one out with "
-                f"test_fraction (e.g. --set test_fraction=0.2, before any study uses the data)"
+                f"test_fraction (e.g. test_fraction=0.2 in `overrides`, before any study uses "
+                f"the data)"
             )
         scored = evaluate(
             result.model, data.x_test, data.y_test, task=config.task, target_std=data.target_std

@@ -34,6 +34,7 @@ from studies.spec._spec import (
     check_data,
     default_storage,
     load_spec,
+    quiet_optuna,
 )
 from studies.spec._study_values import Ablation, Target
 
@@ -68,6 +69,7 @@ __all__ = [
     "make_sampler",
     "parse_condition",
     "quantity_direction",
+    "quiet_optuna",
     "ray_settings",
     "read_ray",
 ]

@@ -13,9 +13,10 @@ import dataclasses
 import math
 from typing import Any
 
-from studies._errors import StudyError, did_you_mean
+from studies._errors import ParameterError, did_you_mean
 
 RAY_KEYS = ("address", "cpus_per_worker", "gpus_per_worker")
+SHARES = ("cpus_per_worker", "gpus_per_worker")  # also parameters of their own in the API
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,8 @@ def read_ray(value: Any, problems: list[str], *, prefix: str = "study.ray") -> R
     Args:
         value: true, false, an address string, or a table with `RAY_KEYS`.
         problems: where a bad value adds its message (naming the key and the fix).
+        prefix: the spec's key that holds the value; "" for the API's parameters, named as
+            a `ParameterError` names them.
     """
     if value is None or value is False:
         return None
@@ -57,7 +60,7 @@ def read_ray(value: Any, problems: list[str], *, prefix: str = "study.ray") -> R
         return value
     if not isinstance(value, dict):
         problems.append(
-            f'{prefix}: true, an address ("auto", "ray://head:10001") or a table with '
+            f'{prefix or "`ray`"}: true, an address ("auto", "ray://head:10001") or a table with '
             f"{', '.join(RAY_KEYS)}; got {value!r}"
         )
         return None
@@ -69,23 +72,25 @@ def _settings(table: dict[str, Any], problems: list[str], prefix: str) -> RaySet
     for key in table:
         if key not in RAY_KEYS:
             found.append(
-                f"{prefix}.{key}: unknown key{did_you_mean(str(key), RAY_KEYS)}; "
+                f"{_key(prefix, key)}: unknown key{did_you_mean(str(key), RAY_KEYS)}; "
                 f"valid keys: {', '.join(RAY_KEYS)}"
             )
     address = table.get("address")
     if address is not None and (not isinstance(address, str) or not address.strip()):
         found.append(
-            f'{prefix}.address: a Ray address ("auto", "ray://head:10001", "10.0.0.1:6379"), '
-            f"or leave it out for a local Ray instance; got {address!r}"
+            f'{_key(prefix, "address")}: a Ray address ("auto", "ray://head:10001", '
+            f'"10.0.0.1:6379"), or leave it out for a local Ray instance; got {address!r}'
         )
     cpus = table.get("cpus_per_worker", 1.0)
     if not _number(cpus) or cpus <= 0:
-        found.append(f"{prefix}.cpus_per_worker: CPUs per worker, a number > 0; got {cpus!r}")
+        found.append(
+            f"{_key(prefix, 'cpus_per_worker')}: CPUs per worker, a number > 0; got {cpus!r}"
+        )
     gpus = table.get("gpus_per_worker", 0.0)
     if not _number(gpus) or gpus < 0 or (gpus > 1 and gpus != int(gpus)):
         found.append(
-            f"{prefix}.gpus_per_worker: GPUs per worker, 0 (none), a share of one GPU such as "
-            f"0.25 (four workers per device) or a whole number; got {gpus!r}"
+            f"{_key(prefix, 'gpus_per_worker')}: GPUs per worker, 0 (none), a share of one GPU "
+            f"such as 0.25 (four workers per device) or a whole number; got {gpus!r}"
         )
     problems += found
     if found:
@@ -95,6 +100,13 @@ def _settings(table: dict[str, Any], problems: list[str], prefix: str) -> RaySet
         cpus_per_worker=float(cpus),
         gpus_per_worker=float(gpus),
     )
+
+
+def _key(prefix: str, key: str) -> str:
+    """`key` of the spec's table at `prefix`, or of the API's `ray` (a share: its parameter)."""
+    if prefix:
+        return f"{prefix}.{key}"
+    return f"`{key}`" if key in SHARES else f"`ray` {key}"
 
 
 def _number(value: Any) -> bool:
@@ -107,7 +119,6 @@ def ray_settings(
     *,
     cpus_per_worker: float | None = None,
     gpus_per_worker: float | None = None,
-    source: str = "--ray",
 ) -> RaySettings | None:
     """The Ray settings of a run: the spec's, overridden by the command line's or the API's.
 
@@ -118,28 +129,30 @@ def ray_settings(
         cpus_per_worker, gpus_per_worker: override either value.
 
     Raises:
-        StudyError: for a bad value, or shares given without Ray, naming the fix.
+        ParameterError: for a bad value, or shares given without Ray, naming the fix.
     """
     settings = spec_ray
     if ray is not None and ray is not False:
         problems: list[str] = []
-        given = read_ray(ray, problems, prefix=source)
+        given = read_ray(ray, problems, prefix="")
         if problems or given is None:
-            raise StudyError("; ".join(problems))
+            raise ParameterError("; ".join(problems))
         if spec_ray is not None and ray is True:
-            given = spec_ray  # --ray alone: the spec's settings, address included
+            given = spec_ray  # ray=True: the spec's settings, address included
         elif spec_ray is not None and isinstance(ray, str):
-            given = spec_ray.replace(address=given.address)  # --ray ADDRESS: the spec's shares
+            given = spec_ray.replace(address=given.address)  # ray=ADDRESS: the spec's shares
         settings = given
     shares = {"cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker}
     chosen = {key: value for key, value in shares.items() if value is not None}
     if not chosen:
         return settings
     if settings is None:
-        flags = " and ".join(f"--{key.replace('_', '-')}" for key in chosen)
-        raise StudyError(f"{flags}: only for Ray workers; add --ray (or set ray in [study])")
+        named = " and ".join(f"`{key}`" for key in chosen)
+        raise ParameterError(
+            f"{named}: only for Ray workers; add `ray=True` (or set ray in [study])"
+        )
     problems = []
-    checked = read_ray({**settings.to_dict(), **chosen}, problems, prefix=source)
+    checked = read_ray({**settings.to_dict(), **chosen}, problems, prefix="")
     if problems or checked is None:
-        raise StudyError("; ".join(problems))
+        raise ParameterError("; ".join(problems))
     return checked

@@ -636,7 +636,7 @@ def _check_samples(train: TrainConfig, space: SearchSpace) -> list[str]:
     from search_space import nest, suggest
 
     problems: list[str] = []
-    with _quiet_optuna():
+    with quiet_optuna():
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         for _ in range(32):
             trial = study.ask()
@@ -654,8 +654,9 @@ def _check_samples(train: TrainConfig, space: SearchSpace) -> list[str]:
 
 
 @contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    """Without "A new study created in memory": the check's study is no concern of the user."""
+def quiet_optuna() -> Iterator[None]:
+    """Without "A new study created in memory": a study made to draw a sample, not the
+    user's, is no concern of theirs."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import optuna
 
-from studies._errors import StudyError, did_you_mean
-from studies.spec import MEASURES, METRICS, SpecError, StudySpec, parse_condition
+from studies._errors import StudyError
+from studies.spec import METRICS, SpecError, StudySpec
 from studies.storage._front import feasible, losses, pareto_front, signs
 from studies.storage._study_attrs import Heartbeat, StoredStudy, StudyAttrs, write_study_attrs
 from studies.storage._trial_attrs import TrialAttrs
@@ -174,82 +173,6 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return sorted(done, key=rank)
 
 
-def best_trial(study: optuna.Study, number: int | None = None) -> optuna.trial.FrozenTrial:
-    """Trial `number`, or the best complete trial.
-
-    Raises:
-        StudyError: for a study with no complete trial, or an unknown trial number.
-    """
-    trials = study.get_trials(deepcopy=False)
-    if number is not None:
-        for trial in trials:
-            if trial.number == number:
-                return trial
-        raise StudyError(
-            f"study '{study.study_name}' has no trial {number} "
-            f"(its trials are numbered 0 to {len(trials) - 1})"
-            if trials
-            else f"study '{study.study_name}' has no trials yet"
-        )
-    done = finished_trials(study)
-    if not done:
-        raise StudyError(
-            f"study '{study.study_name}' has no finished trial yet; run it first "
-            f"(hpstudy run ...) or pick a trial with --trial N"
-        )
-    if len(study.directions) > 1:
-        raise StudyError(front_choice(study))
-    if not feasible(done[0]):
-        raise StudyError(
-            f"study '{study.study_name}' has no complete trial that meets its constraints; "
-            f"pick one with --trial N (hpstudy trials {study.study_name} lists them)"
-        )
-    return done[0]
-
-
-def picked_trial(study: optuna.Study, condition: str) -> optuna.trial.FrozenTrial:
-    """The best trial by the first objective among those that meet `condition`
-    ("params<=50000", several joined by commas): of a multi-objective study's Pareto front,
-    of a single-objective study's feasible complete trials. A condition names an objective or
-    a measured property (`studies.spec.MEASURES`).
-
-    Raises:
-        StudyError: for a condition that does not parse or names something the trials do
-            not hold, or when no candidate meets it (listing the candidates).
-    """
-    parsed = parse_condition(condition)
-    if isinstance(parsed, str):
-        raise StudyError(f"--pick {condition!r}: {parsed}")
-    names = list(study.metric_names or ["value"])
-    several = len(study.directions) > 1
-    candidates = (
-        pareto_front(study) if several else [t for t in finished_trials(study) if feasible(t)]
-    )
-    known = sorted({*names, *MEASURES})
-    for bound in parsed:
-        if bound.name not in known:
-            raise StudyError(
-                f"--pick {condition!r}: '{bound.name}' is neither an objective of study "
-                f"'{study.study_name}' nor a measured property{did_you_mean(bound.name, known)}; "
-                f"choose among: {', '.join(known)}"
-            )
-
-    def quantity(trial: optuna.trial.FrozenTrial, name: str) -> float:
-        if name in names and trial.values is not None:
-            return float(trial.values[names.index(name)])
-        measured = TrialAttrs.of(trial).measured or {}
-        return float(measured.get(name, math.nan))
-
-    meeting = [t for t in candidates if all(b.holds(quantity(t, b.name)) for b in parsed)]
-    if not meeting:
-        where = "on the Pareto front" if several else "among the feasible complete trials"
-        raise StudyError(
-            f"no trial {where} of study '{study.study_name}' meets {condition!r}. "
-            + (front_choice(study, pick=True) if several else "Loosen it or pick --trial N.")
-        )
-    return meeting[0]  # both lists come best first by the first objective
-
-
 def selection_maximized(study: optuna.Study) -> bool:
     """Whether the metric a study's model selection (and kept weights) ranks by is maximised:
     the spec's metric, else its first learning objective, else dev_loss."""
@@ -260,32 +183,6 @@ def selection_maximized(study: optuna.Study) -> bool:
     learned = [name for name in table.get("objectives", {}) if name in METRICS]
     metric = table.get("metric") or (learned[0] if learned else "dev_loss")
     return METRICS.get(metric) == "maximize"
-
-
-def front_choice(study: optuna.Study, *, pick: bool = False) -> str:
-    """The message that asks which trial of a multi-objective study's front to take.
-
-    Args:
-        pick: also offer `--pick` (export takes it).
-    """
-    front = pareto_front(study)
-    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
-    lines = [
-        f"  trial {t.number}: "
-        + ", ".join(f"{n} {v:.6g}" for n, v in zip(names, t.values or [], strict=False))
-        for t in front
-    ]
-    shown = "\n".join(lines) if lines else "  (empty: no complete trial meets the constraints)"
-    offer = (
-        f' or with --pick "{names[-1]}<=NUMBER" (the best {names[0]} among the front trials '
-        f"that meet it)"
-        if pick
-        else ""
-    )
-    return (
-        f"study '{study.study_name}' has {len(study.directions)} objectives and no single "
-        f"best trial; choose one of its Pareto front with --trial N{offer}:\n{shown}"
-    )
 
 
 def store_heartbeat(

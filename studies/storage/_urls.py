@@ -20,7 +20,7 @@ import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from studies._errors import StudyError
+from studies._errors import ParameterError, StudyError
 from studies.spec import DEFAULT_STORAGE, ENV_PREFIX, STORAGE_ENV
 
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
@@ -51,11 +51,11 @@ def resolve_storage(value: str | None = None) -> str:
     url = os.environ.get(name, "").strip()
     if not url:
         state = "empty" if name in os.environ else "not set"
-        raise StudyError(
+        raise ParameterError(
             f"storage {value}: the environment variable {name or '(none named)'} is {state}; "
             f"set it to the study's database URL (e.g. export {name or STORAGE_ENV}="
             f"postgresql://user@host:5432/dbname, its password in ~/.pgpass or PGPASSWORD), "
-            f"or give --storage URL"
+            f"or give `storage=URL`"
         )
     if url.startswith(ENV_PREFIX):
         raise StudyError(
@@ -221,11 +221,11 @@ def open_storage(
     except (OperationalError, SQLAlchemyError, ImportError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         if TOO_MANY_CLIENTS in reason:
-            raise StudyError(
+            raise ParameterError(
                 f"the storage {redact(url)} refused a connection: {reason}. PostgreSQL's "
                 f"max_connections (100 by default) is used up; each worker holds 2 to 3. For "
                 f"more workers, put PgBouncer in transaction mode in front of the server and "
-                f"point --storage at it (README: Hundreds of workers: PgBouncer)."
+                f"point `storage` at it (README: Hundreds of workers: PgBouncer)."
             ) from None
         raise StudyError(
             f"cannot reach the storage {redact(url)}: {reason}. Check that the database server "
@@ -276,9 +276,9 @@ def require_database(url: str) -> None:
     """
     path = sqlite_path(url)
     if path is not None and not path.is_file():
-        raise StudyError(
+        raise ParameterError(
             f"there is no study database at {path}; run a study first (hpstudy run SPEC) "
-            f"or name its database with --storage URL"
+            f"or name its database with `storage=URL`"
         )
 
 

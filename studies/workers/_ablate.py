@@ -14,7 +14,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from studies.spec import REPEAT, SpecError, StudySpec
+from studies._errors import ParameterError
+from studies.spec import REPEAT, StudySpec
 
 
 def ablation_spec(spec: StudySpec, factors: Sequence[str], repeats: int) -> StudySpec:
@@ -47,5 +48,5 @@ def ablation_spec(spec: StudySpec, factors: Sequence[str], repeats: int) -> Stud
     }
     data["space"] = space
     if not factors:
-        raise SpecError(["--factors: name one or more categorical parameters"], source=spec.source)
+        raise ParameterError("`factors`: name one or more categorical parameters of the space")
     return StudySpec.from_dict(data, source=f"{spec.source} (ablation of {', '.join(factors)})")

@@ -15,7 +15,7 @@ import optuna
 
 from search_space import nest, suggest
 from studies._errors import StudyError
-from studies.spec import REPEAT, SpecError, StudySpec
+from studies.spec import REPEAT, SpecError, StudySpec, quiet_optuna
 from studies.storage import local_transfer
 from trainer import (
     BUILTIN_DATASETS,
@@ -110,12 +110,8 @@ def _check_transfer(spec: StudySpec, config: TrainConfig, data: Any) -> None:
 
 def one_sample(spec: StudySpec) -> TrainConfig:
     """The base config with one random sample of the space: what a first trial would train."""
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    with quiet_optuna():
         trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     base = spec.train.to_dict()
     params = nest(suggest(trial, spec.space, base=base), base=base)
     params.pop(REPEAT, None)  # an ablation's seed index, not a config field

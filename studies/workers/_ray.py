@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from studies._errors import StudyError
+from studies._errors import ParameterError
 from studies.spec import RaySettings, StudySpec
 from studies.workers._ray_checks import (
     EXCLUDES,
@@ -103,10 +103,10 @@ def ray_session(spec: StudySpec, settings: RaySettings, workers: int) -> Iterato
     except Exception as exc:  # ConnectionError, RuntimeError, ... with Ray's own wording
         where = f"the Ray cluster at {settings.address}" if settings.address else "a local Ray"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(
+        raise ParameterError(
             f"cannot start or join {where}: {reason}. Check the address (auto: the cluster "
             f"this machine belongs to, started with ray start; ray://head:10001: Ray Client "
-            f"on the head), or leave it out (--ray alone) to start a Ray on this machine"
+            f"on the head), or leave it out (`ray=True`) to start a Ray on this machine"
         ) from None
     finally:
         stop.uninstall()

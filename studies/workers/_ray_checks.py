@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from studies._errors import StudyError
+from studies._errors import ParameterError
 from studies.spec import RaySettings, StudySpec
 from studies.storage import redact, sqlite_path
 from trainer import BUILTIN_DATASETS, parse_reference
@@ -44,8 +44,8 @@ def import_ray() -> ModuleType:
     try:
         import ray
     except ImportError:
-        raise StudyError(
-            "--ray needs Ray, which is not installed: pip install 'hpstudy[ray]'"
+        raise ParameterError(
+            "`ray` needs Ray, which is not installed: pip install 'hpstudy[ray]'"
         ) from None
     return ray
 
@@ -96,7 +96,7 @@ def check_spec(spec: StudySpec, settings: RaySettings) -> None:
             )
         problems += _paths_outside(spec, folder)
     if problems:
-        raise StudyError("cannot run on Ray:\n  - " + "\n  - ".join(problems))
+        raise ParameterError("cannot run on Ray:\n  - " + "\n  - ".join(problems))
 
 
 def check_cluster(
@@ -116,23 +116,23 @@ def check_cluster(
     if settings.gpus_per_worker > 0 and gpus == 0:
         problems.append(
             f"{settings.gpus_per_worker:g} GPU(s) per worker asked, but the Ray cluster has no "
-            f"GPU; add GPU nodes, or run on CPUs with --gpus-per-worker 0"
+            f"GPU; add GPU nodes, or run on CPUs with `gpus_per_worker=0`"
         )
     if settings.cpus_per_worker > cpus:
         problems.append(
             f"{settings.cpus_per_worker:g} CPU(s) per worker asked, but no Ray node has more "
-            f"than {cpus:g}; ask for fewer with --cpus-per-worker"
+            f"than {cpus:g}; ask for fewer with `cpus_per_worker`"
         )
     if problems:
-        raise StudyError("cannot run on Ray:\n  - " + "\n  - ".join(problems))
+        raise ParameterError("cannot run on Ray:\n  - " + "\n  - ".join(problems))
 
 
 def _sqlite_problem(spec: StudySpec, where: str) -> str:
     return (
         f"the study's database {redact(spec.storage)} is a SQLite file, which workers on other "
-        f"nodes of {where} cannot share; use PostgreSQL (--storage env:NAME or "
+        f"nodes of {where} cannot share; use PostgreSQL (`storage=env:NAME` or "
         f"HPSTUDY_STORAGE=postgresql://user@host:5432/dbname), or run on this machine "
-        f"without an address (--ray alone starts a local Ray)"
+        f"without an address (`ray=True` starts a local Ray)"
     )
 
 

@@ -26,7 +26,7 @@ from typing import IO, Protocol
 
 import optuna
 
-from studies._errors import StudyError
+from studies._errors import ParameterError, StudyError
 from studies.spec import RaySettings, StudySpec
 from studies.storage import (
     STORAGE_ENV,
@@ -158,7 +158,7 @@ def run_study(
         KeyboardInterrupt: after Ctrl-C or SIGTERM, once the workers have stopped.
     """
     if workers < 1:
-        raise StudyError(f"--workers must be at least 1, got {workers}")
+        raise ParameterError(f"`workers` must be at least 1, got {workers}")
     spec = spec.replace(storage=resolve_storage(spec.storage))  # env:NAME -> its URL, once
     ray = ray or spec.ray
 
@@ -204,7 +204,7 @@ def _run_study(
     if spec.n_trials is not None and held >= spec.n_trials and not _unfinished(study):
         echo(
             f"study '{spec.name}' already has its {spec.n_trials} trials; "
-            f"raise n_trials (--n-trials) to add more"
+            f"raise its n_trials to add more"
         )
         return study
     reached = target_reached(spec, storage)

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 
 from search_space import SpaceError, encode_point
-from studies._errors import StudyError
+from studies._errors import ParameterError, StudyError
 from studies.spec import ENV_PREFIX, StudySpec
 from studies.storage import (
     TrialAttrs,
@@ -73,13 +73,13 @@ def _read_source(source: str) -> list[tuple[dict[str, Any], str, bool]]:
     path = Path(source)
     if not path.is_file():
         raise StudyError(
-            f"--warm-start {source}: neither a config file (e.g. best.toml from hpstudy export) "
+            f"`warm_start={source}`: neither a config file (e.g. best.toml from an export) "
             f"nor a study given as NAME@URL (e.g. mnist-mlp@sqlite:///hpstudy.db)"
         )
     try:
         data = read_config_file(path)
     except ConfigError as exc:
-        raise StudyError(f"--warm-start {source}: {exc}") from None
+        raise ParameterError(f"`warm_start={source}`: {exc}") from None
     return [(dict(data.get("train", data)), str(path), False)]
 
 
@@ -89,7 +89,9 @@ def _from_study(name: str, given: str) -> list[tuple[dict[str, Any], str, bool]]
     study = load_study(open_storage(url), name, url=url)
     best = finished_trials(study)[:TOP_TRIALS]
     if not best:
-        raise StudyError(f"--warm-start {name}@{redact(given)}: the study has no complete trial")
+        raise ParameterError(
+            f"`warm_start={name}@{redact(given)}`: the study has no complete trial"
+        )
     return [_trial_point(trial, name) for trial in best]
 
 

@@ -43,7 +43,7 @@ def parse_run(argv: list[str]) -> Any:
     """hpstudy's own parse of a `hpstudy run ...` command line, with its spec loaded."""
     assert argv[:2] == ["hpstudy", "run"], argv
     args = build_parser().parse_args(argv[1:])
-    overrides = parse_set(args.set)
+    overrides = parse_set(args.train_fields)
     assert studies.spec_of(args.spec).name == args.spec  # a spec that exists and loads
     return args, overrides
 

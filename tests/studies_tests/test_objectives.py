@@ -12,8 +12,9 @@ import torch
 
 import studies
 import trainer
+from studies.results import best_trial, picked_trial
 from studies.spec import MEASURES, Constraint, SpecError, StudySpec, parse_condition
-from studies.storage import EpochStore, create_engine, pareto_front, picked_trial
+from studies.storage import EpochStore, create_engine, pareto_front
 from studies.workers import EpochHalving, pareto_ranks, promotable
 
 
@@ -420,8 +421,6 @@ def _constrained_study(url: str) -> optuna.Study:
 
 
 def test_a_single_objective_best_trial_meets_the_constraints(tmp_path: Path) -> None:
-    from studies.storage import best_trial
-
     study = _constrained_study(f"sqlite:///{tmp_path / 'c.db'}")
     assert best_trial(study).number == 1
     assert [t.number for t in pareto_front(study)] == [1]

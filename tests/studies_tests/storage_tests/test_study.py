@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from studies import StudyError, load_spec
-from studies.storage import best_trial, create_or_resume, open_storage, stored_spec
+from studies.storage import create_or_resume, finished_trials, open_storage, stored_spec
 
 if TYPE_CHECKING:
     from conftest import FinishedStudy
@@ -24,7 +24,7 @@ OPTUNA_CLI = Path(sys.executable).parent / "optuna"
 def test_plain_optuna_loads_the_study(digits_study: FinishedStudy) -> None:
     study = optuna.load_study(study_name=digits_study.spec.name, storage=digits_study.url)
     assert len(study.trials) == len(digits_study.study.trials)
-    assert study.best_trial.number == best_trial(digits_study.study).number
+    assert study.best_trial.number == finished_trials(digits_study.study)[0].number
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     assert study.metric_names == ["dev_loss"]
 
@@ -39,7 +39,7 @@ def test_the_optuna_cli_reads_the_best_trial(digits_study: FinishedStudy) -> Non
         timeout=120,
     ).stdout
     best = json.loads(out)
-    expected = best_trial(digits_study.study)
+    expected = finished_trials(digits_study.study)[0]
     assert best["number"] == expected.number
     assert best["value"] == {"dev_loss": pytest.approx(expected.value)}  # named by the metric
 

@@ -29,7 +29,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from studies import StudySpec, load_spec
+from studies import ParameterError, StudySpec, load_spec
 from studies.cli._main import build_parser
 from studies.results import trial_rows
 from studies.spec import RaySettings, SpecError, ray_settings
@@ -91,7 +91,7 @@ def test_flags_override_the_spec_and_keep_what_they_do_not_name() -> None:
 
 
 def test_a_share_without_ray_says_to_add_ray() -> None:
-    with pytest.raises(Exception, match=r"--gpus-per-worker: only for Ray workers; add --ray"):
+    with pytest.raises(ParameterError, match=r"`gpus_per_worker`: only for Ray workers"):
         ray_settings(None, None, gpus_per_worker=1)
 
 

@@ -11,10 +11,11 @@ error is a `studies.UserError` with the message the command prints.
 
 The package is built in layers, each importing only the layers below it:
 
-    cli -> studies (this API) -> results -> workers -> storage, analysis -> spec
+    cli -> studies (this API) -> results -> workers -> kept -> storage, analysis -> spec
 
 `spec` reads and checks study specs; `storage` keeps studies, trials and the project's own tables
-in one database; `analysis` reads learning curves; `workers` trains trials in worker processes;
+in one database; `analysis` reads learning curves; `kept` keeps a script's own model factory
+and data in the study's database; `workers` trains trials in worker processes;
 `results` reads a study back (export, reproduce, report); `cli` is the `hpstudy` command.
 """
 

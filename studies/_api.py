@@ -109,7 +109,7 @@ def run(
 
     A script's or a notebook's own factory and data need no file: `model=build` and
     `data=(x, y)` are kept in the study's database (the function pickled by value with
-    cloudpickle, the arrays as an .npz of at most `studies.storage.MAX_INLINE_MB`), and every
+    cloudpickle, the arrays as an .npz of at most `studies.kept.MAX_INLINE_MB`), and every
     worker, here or on another machine, loads them from there. Loading a function from a
     study runs its code: open only studies whose database you trust.
 
@@ -146,7 +146,7 @@ def run(
             function that cannot be pickled), or storage, before any study is made.
         KeyboardInterrupt: after an interrupt, once the workers re-queued their trials.
     """
-    from studies.storage import keep_inline, name_kept
+    from studies.kept import keep_inline, name_kept
     from studies.workers import run_study
 
     spec = name_kept(spec, model=model is not None, data=data is not None)

@@ -21,10 +21,11 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError
+from studies.kept import restore_kept
 from studies.results._pick import best_trial
 from studies.results._read import open_study, trial_config
 from studies.results._train import check_user_code, cpu_threads, format_epoch, format_scores
-from studies.storage import TrialAttrs, local_transfer, restore_kept
+from studies.storage import TrialAttrs, local_transfer
 from studies.workers import folds_text
 from trainer import EpochResult, Evaluation, cross_fit, evaluate, fit, load_data
 

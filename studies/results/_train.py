@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studies._errors import ParameterError, StudyError
-from studies.storage import local_transfer, restore_for_export
+from studies.kept import restore_for_export
+from studies.storage import local_transfer
 from trainer import (
     Evaluation,
     TrainConfig,

@@ -13,14 +13,6 @@ from studies.storage._checkpoints import Checkpoints, CheckpointTable, TrialChec
 from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._front import feasible, pareto_front
-from studies.storage._inline import (
-    keep_inline,
-    name_kept,
-    read_kept,
-    restore_for_export,
-    restore_kept,
-)
-from studies.storage._kept import MAX_INLINE_MB, Kept, pack_data, pack_function
 from studies.storage._locks import is_lock_error, retry_locked
 from studies.storage._optuna import CONSTRAINTS_ATTR, set_constraint_values
 from studies.storage._queue import (
@@ -92,7 +84,6 @@ __all__ = [
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
     "KEEP",
-    "MAX_INLINE_MB",
     "METADATA",
     "REFRESH",
     "SPEC_ATTR",
@@ -107,7 +98,6 @@ __all__ = [
     "DatabaseArtifactStore",
     "EpochStore",
     "Heartbeat",
-    "Kept",
     "Reached",
     "StopReason",
     "StoredStudy",
@@ -131,24 +121,17 @@ __all__ = [
     "finished_trials",
     "is_lock_error",
     "is_warm_start",
-    "keep_inline",
     "load_study",
     "local_transfer",
-    "name_kept",
     "open_storage",
     "open_worker_storage",
-    "pack_data",
-    "pack_function",
     "pareto_front",
     "parse_url",
     "public_url",
     "reached_target",
-    "read_kept",
     "redact",
     "require_database",
     "resolve_storage",
-    "restore_for_export",
-    "restore_kept",
     "retry_locked",
     "selection_maximized",
     "set_constraint_values",

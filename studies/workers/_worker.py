@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from studies._errors import StudyError
+from studies.kept import restore_kept
 from studies.spec import make_pruner, make_sampler
 from studies.storage import (
     FLUSH_INTERVAL,
@@ -44,7 +45,6 @@ from studies.storage import (
     load_study,
     open_worker_storage,
     resolve_storage,
-    restore_kept,
     stored_spec,
     write_attrs,
 )

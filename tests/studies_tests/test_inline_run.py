@@ -22,7 +22,8 @@ import optuna
 import pytest
 
 import studies
-from studies.storage import WORKER_ATTR, create_or_resume, keep_inline, name_kept, open_storage
+from studies.kept import keep_inline, name_kept
+from studies.storage import WORKER_ATTR, create_or_resume, open_storage
 
 pytestmark = pytest.mark.slow  # worker processes
 

@@ -1,7 +1,7 @@
 """`studies/` is layered: every module imports only from the layers below its own.
 
-    cli -> studies (the public API) -> results -> workers -> storage, analysis -> spec
-        -> (studies._errors)
+    cli -> studies (the public API) -> results -> workers -> kept -> storage, analysis
+        -> spec -> (studies._errors)
 
 The command line reaches nothing below the public API: it parses flags, calls one function
 of `studies` and prints what it returns.
@@ -22,8 +22,16 @@ import studies
 ROOT = Path(studies.__file__).parent
 # Rank of each layer; a module may import layers of a lower rank only. storage and analysis
 # share a rank and may not import each other.
-LAYERS = {"spec": 1, "storage": 2, "analysis": 2, "workers": 3, "results": 4, "cli": 6}
-API = "studies"  # the public API: rank 5, between results and cli
+LAYERS = {
+    "spec": 1,
+    "storage": 2,
+    "analysis": 2,
+    "kept": 3,  # the user's own functions and data, kept in the study's database
+    "workers": 4,
+    "results": 5,
+    "cli": 7,
+}
+API = "studies"  # the public API: rank 6, between results and cli
 BASE = {"studies._errors", "studies._lazy"}  # below every layer
 
 

@@ -2,7 +2,8 @@
 
 `studies.run(spec, model=build, data=(x, y))` keeps both in the study's database; these tests
 take the pieces one at a time (what is pickled and hashed, what is refused, what a worker
-reads back); test_inline_run.py runs whole studies through worker processes.
+reads back), packing (`studies.kept._pack`) and keeping (`_keep`) in one file since they
+share their functions and data; test_inline_run.py runs whole studies through worker processes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 import studies
-from studies.storage import (
+from studies.kept import (
     Kept,
     keep_inline,
     name_kept,

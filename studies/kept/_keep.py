@@ -1,7 +1,7 @@
 """A script's or a notebook's own model factory and data, kept in the study's database.
 
 `studies.run(spec, model=build, data=(x, y))` needs no file: the factory and the data are
-packed (`_kept`) and each is written as one artifact of the study database
+packed (`_pack`) and each is written as one artifact of the study database
 (`hpstudy_artifacts`), which every worker reaches already: a local process, a Ray task, or
 `hpstudy worker` on another machine. The spec then names them by a kept reference,
 ``"study:model@<key>"`` and ``"study:data@<key>"``, which a worker resolves from the database
@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from studies._errors import StudyError
+from studies.kept._pack import MAX_INLINE_MB, Kept, artifact_id, pack_data, pack_function
 from studies.spec import STORAGE_ENV, StudySpec
-from studies.storage._artifacts import DatabaseArtifactStore
-from studies.storage._kept import MAX_INLINE_MB, Kept, artifact_id, pack_data, pack_function
-from studies.storage._urls import create_engine, redact, sqlite_path
+from studies.storage import DatabaseArtifactStore, create_engine, redact, sqlite_path
 from trainer import (
     TrainConfig,
     is_kept_reference,

@@ -14,7 +14,7 @@ from studies.storage._copy import CopyReport, copy_study
 from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._front import feasible, pareto_front
 from studies.storage._locks import is_lock_error, retry_locked
-from studies.storage._optuna import CONSTRAINTS_ATTR, set_constraint_values
+from studies.storage._optuna import CONSTRAINTS_ATTR, ArtifactStore, set_constraint_values
 from studies.storage._queue import (
     Reached,
     TargetRecord,
@@ -90,6 +90,7 @@ __all__ = [
     "STORAGE_ENV",
     "WORKER_ATTR",
     "WORKER_DIED",
+    "ArtifactStore",
     "Budget",
     "BufferedEpochStore",
     "CheckpointTable",

@@ -1,4 +1,4 @@
-"""The private Optuna calls the worker storage relies on, in one place, checked on import.
+"""Every private Optuna name hpstudy relies on, in one place, checked on import.
 
 Optuna's public storage API writes one value per transaction and cannot take a state change
 conditionally. Two things a worker needs go below it, where measurement still justifies it:
@@ -16,6 +16,11 @@ conditionally. Two things a worker needs go below it, where measurement still ju
   `constraints_func` stores (system attribute "constraints"). Optuna 5 reads it as it reads
   `Trial.set_constraint`'s named keys (its samplers, `Study.best_trials`, its plots), and
   optuna-dashboard (0.21) reads only the list: its Pareto plot greys infeasible trials.
+- `rdb_session` and `models`: Optuna's session and table models, for the rows no public call
+  may change (`strip_stored_passwords` rewrites the attributes of finished trials).
+- `BaseHeartbeat`, `FrozenStudy` and `ArtifactStore`: the base, return type and protocol the
+  worker storage and the learning-curve publisher implement or take, which Optuna does not
+  export.
 
 Each is tested against a real `RDBStorage`
 (tests/studies_tests/storage_tests/test_optuna_internals.py), and
@@ -26,15 +31,20 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import optuna
 import sqlalchemy as sa
+from optuna.artifacts._protocol import ArtifactStore as ArtifactStore  # re-exported
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
+from optuna.storages._heartbeat import BaseHeartbeat as BaseHeartbeat  # re-exported
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.study._frozen import FrozenStudy as FrozenStudy  # re-exported
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.orm import Session
 
 # The system attribute a sampler's `constraints_func` writes: one float per constraint,
 # <= 0 where it holds (Optuna's `optuna.study._constrained_optimization._CONSTRAINTS_KEY`).
@@ -60,6 +70,9 @@ _NEEDED = (
     (models, "TrialModel"),
     (models, "TrialValueModel"),
     (models, "TrialUserAttributeModel"),
+    (models, "TrialSystemAttributeModel"),
+    (models, "StudyUserAttributeModel"),
+    (models, "StudySystemAttributeModel"),
 )
 UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 # The study/trial system attribute prefix of an artifact's metadata (optuna.artifacts and
@@ -91,6 +104,12 @@ def check_optuna(version: str = optuna.__version__) -> None:
         )
 
 
+def rdb_session(rdb: RDBStorage) -> AbstractContextManager[Session]:
+    """A session on Optuna's tables that commits when the block ends and rolls back when it
+    raises, as `RDBStorage`'s own writes run."""
+    return _create_scoped_session(rdb.scoped_session)
+
+
 def set_trial_state(
     rdb: RDBStorage,
     trial_id: int,
@@ -111,7 +130,7 @@ def set_trial_state(
     """
     trial = models.TrialModel
     allowed = (TrialState.WAITING,) if state == TrialState.RUNNING else UNFINISHED
-    with _create_scoped_session(rdb.scoped_session) as session:
+    with rdb_session(rdb) as session:
         # The one statement that decides: its row count says whether this process won.
         result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
             sa.update(trial)
@@ -167,7 +186,7 @@ def write_trial_batch(
         KeyError: for an unknown trial.
         UpdateFinishedTrialError: when the trial has finished (nothing is written).
     """
-    with _create_scoped_session(rdb.scoped_session) as session:
+    with rdb_session(rdb) as session:
         for step, value in values.items():
             rdb._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
         for key, value in user_attrs.items():
@@ -195,7 +214,7 @@ def trial_study_id(rdb: RDBStorage, trial_id: int) -> int:
     Raises:
         KeyError: for an unknown trial.
     """
-    with _create_scoped_session(rdb.scoped_session) as session:
+    with rdb_session(rdb) as session:
         study_id = session.execute(
             sa.select(models.TrialModel.study_id).where(models.TrialModel.trial_id == trial_id)
         ).scalar()

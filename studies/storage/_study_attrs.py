@@ -75,6 +75,8 @@ class StudyAttrs:
     ablation: dict[str, Any] | None = None
     # the last `hpstudy learning-curve`: {"trial", "points", "label", "numbers", "sentence"}
     learning_curve: dict[str, Any] | None = None
+    # `strip_stored_passwords` has cleaned the study once: later runs skip its scan
+    passwords_stripped: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

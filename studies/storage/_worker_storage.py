@@ -15,9 +15,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.study._frozen import FrozenStudy
-from optuna.study._study_direction import StudyDirection
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from studies.storage import _optuna
@@ -68,7 +66,7 @@ class _Local:
     running_here: bool  # RUNNING in this process: its buffered writes exist only here
 
 
-class WorkerStorage(BaseStorage, BaseHeartbeat):
+class WorkerStorage(BaseStorage, _optuna.BaseHeartbeat):
     """Optuna's `RDBStorage` with write-behind, lock retries and a view, for one worker process.
 
     **What is durable when**
@@ -325,7 +323,7 @@ class WorkerStorage(BaseStorage, BaseHeartbeat):
     def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
         return self._retry(lambda: self._rdb.get_study_system_attrs(study_id))
 
-    def get_all_studies(self) -> list[FrozenStudy]:
+    def get_all_studies(self) -> list[_optuna.FrozenStudy]:
         return self._retry(self._rdb.get_all_studies)
 
     # --- trial writes -------------------------------------------------------------------

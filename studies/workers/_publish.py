@@ -19,8 +19,7 @@ from studies.analysis import Diagnosis, epoch_scores, plot_learning_curves
 from studies.storage import TrialAttrs
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
-
+    from studies.storage import ArtifactStore
     from trainer import EpochResult, TrainConfig
 
 _log = logging.getLogger("hpstudy.dashboard")

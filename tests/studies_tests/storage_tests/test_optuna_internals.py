@@ -6,6 +6,7 @@ each result is compared with what Optuna's public API stores or reads for the sa
 
 from __future__ import annotations
 
+import ast
 import math
 from pathlib import Path
 
@@ -13,10 +14,12 @@ import optuna
 import pytest
 from optuna.exceptions import UpdateFinishedTrialError
 
+import studies
 from studies.storage import _optuna as internals
 from studies.storage import open_storage
 
 TrialState = optuna.trial.TrialState
+STUDIES = Path(studies.__file__).parent
 
 
 @pytest.fixture
@@ -142,3 +145,34 @@ def test_constraint_values_read_back_as_optuna_s_constraints(
         study.tell(trial, values)
     assert [t.constraints for t in study.trials] == [{"0": 50.0}, {"0": -40.0}]
     assert [t.number for t in study.best_trials] == [1]  # the infeasible trial 0 is left out
+
+
+def _private_optuna_imports(path: Path) -> list[str]:
+    """The private Optuna modules (`optuna.storages._rdb`, ...) that a file imports."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found += [
+            f"line {node.lineno}: {name}"
+            for name in names
+            if name.split(".")[0] == "optuna" and any(p.startswith("_") for p in name.split("."))
+        ]
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in STUDIES.rglob("*.py") if p != Path(internals.__file__)),
+    ids=lambda p: str(p.relative_to(STUDIES)),
+)
+def test_private_optuna_is_imported_by_the_internals_module_only(path: Path) -> None:
+    assert not _private_optuna_imports(path), "import it through studies/storage/_optuna.py"
+
+
+def test_the_internals_module_is_seen_importing_private_optuna() -> None:
+    assert "optuna.storages._rdb" in str(_private_optuna_imports(Path(internals.__file__)))

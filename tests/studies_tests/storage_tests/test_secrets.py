@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from studies import StudySpec, load_spec
 from studies.storage import (
     SPEC_ATTR,
+    StudyAttrs,
     copy_study,
     create_or_resume,
     database_url,
@@ -85,6 +86,33 @@ def test_stripping_cleans_study_and_finished_trial_attributes(tmp_path: Path) ->
     changed = strip_stored_passwords(open_storage(spec.storage), spec.name)
     assert sorted(changed) == ["hpstudy:x", SPEC_ATTR, "trial 0 transfer"]
     assert OLD not in attribute_text(spec.storage, spec.name)
+
+
+def test_a_cleaned_study_says_so(tmp_path: Path) -> None:
+    spec = sqlite_spec(tmp_path)
+    plant_old_password(spec)
+    storage = open_storage(spec.storage)
+    strip_stored_passwords(storage, spec.name)
+    assert StudyAttrs.read(storage, storage.get_study_id_from_name(spec.name)).passwords_stripped
+    storage.engine.dispose()
+
+
+def test_a_cleaned_study_is_not_scanned_again(tmp_path: Path) -> None:
+    spec = sqlite_spec(tmp_path)
+    plant_old_password(spec)
+    storage = open_storage(spec.storage)
+    assert strip_stored_passwords(storage, spec.name)  # the first time: scanned and cleaned
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(storage.engine, "before_cursor_execute", seen)
+    assert strip_stored_passwords(storage, spec.name) == []
+    sa.event.remove(storage.engine, "before_cursor_execute", seen)
+    storage.engine.dispose()
+    assert statements  # the study's own attributes were read
+    assert not [s for s in statements if " LIKE " in s.upper()], statements
 
 
 def test_a_run_removes_a_stored_password_and_says_so(tmp_path: Path) -> None:

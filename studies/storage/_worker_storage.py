@@ -362,14 +362,13 @@ class WorkerStorage(BaseStorage, _optuna.BaseHeartbeat):
         def change(trial: FrozenTrial) -> None:
             trial.intermediate_values = {**trial.intermediate_values, step: intermediate_value}
 
-        if self._change(trial_id, change):
-            self._buffer(trial_id, "value", step, intermediate_value)
-        else:
-            self._through(trial_id, "intermediate value")
-            self._retry(
-                lambda: self._rdb.set_trial_intermediate_value(trial_id, step, intermediate_value)
-            )
-            self._reread(trial_id)
+        self._set_buffered(
+            trial_id,
+            change,
+            ("value", step, intermediate_value),
+            "intermediate value",
+            lambda: self._rdb.set_trial_intermediate_value(trial_id, step, intermediate_value),
+        )
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         json.dumps(value)  # not JSON: refused now, as RDBStorage does, not at the flush
@@ -377,21 +376,37 @@ class WorkerStorage(BaseStorage, _optuna.BaseHeartbeat):
         def change(trial: FrozenTrial) -> None:
             trial.user_attrs = {**trial.user_attrs, key: value}
 
-        if self._change(trial_id, change):
-            self._buffer(trial_id, "user", key, value)
-        else:
-            self._through(trial_id, "user attribute")
-            self._retry(lambda: self._rdb.set_trial_user_attr(trial_id, key, value))
-            self._reread(trial_id)
+        self._set_buffered(
+            trial_id,
+            change,
+            ("user", key, value),
+            "user attribute",
+            lambda: self._rdb.set_trial_user_attr(trial_id, key, value),
+        )
 
-    def _through(self, trial_id: int, what: str) -> None:
-        """Refuses at once a write to a trial this process knows has finished."""
+    def _set_buffered(
+        self,
+        trial_id: int,
+        change: Callable[[FrozenTrial], None],
+        row: tuple[str, Any, Any],
+        what: str,
+        through: Callable[[], None],
+    ) -> None:
+        """A write to a trial this process runs: `change` applied to its copy at once and
+        `row` (kind, key, value) buffered. Any other trial's write goes `through` to the
+        database, refused at once where this process knows the trial has finished (its `what`
+        cannot change)."""
+        if self._change(trial_id, change):
+            self._buffer(trial_id, *row)
+            return
         with self._lock:
             local = self._local.get(trial_id)
         if local is not None and local.trial.state.is_finished():
             raise UpdateFinishedTrialError(
                 f"trial {local.trial.number} has finished; its {what} cannot change"
             )
+        self._retry(through)
+        self._reread(trial_id)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         self._retry(lambda: self._rdb.set_trial_system_attr(trial_id, key, value))

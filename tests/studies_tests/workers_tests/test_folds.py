@@ -14,7 +14,7 @@ import optuna
 import pytest
 
 import studies
-from studies import StudyError
+from studies import ParameterError
 from studies.cli import main
 from studies.results import reproduce
 from studies.spec import SpecError, StudySpec
@@ -216,7 +216,9 @@ def test_an_interrupted_fold_trial_resumes_every_fold_from_the_study_database(
 def test_train_refuses_a_fold_config(tmp_path: Path) -> None:
     path = tmp_path / "folds.toml"
     TrainConfig(dataset="digits", folds=3).save(path)
-    with pytest.raises(StudyError, match=r"cross-validates.*--set folds=1"):
+    with pytest.raises(
+        ParameterError, match=r"cross-validates.*folds=1 and repeats=1 in `overrides`"
+    ):
         studies.train(path)
 
 

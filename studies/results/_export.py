@@ -207,7 +207,7 @@ def export_best(
     if pick is not None:
         trial = picked_trial(opened.study, pick)
     elif number is None and len(opened.study.directions) > 1:
-        raise StudyError(front_choice(opened.study, pick=True))
+        raise ParameterError(front_choice(opened.study, pick=True))
     else:
         trial = best_trial(opened.study, number)
     blob = None if weights is None else kept_weights(opened, trial.number)

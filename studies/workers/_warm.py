@@ -41,11 +41,13 @@ def warm_start_points(spec: StudySpec, sources: Sequence[str] = ()) -> list[Poin
 
     Raises:
         StudyError: listing every point that names an unknown parameter, a value outside
-            the space or of another type, or a source that cannot be read.
+            the space or of another type; a `ParameterError` when a source (`warm_start`)
+            cannot be read.
     """
     base = spec.train.to_dict()
     points: list[Point] = []
     problems: list[str] = []
+    unread = False  # a source of `warm_start` could not be read: its message names it
     raw: list[tuple[dict[str, Any], str, bool]] = [
         (dict(point), f"{spec.source}: study.enqueue[{i}]", True)
         for i, point in enumerate(spec.enqueue)
@@ -55,13 +57,15 @@ def warm_start_points(spec: StudySpec, sources: Sequence[str] = ()) -> list[Poin
             raw += _read_source(source)
         except StudyError as exc:
             problems.append(str(exc))
+            unread = unread or isinstance(exc, ParameterError)
     for values, source, partial in raw:
         try:
             points.append((encode_point(spec.space, values, base=base, partial=partial), source))
         except SpaceError as exc:
             problems += [f"{source}: {problem}" for problem in exc.problems]
     if problems:
-        raise StudyError(f"cannot warm-start study '{spec.name}':\n  - " + "\n  - ".join(problems))
+        error = ParameterError if unread else StudyError
+        raise error(f"cannot warm-start study '{spec.name}':\n  - " + "\n  - ".join(problems))
     return [(values, source) for values, source in points if values]
 
 
@@ -72,7 +76,7 @@ def _read_source(source: str) -> list[tuple[dict[str, Any], str, bool]]:
         return _from_study(name, url)
     path = Path(source)
     if not path.is_file():
-        raise StudyError(
+        raise ParameterError(
             f"`warm_start={source}`: neither a config file (e.g. best.toml from an export) "
             f"nor a study given as NAME@URL (e.g. mnist-mlp@sqlite:///hpstudy.db)"
         )

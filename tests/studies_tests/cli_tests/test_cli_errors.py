@@ -23,6 +23,10 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["run", SPEC, "--gpus-per-worker", "1"],
         "--gpus-per-worker: only for Ray workers; add --ray (",
     ),
+    "run warm-start": (
+        ["run", SPEC, "--warm-start", "missing.toml"],
+        "--warm-start missing.toml: neither a config file",
+    ),
     "ablate factors": (["ablate", SPEC, "--factors", ","], "--factors: name one or more"),
     "learning-curve sizes": (
         ["learning-curve", "s", "--sizes", "0.5"],

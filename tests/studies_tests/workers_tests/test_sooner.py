@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 import studies
-from studies import StudyError
+from studies import ParameterError, StudyError
 from studies.cli import main
 from studies.storage import open_storage
 from studies.workers import WorkerOptions, prepare_study, run_worker
@@ -156,7 +156,9 @@ def test_a_warm_start_study_may_be_named_by_an_environment_variable(
     spec = studies.spec_of(digits(tmp_path))
     prepare_study(spec, echo=lambda _: None)  # a study with no complete trial yet
     monkeypatch.setenv("OLD_DB", spec.storage)
-    with pytest.raises(StudyError, match=r"sooner@env:OLD_DB: the study has no complete trial"):
+    with pytest.raises(
+        ParameterError, match=r"`warm_start=sooner@env:OLD_DB`: the study has no complete trial"
+    ):
         warm_start_points(spec, ["sooner@env:OLD_DB"])
 
 

@@ -30,7 +30,6 @@ from studies.storage import (
     BufferedEpochStore,
     WorkerStorage,
     create_engine,
-    database_url,
     ensure_tables,
     open_storage,
 )
@@ -155,7 +154,7 @@ def _process(url: str, out: Any) -> None:
 
 
 def _server_connections(name: str, stop: threading.Event, peak: list[int]) -> None:
-    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"))
+    admin = sa.create_engine(f"{POSTGRES}/postgres")
     query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name")
     with admin.connect() as connection:
         while not stop.wait(0.05):

@@ -147,10 +147,10 @@ def engine_kwargs(url: str) -> dict[str, object]:
     or with `max_prepared_statements = 0`) the next transaction may get another server
     connection, where that name is missing or names another client's statement, and the query
     fails. A URL does not say whether it points at a pooler (PgBouncer listens on any host and
-    port), so they are off on every psycopg 3 engine, as psycopg2 never used them: the storage
-    figures in benchmarks/RESULTS.md, measured on psycopg2, had none. Preparing would save about
-    half a millisecond per repeated statement (measured on a busy 2-core machine), small beside
-    a trial's training.
+    port), so they are off on every psycopg 3 engine, as psycopg2 never used them. Preparing
+    would save about half a millisecond per repeated statement (measured on a busy 2-core
+    machine), small beside a trial's training; benchmarks/RESULTS.md ("psycopg 3 (issue 27)")
+    compares the two drivers at 64 and 256 workers.
     """
     parsed = parse_url(url)
     backend = parsed.get_backend_name()

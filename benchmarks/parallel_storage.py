@@ -44,7 +44,7 @@ import studies.workers._worker
 import trainer
 from search_space import suggest
 from studies import load_spec
-from studies.storage import create_or_resume, database_url, open_storage
+from studies.storage import create_or_resume, open_storage
 from studies.workers import WorkerOptions, run_worker
 from trainer import EpochResult, Status
 
@@ -232,7 +232,7 @@ def database(mode: str, folder: Path) -> Iterator[str]:
         yield f"sqlite:///{folder / f'{uuid.uuid4().hex[:8]}.db'}"
         return
     name = f"hpstudy_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
@@ -313,7 +313,7 @@ def _run_workers(
 
 def _count(url: str, name: str) -> dict[str, int]:
     """Trials per state and intermediate values, read back from the database."""
-    storage = optuna.storages.RDBStorage(database_url(url))
+    storage = optuna.storages.RDBStorage(url)
     study = optuna.load_study(study_name=name, storage=storage)
     counts = {s.name: 0 for s in optuna.trial.TrialState}
     values = 0

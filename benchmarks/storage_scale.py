@@ -57,7 +57,6 @@ import studies.storage._urls as urls
 from studies.storage import (
     BufferedEpochStore,
     create_engine,
-    database_url,
     ensure_tables,
     open_storage,
 )
@@ -76,7 +75,7 @@ def percentile(values: list[float], q: float) -> float:
 
 # -- databases and PgBouncer ----------------------------------------------------------------------
 def _admin() -> sa.Engine:
-    return sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
+    return sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
 
 
 @contextlib.contextmanager
@@ -373,7 +372,7 @@ def run_workers(workers: int, args: Any) -> dict[str, Any]:
 
 def _count(url: str) -> dict[str, int]:
     """Trials per state, intermediate values and epoch rows, read back directly."""
-    engine = sa.create_engine(database_url(url))
+    engine = sa.create_engine(url)
     with engine.connect() as connection:
         states = dict(
             connection.execute(sa.text("SELECT state, count(*) FROM trials GROUP BY state")).all()

@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 
-from studies.storage import WorkerStorage, database_url, open_storage
+from studies.storage import WorkerStorage, open_storage
 
 TrialState = optuna.trial.TrialState
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -75,7 +75,7 @@ def main() -> None:
     urls = {"SQLite": f"sqlite:///{tempfile.mkdtemp()}/race.db"}
     admin = None
     if args.postgres:
-        admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
+        admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
         database = f"hpstudy_race_{uuid.uuid4().hex[:8]}"
         with admin.connect() as connection:
             connection.execute(sa.text(f'CREATE DATABASE "{database}"'))

@@ -57,7 +57,6 @@ from studies.storage._trial_attrs import (
 )
 from studies.storage._urls import (
     create_engine,
-    database_url,
     open_storage,
     parse_url,
     public_url,
@@ -114,7 +113,6 @@ __all__ = [
     "copy_study",
     "create_engine",
     "create_or_resume",
-    "database_url",
     "enqueue_once",
     "ensure_tables",
     "feasible",

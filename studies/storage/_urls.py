@@ -3,6 +3,11 @@
 SQLite is switched to WAL mode (readers never block the writer), every connection waits for a
 lock instead of failing at once, and commits skip the fsync that WAL mode does not need for
 consistency (`synchronous=NORMAL`: a power cut may lose the last commits, never the file).
+
+A URL reaches SQLAlchemy as the user wrote it: `postgresql://` means psycopg 3, the driver
+SQLAlchemy 2 reads it as and hpstudy installs, so the same URL opens in `optuna`,
+`optuna-dashboard` and pandas; `postgresql+psycopg2://` keeps psycopg2. psycopg 3's server-side
+prepared statements are turned off on every engine hpstudy makes (see `engine_kwargs`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from studies.spec import DEFAULT_STORAGE, ENV_PREFIX, STORAGE_ENV
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a SQLite connection waits for a lock before failing
 TOO_MANY_CLIENTS = "too many clients"  # PostgreSQL's refusal once max_connections are used
+# The pip name of a driver module whose name differs, for the error that asks to install it.
+DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary"}
 
 
 # scheme://user:password@ inside any text: what `strip_passwords` removes from stored values.
@@ -109,22 +116,6 @@ def parse_url(url: str) -> URL:
         ) from None
 
 
-def database_url(url: str) -> str:
-    """`url` with a PostgreSQL driver that is installed.
-
-    SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg 3; hpstudy installs psycopg2, so a
-    bare URL gets `+psycopg2` unless psycopg 3 is there.
-    """
-    parsed = parse_url(url)
-    if parsed.drivername != "postgresql":
-        return url
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-    return url
-
-
 def sqlite_path(url: str) -> Path | None:
     """The database file of a sqlite URL; None for other databases or in-memory SQLite."""
     parsed = parse_url(url)
@@ -148,22 +139,54 @@ def prepare_sqlite(url: str) -> None:
 
 
 def engine_kwargs(url: str) -> dict[str, object]:
-    """SQLAlchemy engine arguments: a busy timeout for SQLite, liveness checks for servers."""
-    backend = parse_url(url).get_backend_name()
+    """SQLAlchemy engine arguments: a busy timeout for SQLite, liveness checks for servers.
+
+    On psycopg 3 they also turn off server-side prepared statements (`prepare_threshold=None`).
+    psycopg 3 prepares a statement on the server once a connection has run it a few times (5 by
+    default) and runs it by name afterwards. Behind PgBouncer in transaction mode (before 1.21,
+    or with `max_prepared_statements = 0`) the next transaction may get another server
+    connection, where that name is missing or names another client's statement, and the query
+    fails. A URL does not say whether it points at a pooler (PgBouncer listens on any host and
+    port), so they are off on every psycopg 3 engine, as psycopg2 never used them. Preparing
+    would save about half a millisecond per repeated statement (measured on a busy 2-core
+    machine), small beside a trial's training; benchmarks/RESULTS.md ("psycopg 3 (issue 27)")
+    compares the two drivers at 64 and 256 workers.
+    """
+    parsed = parse_url(url)
+    backend = parsed.get_backend_name()
     if backend == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     if backend == "postgresql":
         # A host that drops packets would otherwise hang the command for minutes.
-        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
+        connect_args: dict[str, object] = {"connect_timeout": CONNECT_TIMEOUT}
+        if parsed.get_driver_name() == "psycopg":
+            connect_args["prepare_threshold"] = None
+        return {"pool_pre_ping": True, "connect_args": connect_args}
     return {"pool_pre_ping": True}
 
 
 def create_engine(url: str) -> sqlalchemy.Engine:
     """An engine on the study database, for the project's own tables."""
     prepare_sqlite(url)
-    engine = sqlalchemy.create_engine(database_url(url), **engine_kwargs(url))
+    try:
+        engine = sqlalchemy.create_engine(url, **engine_kwargs(url))
+    except ImportError as exc:
+        raise _missing_driver(url, exc) from None
     _tune_sqlite(engine)
     return engine
+
+
+def _missing_driver(url: str, exc: ImportError) -> StudyError:
+    """The error for a URL whose driver is not installed (Optuna re-raises it without a name)."""
+    cause: BaseException | None = exc
+    while cause is not None and not getattr(cause, "name", None):
+        cause = cause.__cause__
+    module = getattr(cause, "name", None) or str(exc)
+    return StudyError(
+        f"the storage {redact(url)} needs the database driver {module}, which is not "
+        f"installed: pip install '{DRIVER_PACKAGES.get(module, module)}', or name an installed "
+        f"driver in the URL (postgresql:// is psycopg 3, postgresql+psycopg2:// psycopg2)"
+    )
 
 
 def _tune_sqlite(engine: sqlalchemy.Engine) -> None:
@@ -210,7 +233,7 @@ def open_storage(
             # Heartbeats are "experimental" in Optuna; hpstudy relies on them by design.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
-                database_url(url),
+                url,
                 engine_kwargs=engine_kwargs(url),
                 skip_compatibility_check=True,  # check_schema does, one connection at a time
                 **heartbeat,  # type: ignore[arg-type]
@@ -218,7 +241,9 @@ def open_storage(
         _tune_sqlite(storage.engine)
         check_schema(storage)
         return storage
-    except (OperationalError, SQLAlchemyError, ImportError) as exc:
+    except ImportError as exc:
+        raise _missing_driver(url, exc) from None
+    except (OperationalError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         if TOO_MANY_CLIENTS in reason:
             raise ParameterError(

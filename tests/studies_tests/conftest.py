@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from studies import StudySpec, load_spec
-from studies.storage import create_or_resume, database_url, open_storage
+from studies.storage import create_or_resume, open_storage
 from studies.workers import WorkerOptions, run_worker
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the local server tests may use
@@ -122,7 +122,7 @@ def digits_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
 @contextlib.contextmanager
 def throwaway_database() -> Iterator[str]:
     """A new database on the local PostgreSQL server, dropped afterwards; skips without one."""
-    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
     name = f"hpstudy_test_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as connection:

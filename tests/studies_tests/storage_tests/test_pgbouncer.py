@@ -30,7 +30,6 @@ from studies.storage import (
     BufferedEpochStore,
     WorkerStorage,
     create_engine,
-    database_url,
     ensure_tables,
     open_storage,
 )
@@ -155,7 +154,7 @@ def _process(url: str, out: Any) -> None:
 
 
 def _server_connections(name: str, stop: threading.Event, peak: list[int]) -> None:
-    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"))
+    admin = sa.create_engine(f"{POSTGRES}/postgres")
     query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name")
     with admin.connect() as connection:
         while not stop.wait(0.05):
@@ -178,6 +177,56 @@ def test_a_storage_opens_behind_pgbouncer_with_a_single_server_connection(
         thread.join(30)
         assert opened, "opening the storage waited 30 s for a second server connection"
         opened[0].engine.dispose()
+
+
+REPEATS = 10  # runs of one statement on one connection: psycopg 3 prepares it after 5
+
+
+def _rerun_on_another_server_connection(engine: sa.Engine, holder: sa.Engine) -> str | None:
+    """Runs a statement often on one connection, then again on another server connection.
+
+    The statement runs `REPEATS` times in a transaction (psycopg 3's default prepares it on
+    that server connection); after the commit, `holder` takes that idle server connection in a
+    transaction of its own, so PgBouncer hands the next run a new one. Returns the error of
+    that run, None when it worked.
+    """
+    query = sa.text("SELECT CAST(:x AS integer) + 1")
+    with engine.connect() as connection:
+        for x in range(REPEATS):
+            connection.execute(query, {"x": x})
+        connection.commit()
+        with holder.connect() as holding:
+            holding.execute(sa.text("SELECT 1"))
+            try:
+                connection.execute(query, {"x": 0})
+            except sa.exc.DBAPIError as exc:
+                return str(exc.orig).splitlines()[0]
+    return None
+
+
+@pytest.mark.parametrize("opened_by", ["create_engine", "open_storage"])
+def test_hpstudys_engines_prepare_no_statement_that_pgbouncer_cannot_carry(
+    pgbouncer: Callable[[int], int], opened_by: str
+) -> None:
+    with throwaway_database() as direct:
+        # Each on a PgBouncer of its own: server connections that held the same statement
+        # under the same name (psycopg 3 numbers them per connection) would hide the failure.
+        name = direct.rsplit("/", 1)[1]
+        control, url = (f"postgresql://postgres@127.0.0.1:{pgbouncer(2)}/{name}" for _ in "ab")
+        plain, holder = sa.create_engine(control), sa.create_engine(control)
+        failed = _rerun_on_another_server_connection(plain, holder)
+        plain.dispose()
+        holder.dispose()
+        if failed is None:  # PgBouncer 1.21+ with max_prepared_statements set carries them
+            pytest.skip("this PgBouncer carries prepared statements: nothing to guard against")
+        assert "prepared statement" in failed
+        engine = create_engine(url) if opened_by == "create_engine" else open_storage(url).engine
+        holder = sa.create_engine(url)
+        try:
+            assert _rerun_on_another_server_connection(engine, holder) is None
+        finally:
+            engine.dispose()
+            holder.dispose()
 
 
 @pytest.mark.slow

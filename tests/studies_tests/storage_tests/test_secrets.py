@@ -28,7 +28,6 @@ from studies.storage import (
     StudyAttrs,
     copy_study,
     create_or_resume,
-    database_url,
     open_storage,
     strip_stored_passwords,
 )
@@ -200,7 +199,7 @@ def sample_processes(run: subprocess.Popen[str], secret: str) -> tuple[dict[str,
 
 def dump_database(url: str) -> str:
     """Every value in every table of the database (binary columns decoded leniently)."""
-    engine = sa.create_engine(database_url(url))
+    engine = sa.create_engine(url)
     parts: list[str] = []
     try:
         with engine.connect() as connection:

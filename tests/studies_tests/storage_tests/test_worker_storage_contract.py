@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.testing.pytest_storages import StorageTestCase
 
-from studies.storage import WorkerStorage, database_url, open_storage
+from studies.storage import WorkerStorage, open_storage
 from tests.studies_tests.conftest import POSTGRES
 
 KINDS = ("worker", "rdb")
@@ -26,7 +26,7 @@ KINDS = ("worker", "rdb")
 @pytest.fixture(scope="module")
 def postgres_database() -> Iterator[str]:
     """One throwaway database for the module; each test empties it (much faster than a new one)."""
-    admin = sa.create_engine(database_url(f"{POSTGRES}/postgres"), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
     name = f"hpstudy_contract_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as connection:
@@ -44,7 +44,7 @@ def postgres_database() -> Iterator[str]:
 
 
 def _empty(url: str) -> None:
-    engine = sa.create_engine(database_url(url))
+    engine = sa.create_engine(url)
     with engine.begin() as connection:
         connection.execute(sa.text("TRUNCATE studies RESTART IDENTITY CASCADE"))
     engine.dispose()

@@ -33,7 +33,7 @@ from studies import ParameterError, StudySpec, load_spec
 from studies.cli._main import build_parser
 from studies.results import trial_rows
 from studies.spec import RaySettings, SpecError, ray_settings
-from studies.storage import WORKER_ATTR, TrialAttrs, chain_root, database_url
+from studies.storage import WORKER_ATTR, TrialAttrs, chain_root
 from studies.workers import run_study, trial_note
 from studies.workers._ray_checks import MAX_FOLDER_MB, check_cluster, check_spec, import_ray
 from studies.workers._signals import Stop
@@ -249,7 +249,7 @@ def hpstudy(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
 
 def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     # Never creates the tables: that would race the run creating them.
-    storage = optuna.storages.RDBStorage(database_url(url), skip_table_creation=True)
+    storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
     try:
         return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     finally:
@@ -392,7 +392,7 @@ def test_gpus_asked_of_a_cluster_without_any_are_refused(nodes: Nodes, tmp_path:
 
 def checkpointed(url: str, root: int) -> int:
     """The epochs that the checkpoint of retry chain `root` holds (0 for none)."""
-    engine = sa.create_engine(database_url(url))
+    engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
             found = connection.execute(
@@ -499,7 +499,7 @@ def test_a_lost_node_loses_no_trial_and_no_password_leaks(nodes: Nodes, tmp_path
         assert [p for p in logs if secret.encode() in p.read_bytes()] == []
         stored = json.dumps(
             [[t.user_attrs, t.system_attrs] for t in trials], default=str
-        ) + json.dumps(optuna.load_study(study_name=name, storage=database_url(plain)).user_attrs)
+        ) + json.dumps(optuna.load_study(study_name=name, storage=plain).user_attrs)
         assert secret not in stored
 
 

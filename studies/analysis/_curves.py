@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trainer import EpochResult
+from trainer import EpochResult, LRRange
 
 LOG_SCALE_RATIO = 50.0  # losses spanning more than this factor get a log axis (diverged runs)
 
@@ -91,12 +91,12 @@ def _finite(value: Any) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def plot_lr_ranges(ranges: Mapping[str, Mapping[str, Any]], *, title: str = "") -> bytes:
+def plot_lr_ranges(ranges: Mapping[str, LRRange], *, title: str = "") -> bytes:
     """A PNG of learning-rate range tests: smoothed training loss against the learning rate
     (log axis), one line per optimiser, its proposed search bounds shaded.
 
     Args:
-        ranges: optimiser name -> `LRRange.to_dict()` (lrs, losses, low, high, ...).
+        ranges: each optimiser's range test, by its name.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -108,14 +108,14 @@ def plot_lr_ranges(ranges: Mapping[str, Mapping[str, Any]], *, title: str = "") 
     tops = []
     for index, (name, found) in enumerate(ranges.items()):
         color = f"C{index}"
-        lrs, losses = list(found["lrs"]), [_finite(v) for v in found["losses"]]
+        lrs, losses = list(found.lrs), [_finite(v) for v in found.losses]
         axes.plot(
             lrs,
             losses,
             color=color,
-            label=f"{name}: search [{found['low']:.2g}, {found['high']:.2g}]",
+            label=f"{name}: search [{found.low:.2g}, {found.high:.2g}]",
         )
-        axes.axvspan(found["low"], found["high"], color=color, alpha=0.08)
+        axes.axvspan(found.low, found.high, color=color, alpha=0.08)
         finite = [v for v in losses if not math.isnan(v)]
         if finite:
             tops.append(finite[0])

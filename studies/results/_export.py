@@ -69,7 +69,7 @@ def data_identity(trial: optuna.trial.FrozenTrial, config: TrainConfig) -> dict[
 
 def _spec_folder(study: optuna.Study) -> str | None:
     spec = StudyAttrs.of(study).spec
-    return spec["study"].get("folder") if spec else None
+    return (spec.folder or None) if spec else None
 
 
 def provenance(

@@ -36,7 +36,7 @@ class OpenStudy:
         """Where a trial's relative model and data paths resolve: the spec's folder, then
         the folder its model file was in."""
         spec = StudyAttrs.of(self.study).spec
-        folder = spec["study"].get("folder") if spec else None
+        folder = spec.folder if spec else None
         source = (TrialAttrs.of(trial).model or {}).get("source")
         folders = [f for f in (folder, source and str(Path(source).parent)) if f]
         return tuple(dict.fromkeys(folders))

@@ -11,6 +11,7 @@ from studies.spec._objectives import (
     quantity_direction,
 )
 from studies.spec._ray import RAY_KEYS, RaySettings, ray_settings, read_ray
+from studies.spec._records import AblationTable, CellRow, LearningCurve, SizePoint
 from studies.spec._samplers import (
     PRUNERS,
     SAMPLERS,
@@ -51,9 +52,13 @@ __all__ = [
     "STUDY",
     "STUDY_KEYS",
     "Ablation",
+    "AblationTable",
+    "CellRow",
     "Constraint",
+    "LearningCurve",
     "Objectives",
     "RaySettings",
+    "SizePoint",
     "SpecError",
     "StudyKey",
     "StudySpec",

@@ -43,7 +43,6 @@ from studies.storage._study import (
     open_worker_storage,
     picked_trial,
     selection_maximized,
-    storable_spec,
     store_heartbeat,
     stored_heartbeat,
     stored_spec,
@@ -54,6 +53,7 @@ from studies.storage._study_attrs import (
     Heartbeat,
     StoredStudy,
     StudyAttrs,
+    storable_spec,
     write_study_attrs,
 )
 from studies.storage._tables import METADATA, ensure_tables

@@ -10,11 +10,16 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError, did_you_mean
-from studies.spec import MEASURES, METRICS, SpecError, StudySpec, parse_condition
+from studies.spec import MEASURES, SpecError, StudySpec, parse_condition
 from studies.storage._front import feasible, losses, pareto_front, signs
-from studies.storage._study_attrs import Heartbeat, StoredStudy, StudyAttrs, write_study_attrs
+from studies.storage._study_attrs import (
+    Heartbeat,
+    StoredStudy,
+    StudyAttrs,
+    write_study_attrs,
+)
 from studies.storage._trial_attrs import TrialAttrs
-from studies.storage._urls import open_storage, public_url, redact
+from studies.storage._urls import open_storage, redact
 from studies.storage._worker_storage import REFRESH, StaleCallback, WorkerStorage
 from studies.storage._write_behind import FLUSH_INTERVAL
 
@@ -51,8 +56,8 @@ def create_or_resume(
     )
     before = StudyAttrs.of(study).spec
     if before is not None:
-        now = spec.to_dict()
-        changed = [key for key in ("train", "space") if before.get(key) != now[key]]
+        then, now = before.to_dict(), spec.to_dict()
+        changed = [key for key in ("train", "space") if then[key] != now[key]]
         if changed:
             raise StudyError(
                 f"study '{spec.name}' already exists in this storage with a different "
@@ -78,22 +83,11 @@ def create_or_resume(
     if code:
         check_code(study, code)
         write_study_attrs(study, code={role: dict(ident) for role, ident in code.items()})
-    write_study_attrs(study, spec=storable_spec(spec))
+    write_study_attrs(study, spec=spec)
     with warnings.catch_warnings():  # "experimental since 3.2": a note for Optuna's users
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(spec.directions))  # optuna-dashboard labels its axes with it
     return study
-
-
-def storable_spec(spec: StudySpec) -> dict[str, Any]:
-    """The spec as the study keeps it: its storage URL without the password.
-
-    Everyone who reads the database (optuna-dashboard, `hpstudy copy`) sees study attributes,
-    and a worker is given the URL anyway, so the stored one needs no password.
-    """
-    data = spec.to_dict()
-    data["study"]["storage"] = public_url(spec.storage)
-    return data
 
 
 def check_code(study: optuna.Study, code: Mapping[str, Mapping[str, str]]) -> None:
@@ -124,16 +118,15 @@ def stored_spec(storage: optuna.storages.BaseStorage, name: str, *, url: str = "
         StudyError: for an unknown study, or one not made by hpstudy.
     """
     study = load_study(storage, name, url=url)
-    stored = StudyAttrs.of(study).spec
-    if stored is None:
+    try:
+        spec = StudyAttrs.of(study).spec
+    except SpecError as exc:
+        raise StudyError(str(exc)) from None
+    if spec is None:
         raise StudyError(
             f"study '{name}' was not made by hpstudy (it has no stored spec); "
             f"start it with 'hpstudy run SPEC'"
         )
-    try:
-        spec = StudySpec.from_dict(stored, source=f"the spec stored with '{name}'")
-    except SpecError as exc:
-        raise StudyError(str(exc)) from None
     return spec.replace(storage=url) if url else spec
 
 
@@ -252,14 +245,12 @@ def picked_trial(study: optuna.Study, condition: str) -> optuna.trial.FrozenTria
 
 def selection_maximized(study: optuna.Study) -> bool:
     """Whether the metric a study's model selection (and kept weights) ranks by is maximised:
-    the spec's metric, else its first learning objective, else dev_loss."""
-    stored = StudyAttrs.of(study).spec
-    if stored is None:
+    its spec's `metric` (which `StudySpec` sets to the first learning objective, else
+    dev_loss); a study without a stored spec, by its first direction."""
+    spec = StudyAttrs.of(study).spec
+    if spec is None:
         return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    table = stored.get("study", {})
-    learned = [name for name in table.get("objectives", {}) if name in METRICS]
-    metric = table.get("metric") or (learned[0] if learned else "dev_loss")
-    return METRICS.get(metric) == "maximize"
+    return spec.direction == "maximize"
 
 
 def front_choice(study: optuna.Study, *, pick: bool = False) -> str:

@@ -10,6 +10,7 @@ from studies.spec._objectives import (
     parse_condition,
     quantity_direction,
 )
+from studies.spec._pareto import as_losses, dominates, non_dominated, pareto_ranks
 from studies.spec._ray import RAY_KEYS, RaySettings, ray_settings, read_ray
 from studies.spec._records import AblationTable, CellRow, LearningCurve, SizePoint
 from studies.spec._samplers import (
@@ -63,14 +64,18 @@ __all__ = [
     "StudyKey",
     "StudySpec",
     "Target",
+    "as_losses",
     "builtin_specs",
     "check_data",
     "check_pruner",
     "check_sampler",
     "default_storage",
+    "dominates",
     "load_spec",
     "make_pruner",
     "make_sampler",
+    "non_dominated",
+    "pareto_ranks",
     "parse_condition",
     "quantity_direction",
     "ray_settings",

@@ -11,7 +11,7 @@ import optuna
 
 from studies._errors import StudyError, did_you_mean
 from studies.spec import MEASURES, SpecError, StudySpec, parse_condition
-from studies.storage._front import feasible, losses, pareto_front, signs
+from studies.storage._front import directions, feasible, losses, pareto_front
 from studies.storage._study_attrs import (
     Heartbeat,
     StoredStudy,
@@ -157,11 +157,11 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     front = {trial.number for trial in pareto_front(study)}
-    sign = signs(study)
+    ways = directions(study)
 
     def rank(trial: optuna.trial.FrozenTrial) -> tuple[bool, bool, float, bool, int]:
         diverged = "diverged" in TrialAttrs.of(trial).diagnosis
-        first = losses(trial, sign)[0]
+        first = losses(trial, ways)[0]
         return trial.number not in front, not feasible(trial), first, diverged, trial.number
 
     return sorted(done, key=rank)

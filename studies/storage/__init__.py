@@ -23,6 +23,7 @@ from studies.storage._inline import (
 from studies.storage._kept import MAX_INLINE_MB, Kept, pack_data, pack_function
 from studies.storage._locks import is_lock_error, retry_locked
 from studies.storage._optuna import CONSTRAINTS_ATTR, set_constraint_values
+from studies.storage._provenance import Provenance
 from studies.storage._queue import (
     Reached,
     TargetRecord,
@@ -111,6 +112,7 @@ __all__ = [
     "EpochStore",
     "Heartbeat",
     "Kept",
+    "Provenance",
     "Reached",
     "StopReason",
     "StoredStudy",

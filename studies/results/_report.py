@@ -228,7 +228,7 @@ def _diagnosis_section(trials: list[optuna.trial.FrozenTrial], metric: str) -> s
     for trial in sorted(trials, key=lambda t: t.number):
         attrs = TrialAttrs.of(trial)
         summary = "-"
-        if "diagnosis" in trial.user_attrs:
+        if attrs.diagnosis:
             summary = Diagnosis.from_dict(
                 {"labels": attrs.diagnosis, "numbers": attrs.diagnosis_numbers}
             ).summary()

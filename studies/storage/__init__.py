@@ -59,12 +59,18 @@ from studies.storage._study_attrs import (
 )
 from studies.storage._tables import METADATA, ensure_tables
 from studies.storage._trial_attrs import (
+    FAILED_TRIAL,
+    RETRY_HISTORY,
     WORKER_ATTR,
     WORKER_DIED,
     StopReason,
     TrialAttrs,
     chain_root,
+    is_retry,
+    retry_history,
+    retry_system_attrs,
     user_attrs_without_outcome,
+    worker_of,
     write_attrs,
 )
 from studies.storage._urls import (
@@ -92,6 +98,7 @@ from studies.storage._write_behind import FLUSH_INTERVAL, WriteBehind
 __all__ = [
     "CODE_ATTR",
     "CONSTRAINTS_ATTR",
+    "FAILED_TRIAL",
     "FLUSH_INTERVAL",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
@@ -99,6 +106,7 @@ __all__ = [
     "MAX_INLINE_MB",
     "METADATA",
     "REFRESH",
+    "RETRY_HISTORY",
     "SPEC_ATTR",
     "STORAGE_ENV",
     "WORKER_ATTR",
@@ -137,6 +145,7 @@ __all__ = [
     "finished_trials",
     "front_choice",
     "is_lock_error",
+    "is_retry",
     "is_warm_start",
     "keep_inline",
     "load_study",
@@ -157,7 +166,9 @@ __all__ = [
     "resolve_storage",
     "restore_for_export",
     "restore_kept",
+    "retry_history",
     "retry_locked",
+    "retry_system_attrs",
     "selection_maximized",
     "set_constraint_values",
     "sqlite_path",
@@ -169,6 +180,7 @@ __all__ = [
     "strip_stored_passwords",
     "user_attrs_without_outcome",
     "weights_filename",
+    "worker_of",
     "write_attrs",
     "write_study_attrs",
 ]

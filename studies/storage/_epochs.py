@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from studies.storage._locks import retry_locked
 from studies.storage._tables import EPOCHS, ensure_tables
+from studies.storage._trial_attrs import TrialAttrs
 from studies.storage._write_behind import Write, WriteBehind
 from trainer import EpochResult  # a record only: it loads without torch
 
@@ -100,7 +101,7 @@ class EpochStore:
                 .join(_OPTUNA_TRIALS, _OPTUNA_TRIALS.c.trial_id == _OPTUNA_USER_ATTRS.c.trial_id)
                 .where(
                     (_OPTUNA_TRIALS.c.study_id == study_id)
-                    & (_OPTUNA_USER_ATTRS.c.key == "measured")
+                    & (_OPTUNA_USER_ATTRS.c.key == TrialAttrs.key("measured"))
                 )
             )
             return {int(t): dict(json.loads(v)) for t, v in rows if v}

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import optuna
 
+from studies.storage import Provenance
+
 TEST_SEED = 1234  # trainer/_data.py TEST_SEED: test_fraction's fixed seed
 
 # The search space of the small-table benchmarks (wine_standardize.py, cv_tabular.py): layer
@@ -102,7 +104,7 @@ def check_split(path: Path, x: np.ndarray, y: np.ndarray, split: Split) -> dict[
         config,
         with_test=True,
         standardization=stats,
-        search_path=[str(path.parent), exported["provenance"].get("folder", "")],
+        search_path=[str(path.parent), Provenance.from_dict(exported["provenance"]).folder or ""],
         device="cpu",
     )
     assert data.x_test is not None and data.y_test is not None
@@ -150,7 +152,7 @@ def search_and_test(
     assert best is not None
     from trainer import read_config_file
 
-    diagnosis = read_config_file(path)["provenance"].get("diagnosis", [])
+    diagnosis = list(Provenance.from_dict(read_config_file(path)["provenance"]).diagnosis)
     chosen = best_trial(study)
     figures = {
         "name": name,

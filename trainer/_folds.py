@@ -33,7 +33,8 @@ import torch
 from trainer._config import TrainConfig
 from trainer._data import Data, load_data, resolve_device
 from trainer._errors import ConfigError
-from trainer._fit import CheckpointStore, EpochResult, FitResult, Training
+from trainer._fit import CheckpointStore, FitResult, Training
+from trainer._records import EpochResult
 from trainer._status import Status
 
 # Repeat r trains with seed + r * REPEAT_SEED_STEP: far from the seeds of neighbouring trials

@@ -5,12 +5,10 @@ learning rate grows exponentially, and read bounds for a search off the smoothed
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -20,39 +18,13 @@ from trainer._data import Data, resolve_device
 from trainer._evaluate import layout, task_loss
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer
+from trainer._records import LRRange
 from trainer._transfer import apply_transfer
 
 # Steps before divergence is judged: the bias-corrected average of the first few losses
 # swings too much for "4x its minimum so far" to mean anything yet.
 WARMUP_STEPS = 10
 BOUND_SPAN = 10.0  # the proposed high is at least this many times the proposed low
-
-
-@dataclasses.dataclass(frozen=True)
-class LRRange:
-    """The outcome of `lr_range_test`: the loss curve and the bounds read off it.
-
-    `lrs` and `losses` hold only finite, recorded steps: the step that diverged is not among
-    them, its learning rate is `diverged_at`.
-    """
-
-    optimizer: str  # the config's optimiser the test ran
-    lrs: tuple[float, ...]  # the learning rate of each step, growing exponentially
-    losses: tuple[float, ...]  # the smoothed training loss after each step (bias-corrected EMA)
-    low: float  # proposed lower bound for a search
-    high: float  # proposed upper bound
-    steepest: float  # lr where the smoothed loss falls fastest (per unit of log lr)
-    minimum: float  # lr at the lowest smoothed loss
-    diverged_at: float | None  # lr at which the test stopped on divergence; None: it ran all
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as JSON types (lists for the curves)."""
-        values = dataclasses.asdict(self)
-        return {**values, "lrs": list(self.lrs), "losses": list(self.losses)}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LRRange:
-        return cls(**{**values, "lrs": tuple(values["lrs"]), "losses": tuple(values["losses"])})
 
 
 def lr_range_test(

@@ -10,31 +10,13 @@ worse than the best" is then a claim at the 5% level for the whole table.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from studies.spec import CellRow
+
 ALPHA = 0.05  # the family-wise error rate of the table's "significantly worse" claims
-
-Cell = tuple[Any, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class CellRow:
-    """One cell of an ablation."""
-
-    cell: Cell  # the factors' values, in the factors' order
-    n: int  # runs (seeds) with a finite value
-    lost: int  # runs without one (diverged): left out of the mean, counted here
-    mean: float
-    low: float  # the 95% confidence interval of the mean (nan with a single run)
-    high: float
-    p_vs_best: float | None  # Holm-corrected paired t-test against the best (None: untestable)
-    worse: bool  # significantly worse than the best cell at ALPHA
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "cell": list(self.cell)}
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -62,7 +44,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 def ablation_table(
-    runs: Mapping[Cell, Mapping[int, float]], *, maximize: bool, alpha: float = ALPHA
+    runs: Mapping[tuple[Any, ...], Mapping[int, float]], *, maximize: bool, alpha: float = ALPHA
 ) -> list[CellRow]:
     """The table of an ablation, best cell first.
 
@@ -82,7 +64,7 @@ def ablation_table(
     sign = -1.0 if maximize else 1.0
     ranked = sorted(stats_of, key=lambda cell: sign * stats_of[cell][0])
     best = ranked[0]
-    raw: dict[Cell, float] = {}
+    raw: dict[tuple[Any, ...], float] = {}
     for cell in ranked[1:]:
         shared = sorted(set(clean[cell]) & set(clean[best]))
         differences = [clean[cell][s] - clean[best][s] for s in shared]

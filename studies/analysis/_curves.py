@@ -11,11 +11,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trainer import EpochResult, LRRange
+
 LOG_SCALE_RATIO = 50.0  # losses spanning more than this factor get a log axis (diverged runs)
 
 
 def plot_learning_curves(
-    epochs: Sequence[Mapping[str, Any]],
+    epochs: Sequence[EpochResult],
     *,
     best_epoch: int | None = None,
     title: str = "",
@@ -24,8 +26,7 @@ def plot_learning_curves(
     against the epoch.
 
     Args:
-        epochs: per-epoch records (`EpochResult.to_dict()`), oldest first; non-finite values
-            leave gaps.
+        epochs: the trial's epochs, oldest first; non-finite values leave gaps.
         best_epoch: the epoch model selection kept, marked in both panels.
         title: the picture's title, e.g. the trial number and its diagnosis.
     """
@@ -33,25 +34,25 @@ def plot_learning_curves(
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    x = [int(record.get("epoch", i)) for i, record in enumerate(epochs)]
+    x = [record.epoch for record in epochs]
     # Fixed margins: a layout engine would double the drawing time, paid once per trial.
     figure = Figure(figsize=(9, 3.4), dpi=100)
     FigureCanvasAgg(figure)  # Agg draws without a display, and leaves pyplot's backend alone
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.89, wspace=0.2)
     loss_axes, accuracy_axes = figure.subplots(1, 2, sharex=True)
     # A regression has no accuracy: its second panel shows the dev R² instead.
-    regression = all(math.isnan(_finite(r.get("dev_accuracy"))) for r in epochs) and any(
-        not math.isnan(_finite(r.get("dev_r2"))) for r in epochs
+    regression = all(math.isnan(_finite(r.dev_accuracy)) for r in epochs) and any(
+        not math.isnan(_finite(r.dev_r2)) for r in epochs
     )
     score = "r2" if regression else "accuracy"
     for axes, kind in ((loss_axes, "loss"), (accuracy_axes, score)):
         for split in ("dev",) if kind == "r2" else ("train", "dev"):
-            values = [_finite(record.get(f"{split}_{kind}")) for record in epochs]
+            values = [_finite(record.metric(f"{split}_{kind}")) for record in epochs]
             shown = "R²" if kind == "r2" else kind
             axes.plot(x, values, marker="o", markersize=3, label=f"{split} {shown}")
         if best_epoch is not None and best_epoch in x:
             axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
-            value = _finite(epochs[x.index(best_epoch)].get(f"dev_{kind}"))
+            value = _finite(epochs[x.index(best_epoch)].metric(f"dev_{kind}"))
             if not math.isnan(value):
                 axes.plot([best_epoch], [value], "*", color="black", markersize=11, zorder=3)
         axes.set_xlabel("epoch")
@@ -61,7 +62,7 @@ def plot_learning_curves(
     losses = [
         v
         for record in epochs
-        for v in (_finite(record.get("train_loss")), _finite(record.get("dev_loss")))
+        for v in (_finite(record.train_loss), _finite(record.dev_loss))
         if v > 0
     ]
     if losses and max(losses) / min(losses) > LOG_SCALE_RATIO:
@@ -90,12 +91,12 @@ def _finite(value: Any) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def plot_lr_ranges(ranges: Mapping[str, Mapping[str, Any]], *, title: str = "") -> bytes:
+def plot_lr_ranges(ranges: Mapping[str, LRRange], *, title: str = "") -> bytes:
     """A PNG of learning-rate range tests: smoothed training loss against the learning rate
     (log axis), one line per optimiser, its proposed search bounds shaded.
 
     Args:
-        ranges: optimiser name -> `LRRange.to_dict()` (lrs, losses, low, high, ...).
+        ranges: each optimiser's range test, by its name.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -107,14 +108,14 @@ def plot_lr_ranges(ranges: Mapping[str, Mapping[str, Any]], *, title: str = "") 
     tops = []
     for index, (name, found) in enumerate(ranges.items()):
         color = f"C{index}"
-        lrs, losses = list(found["lrs"]), [_finite(v) for v in found["losses"]]
+        lrs, losses = list(found.lrs), [_finite(v) for v in found.losses]
         axes.plot(
             lrs,
             losses,
             color=color,
-            label=f"{name}: search [{found['low']:.2g}, {found['high']:.2g}]",
+            label=f"{name}: search [{found.low:.2g}, {found.high:.2g}]",
         )
-        axes.axvspan(found["low"], found["high"], color=color, alpha=0.08)
+        axes.axvspan(found.low, found.high, color=color, alpha=0.08)
         finite = [v for v in losses if not math.isnan(v)]
         if finite:
             tops.append(finite[0])

@@ -21,6 +21,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from studies.spec import SizePoint
+
 
 @dataclasses.dataclass(frozen=True)
 class SizeThresholds:
@@ -33,36 +35,6 @@ class SizeThresholds:
     flat_gain: float = 0.1
     # "High": a final dev error at least this share of the chance error (a guess's).
     high_fraction: float = 0.1
-
-
-@dataclasses.dataclass(frozen=True)
-class SizePoint:
-    """The runs at one training-set size."""
-
-    fraction: float
-    examples: int
-    train: tuple[float, ...]  # train error of each repeat (on the examples it trained on)
-    dev: tuple[float, ...]  # dev error of each repeat
-
-    @property
-    def train_mean(self) -> float:
-        return statistics.fmean(self.train)
-
-    @property
-    def dev_mean(self) -> float:
-        return statistics.fmean(self.dev)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "train": list(self.train), "dev": list(self.dev)}
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> SizePoint:
-        return cls(
-            float(values["fraction"]),
-            int(values["examples"]),
-            tuple(values["train"]),
-            tuple(values["dev"]),
-        )
 
 
 def read_size_curve(

@@ -23,7 +23,13 @@ from typing import Any
 from studies._errors import StudyError
 from studies.kept._pack import MAX_INLINE_MB, Kept, artifact_id, pack_data, pack_function
 from studies.spec import STORAGE_ENV, StudySpec
-from studies.storage import DatabaseArtifactStore, create_engine, redact, sqlite_path
+from studies.storage import (
+    DatabaseArtifactStore,
+    Provenance,
+    create_engine,
+    redact,
+    sqlite_path,
+)
 from trainer import (
     TrainConfig,
     is_kept_reference,
@@ -167,7 +173,7 @@ def _named(role: str) -> str:
 
 def restore_for_export(
     config: TrainConfig,
-    provenance: Mapping[str, Any],
+    provenance: Provenance,
     *,
     model: Any = None,
     data: Any = None,
@@ -212,13 +218,13 @@ def restore_for_export(
             _fetch(role, ref, provenance, path)
 
 
-def _fetch(role: str, ref: str, provenance: Mapping[str, Any], path: str) -> None:
-    stored = str(provenance.get("storage") or "")
+def _fetch(role: str, ref: str, provenance: Provenance, path: str) -> None:
+    stored = provenance.storage or ""
     urls = [os.environ.get(STORAGE_ENV, ""), stored]
     file = sqlite_path(stored) if stored else None
     if file is not None and not file.is_absolute():  # relative to where the study ran
         places = [Path(path).resolve().parent] if path else []
-        places += [Path(str(provenance["folder"]))] if provenance.get("folder") else []
+        places += [Path(provenance.folder)] if provenance.folder else []
         urls += [f"sqlite:///{place / file}" for place in places]
     tried: list[str] = []
     for url in dict.fromkeys(u for u in urls if u):
@@ -236,7 +242,7 @@ def _fetch(role: str, ref: str, provenance: Mapping[str, Any], path: str) -> Non
             keep_function(kept.function())
             return
         tried.append(f"{redact(url)} (not there)")
-    study = provenance.get("study", "its study")
+    study = provenance.study or "its study"
     looked = f"looked in {', '.join(tried)}" if tried else "no study database is named"
     raise StudyError(
         f"{path or 'the config'} trains the {_named(role)} "

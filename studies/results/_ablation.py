@@ -10,7 +10,7 @@ import optuna
 
 from studies._errors import StudyError
 from studies.analysis import CellRow, ablation_table
-from studies.spec import REPEAT
+from studies.spec import REPEAT, AblationTable
 from studies.storage import TrialAttrs, write_study_attrs
 
 
@@ -35,7 +35,5 @@ def ablation_rows(study: optuna.Study, factors: Sequence[str]) -> list[CellRow]:
         raise StudyError(f"ablation '{study.study_name}' has no complete run yet")
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     rows = ablation_table(runs, maximize=maximize)
-    write_study_attrs(
-        study, ablation={"factors": list(factors), "rows": [r.to_dict() for r in rows]}
-    )
+    write_study_attrs(study, ablation=AblationTable(tuple(factors), tuple(rows)))
     return rows

@@ -12,6 +12,7 @@ that retrains it on the whole training split (`refit_config`); its networks' val
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import importlib.metadata
@@ -26,6 +27,7 @@ from studies.results._files import check_output
 from studies.results._pick import best_trial, front_choice, picked_trial
 from studies.results._read import OpenStudy, open_study, trial_config
 from studies.storage import (
+    Provenance,
     StudyAttrs,
     TrialAttrs,
     WeightStore,
@@ -67,41 +69,39 @@ def data_identity(trial: optuna.trial.FrozenTrial, config: TrainConfig) -> dict[
 
 def _spec_folder(study: optuna.Study) -> str | None:
     spec = StudyAttrs.of(study).spec
-    return spec["study"].get("folder") if spec else None
+    return (spec.folder or None) if spec else None
 
 
 def provenance(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, config: TrainConfig, *, url: str = ""
-) -> dict[str, Any]:
+) -> Provenance:
     """Where an exported config came from: enough to trace it back and to trust a rerun."""
     attrs = TrialAttrs.of(trial)
     names = list(study.metric_names or ["value"])
     values = list(trial.values or [])
-    out: dict[str, Any] = {
-        "study": study.study_name,
-        "trial": trial.number,
-        "state": trial.state.name.lower(),
-        "metric": names[0],
-        "direction": study.directions[0].name.lower(),
-        "value": values[0] if values else None,
-        # every objective's value; several objectives: where the trial stands on the front
-        "objectives": dict(zip(names, values, strict=False)) if values else None,
-        "measured": attrs.measured,  # params, latency_ms, flops, train_seconds, model_bytes
-        "seed": config.seed,
-        "torch_threads": attrs.torch_threads,
-        "best_epoch": attrs.best_epoch,
-        "epochs_run": attrs.epochs_run,
-        "stop_reason": None if attrs.stop_reason is None else str(attrs.stop_reason),  # plain
-        "diagnosis": list(attrs.diagnosis),
-        "storage": public_url(url) if url else None,
-        "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "versions": versions(),
-        "data": data_identity(trial, config),
-        "model": attrs.model,  # a user factory's reference, file and sha256
-        "transfer": attrs.transfer,  # init_from: the weights' source, hash; what loaded, froze
-        "folder": _spec_folder(study),  # where the spec's relative paths resolved
-    }
-    return {key: value for key, value in out.items() if value is not None}
+    return Provenance(
+        study=study.study_name,
+        trial=trial.number,
+        state=trial.state.name.lower(),
+        metric=names[0],
+        direction=study.directions[0].name.lower(),
+        value=values[0] if values else None,
+        objectives=dict(zip(names, values, strict=False)) if values else None,
+        measured=attrs.measured,
+        seed=config.seed,
+        torch_threads=attrs.torch_threads,
+        best_epoch=attrs.best_epoch,
+        epochs_run=attrs.epochs_run,
+        stop_reason=None if attrs.stop_reason is None else str(attrs.stop_reason),  # plain
+        diagnosis=attrs.diagnosis,
+        storage=public_url(url) if url else None,
+        exported=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        versions=versions(),
+        data=data_identity(trial, config),
+        model=attrs.model,
+        transfer=attrs.transfer,
+        folder=_spec_folder(study),
+    )
 
 
 def refit_config(config: TrainConfig, folds: dict[str, Any]) -> TrainConfig:
@@ -125,7 +125,7 @@ def export_trial(
     url: str = "",
     weights: str | Path | None = None,
     blob: bytes | None = None,
-) -> dict[str, Any]:
+) -> Provenance:
     """Writes the trial's config and provenance to `path` (.toml, .json or .yaml).
 
     Returns:
@@ -146,18 +146,22 @@ def export_trial(
         config = refit_config(config, folds)
     about = provenance(study, trial, config, url=url)
     if folds:  # what the exported run no longer shows: the networks the trial averaged
-        about["folds"] = {
-            **folds,
-            # TOML has no null: -1 marks a network without a finite epoch (it diverged)
-            "best_epochs": [-1 if e is None else e for e in folds.get("best_epochs", [])],
-        }
+        about = dataclasses.replace(
+            about,
+            folds={
+                **folds,
+                # TOML has no null: -1 marks a network without a finite epoch (it diverged)
+                "best_epochs": [-1 if e is None else e for e in folds.get("best_epochs", [])],
+            },
+        )
     if weights is not None and blob is not None:
         try:
             Path(weights).write_bytes(blob)
         except OSError as exc:
             raise StudyError(f"cannot write '{weights}': {exc.strerror or exc}") from None
-        about["weights"] = {"file": str(weights), "sha256": hashlib.sha256(blob).hexdigest()}
-    extra: dict[str, Any] = {"provenance": about}
+        written = {"file": str(weights), "sha256": hashlib.sha256(blob).hexdigest()}
+        about = dataclasses.replace(about, weights=written)
+    extra: dict[str, Any] = {"provenance": about.to_dict()}
     stats = attrs.standardization
     if stats:  # the training split's feature statistics: train and reproduce apply them
         extra["standardization"] = stats
@@ -178,7 +182,7 @@ def export_best(
     number: int | None = None,
     weights: str | Path | None = None,
     pick: str | None = None,
-) -> tuple[Path, dict[str, Any]]:
+) -> tuple[Path, Provenance]:
     """Exports the best complete trial of study `name`, or its trial `number`, or the trial
     `pick` chooses (`picked_trial`).
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import optuna
 
@@ -20,7 +19,7 @@ from studies.storage import (
     require_database,
     resolve_storage,
 )
-from trainer import ConfigError, TrainConfig
+from trainer import ConfigError, EpochResult, TrainConfig
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -37,12 +36,12 @@ class OpenStudy:
         """Where a trial's relative model and data paths resolve: the spec's folder, then
         the folder its model file was in."""
         spec = StudyAttrs.of(self.study).spec
-        folder = spec["study"].get("folder") if spec else None
+        folder = spec.folder if spec else None
         source = (TrialAttrs.of(trial).model or {}).get("source")
         folders = [f for f in (folder, source and str(Path(source).parent)) if f]
         return tuple(dict.fromkeys(folders))
 
-    def epochs(self, numbers: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    def epochs(self, numbers: Iterable[int]) -> dict[int, list[EpochResult]]:
         """The stored per-epoch records of the trials `numbers`, oldest epoch first."""
         study_id = self.storage.get_study_id_from_name(self.study.study_name)
         engine = create_engine(self.url)

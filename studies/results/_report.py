@@ -20,7 +20,6 @@ import optuna
 from studies._errors import StudyError
 from studies.analysis import (
     Diagnosis,
-    SizePoint,
     plot_learning_curves,
     plot_lr_ranges,
     plot_size_curve,
@@ -177,11 +176,11 @@ def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metr
 
 def _lr_range_section(study: optuna.Study) -> str:
     """The learning-rate range tests of an `auto` study, and the bounds it searched."""
-    ranges = StudyAttrs.of(study).lr_range
+    ranges = StudyAttrs.of(study, "lr_range").lr_range
     if not ranges:
         return ""
     png = plot_lr_ranges(ranges, title="learning-rate range test (loss against lr)")
-    bounds = "; ".join(f"{name} [{r['low']:.3g}, {r['high']:.3g}]" for name, r in ranges.items())
+    bounds = "; ".join(f"{name} [{r.low:.3g}, {r.high:.3g}]" for name, r in ranges.items())
     return (
         "<h2>Learning-rate range test</h2>"
         f"<p>The study searched the learning rate inside these bounds: {_e(bounds)}.</p>"
@@ -191,30 +190,29 @@ def _lr_range_section(study: optuna.Study) -> str:
 
 def _size_curve_section(study: optuna.Study) -> str:
     """The last `hpstudy learning-curve` of the study: its picture and its reading."""
-    record = StudyAttrs.of(study).learning_curve
-    if not record:
+    curve = StudyAttrs.of(study, "learning_curve").learning_curve
+    if curve is None:
         return ""
-    points = [SizePoint.from_dict(p) for p in record["points"]]
-    png = plot_size_curve(points, title=f"trial {record['trial']}: {record['label']}")
+    png = plot_size_curve(curve.points, title=f"trial {curve.trial}: {curve.label}")
     return (
-        f"<h2>Learning curves over the training-set size (trial {record['trial']})</h2>"
-        f"<p>{_e(record['sentence'])}</p>"
+        f"<h2>Learning curves over the training-set size (trial {curve.trial})</h2>"
+        f"<p>{_e(curve.sentence)}</p>"
         + _image(png, alt="learning curves over the training-set size", anchor="size-curve")
     )
 
 
 def _ablation_section(study: optuna.Study) -> str:
     """An ablation's table: the mean per cell with its 95% interval, and the paired tests."""
-    kept = StudyAttrs.of(study).ablation
-    if not kept:
+    table = StudyAttrs.of(study, "ablation").ablation
+    if table is None:
         return ""
-    head = (*kept["factors"], "runs", "diverged", "mean", "95% interval", "p vs best (Holm)")
+    head = (*table.factors, "runs", "diverged", "mean", "95% interval", "p vs best (Holm)")
     rows = []
-    for row in kept["rows"]:
-        interval = "-" if math.isnan(row["low"]) else f"[{row['low']:.4f}, {row['high']:.4f}]"
-        p = row["p_vs_best"]
+    for row in table.rows:
+        interval = "-" if math.isnan(row.low) else f"[{row.low:.4f}, {row.high:.4f}]"
+        p = row.p_vs_best
         shown = "best" if p is None else ("-" if math.isnan(p) else f"{p:.3g}")
-        cells = (*row["cell"], row["n"], row["lost"], f"{row['mean']:.4f}", interval, shown)
+        cells = (*row.cell, row.n, row.lost, f"{row.mean:.4f}", interval, shown)
         rows.append("<tr>" + "".join(f"<td>{_e(str(c))}</td>" for c in cells) + "</tr>")
     return (
         "<h2>Ablation</h2>\n<table id='ablation'><tr>"
@@ -230,7 +228,7 @@ def _diagnosis_section(trials: list[optuna.trial.FrozenTrial], metric: str) -> s
     for trial in sorted(trials, key=lambda t: t.number):
         attrs = TrialAttrs.of(trial)
         summary = "-"
-        if "diagnosis" in trial.user_attrs:
+        if attrs.diagnosis:
             summary = Diagnosis.from_dict(
                 {"labels": attrs.diagnosis, "numbers": attrs.diagnosis_numbers}
             ).summary()

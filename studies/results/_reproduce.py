@@ -15,8 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import optuna
 
@@ -66,9 +65,7 @@ class Reproduction:
         return None if self.test is None else self.test.accuracy
 
 
-def compare_curves(
-    stored: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]
-) -> Comparison:
+def compare_curves(stored: Sequence[EpochResult], new: Sequence[EpochResult]) -> Comparison:
     """Compares the dev curves epoch by epoch; NaN matches NaN (a diverged epoch).
 
     Raises:
@@ -79,8 +76,8 @@ def compare_curves(
     worst, where = 0.0, f"{COMPARED[0]} at epoch 0"
     for i, old in enumerate(stored):
         for key in COMPARED:
-            a = float(old.get(key, math.nan))
-            b = float(new[i].get(key, math.nan)) if i < len(new) else math.nan
+            a = old.metric(key)
+            b = new[i].metric(key) if i < len(new) else math.nan
             if math.isnan(a) and math.isnan(b):
                 continue
             difference = abs(a - b) if math.isfinite(a) and math.isfinite(b) else math.inf
@@ -91,7 +88,7 @@ def compare_curves(
 
 def reproduce_trial(
     trial: optuna.trial.FrozenTrial,
-    stored: Sequence[Mapping[str, Any]],
+    stored: Sequence[EpochResult],
     *,
     search_path: Sequence[str] = (),
     echo: Callable[[str], None] = print,
@@ -135,7 +132,7 @@ def reproduce_trial(
         else:
             result = fit(trained, data, on_epoch=on_epoch, search_path=search_path)
             models = [result.model] if result.best is not None else []
-    comparison = compare_curves(stored, [e.to_dict() for e in new])
+    comparison = compare_curves(stored, new)
     test = None
     examples = 0
     if data.x_test is not None and data.y_test is not None and models:

@@ -11,7 +11,6 @@ appear in `hpstudy report`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from studies._errors import ParameterError
 from studies.analysis import SizePoint, chance_error, plot_size_curve, read_size_curve
 from studies.results._pick import best_trial
 from studies.results._read import open_study, trial_config
+from studies.spec import LearningCurve
 from studies.storage import (
     DatabaseArtifactStore,
     TrialAttrs,
@@ -164,14 +164,8 @@ def _keep(
     png: bytes,
 ) -> None:
     """The curve as a study attribute (for the report) and its picture as a study artifact."""
-    record = {
-        "trial": trial.number,
-        "points": [p.to_dict() for p in points],
-        "label": label,
-        "numbers": {k: v for k, v in numbers.items() if math.isfinite(v)},
-        "sentence": sentence,
-    }
-    write_study_attrs(opened.study, learning_curve=record)
+    curve = LearningCurve(trial.number, tuple(points), label, numbers, sentence)
+    write_study_attrs(opened.study, learning_curve=curve)
     engine = create_engine(opened.url)
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from studies._errors import ParameterError, StudyError
 from studies.kept import restore_for_export
-from studies.storage import local_transfer
+from studies.storage import Provenance, local_transfer
 from trainer import (
     Evaluation,
     TrainConfig,
@@ -144,10 +144,10 @@ def train_file(
             f"here with folds=1 and repeats=1 in `overrides`"
         )
     exported = read_config_file(path)
-    about = exported.get("provenance", {})
+    about = Provenance.from_dict(exported.get("provenance", {}))
     search_path = _search_path(path, about)
     restore_for_export(config, about, model=model, data=data, path=path)
-    check_user_code(config, about.get("model"), search_path, echo=echo)
+    check_user_code(config, about.model, search_path, echo=echo)
     stats = exported.get("standardization")
     data = load_data(config, with_test=test, standardization=stats, search_path=search_path)
     if weights is not None:
@@ -155,7 +155,7 @@ def train_file(
     config, _ = local_transfer(config)  # init_from = "study@url": its kept weights, a file
     why = ""
     if threads is None:  # an exported trial's own count: `[provenance] torch_threads`
-        stored = about.get("torch_threads")
+        stored = about.torch_threads
         if isinstance(stored, int) and stored >= 1:
             threads, why = stored, ", as its trial did (give threads to change it)"
     with cpu_threads(data.x_train.device, threads, why=why) as where:
@@ -222,14 +222,14 @@ def score_weights(
     return {f"test_{k}": v for k, v in scored.to_dict().items() if math.isfinite(v)}
 
 
-def _search_path(path: str, provenance: Mapping[str, Any]) -> tuple[str, ...]:
+def _search_path(path: str, provenance: Provenance) -> tuple[str, ...]:
     """Where relative model and data paths of an exported file resolve: beside the file,
     then where its trial's model file was."""
     folders = [str(Path(path).resolve().parent)]
-    source = (provenance.get("model") or {}).get("source")
+    source = (provenance.model or {}).get("source")
     if source:
         folders.append(str(Path(source).parent))
-    folder = provenance.get("folder")
+    folder = provenance.folder
     if folder:
         folders.append(str(folder))
     return tuple(dict.fromkeys(folders))

@@ -15,6 +15,7 @@ from studies.storage._epochs import BufferedEpochStore, EpochStore
 from studies.storage._front import feasible, pareto_front
 from studies.storage._locks import is_lock_error, retry_locked
 from studies.storage._optuna import CONSTRAINTS_ATTR, ArtifactStore, set_constraint_values
+from studies.storage._provenance import Provenance
 from studies.storage._queue import (
     Reached,
     TargetRecord,
@@ -32,7 +33,6 @@ from studies.storage._study import (
     load_study,
     open_worker_storage,
     selection_maximized,
-    storable_spec,
     store_heartbeat,
     stored_heartbeat,
     stored_spec,
@@ -43,16 +43,23 @@ from studies.storage._study_attrs import (
     Heartbeat,
     StoredStudy,
     StudyAttrs,
+    storable_spec,
     write_study_attrs,
 )
 from studies.storage._tables import METADATA, ensure_tables
 from studies.storage._trial_attrs import (
+    FAILED_TRIAL,
+    RETRY_HISTORY,
     WORKER_ATTR,
     WORKER_DIED,
     StopReason,
     TrialAttrs,
     chain_root,
+    is_retry,
+    retry_history,
+    retry_system_attrs,
     user_attrs_without_outcome,
+    worker_of,
     write_attrs,
 )
 from studies.storage._urls import (
@@ -79,12 +86,14 @@ from studies.storage._write_behind import FLUSH_INTERVAL, WriteBehind
 __all__ = [
     "CODE_ATTR",
     "CONSTRAINTS_ATTR",
+    "FAILED_TRIAL",
     "FLUSH_INTERVAL",
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
     "KEEP",
     "METADATA",
     "REFRESH",
+    "RETRY_HISTORY",
     "SPEC_ATTR",
     "STORAGE_ENV",
     "WORKER_ATTR",
@@ -98,6 +107,7 @@ __all__ = [
     "DatabaseArtifactStore",
     "EpochStore",
     "Heartbeat",
+    "Provenance",
     "Reached",
     "StopReason",
     "StoredStudy",
@@ -119,6 +129,7 @@ __all__ = [
     "fetch_weights",
     "finished_trials",
     "is_lock_error",
+    "is_retry",
     "is_warm_start",
     "load_study",
     "local_transfer",
@@ -131,7 +142,9 @@ __all__ = [
     "redact",
     "require_database",
     "resolve_storage",
+    "retry_history",
     "retry_locked",
+    "retry_system_attrs",
     "selection_maximized",
     "set_constraint_values",
     "sqlite_path",
@@ -143,6 +156,7 @@ __all__ = [
     "strip_stored_passwords",
     "user_attrs_without_outcome",
     "weights_filename",
+    "worker_of",
     "write_attrs",
     "write_study_attrs",
 ]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from studies.storage._locks import retry_locked
 from studies.storage._tables import EPOCHS, ensure_tables
+from studies.storage._trial_attrs import TrialAttrs
 from studies.storage._write_behind import Write, WriteBehind
-
-if TYPE_CHECKING:  # torch: only the workers that train need it
-    from trainer import EpochResult
+from trainer import EpochResult  # a record only: it loads without torch
 
 # Optuna's own tables: the study a trial belongs to, and a trial's user attributes (only the
 # columns read).
@@ -69,22 +68,17 @@ class EpochStore:
 
         retry_locked(write)
 
-    def epochs(self, trial_id: int) -> list[dict[str, Any]]:
-        """The stored epochs of a trial, oldest first, as `EpochResult.to_dict()` dicts.
+    def epochs(self, trial_id: int) -> list[EpochResult]:
+        """The stored epochs of a trial, oldest first.
 
-        Values that were not finite come back as NaN.
+        Values that were not finite come back as NaN (a gradient norm too); an epoch stored
+        before its end time was recorded has `finished_at` 0.
         """
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(EPOCHS).where(EPOCHS.c.trial_id == trial_id).order_by(EPOCHS.c.epoch)
             ).mappings()
-            out = []
-            for row in rows:
-                record = {k: v for k, v in row.items() if k != "trial_id"}
-                for key in _FLOATS:
-                    record[key] = math.nan if record[key] is None else record[key]
-                out.append(record)
-        return out
+            return [_record(row) for row in rows]
 
     def values_at(self, study_id: int, epoch: int, metric: str) -> dict[int, float]:
         """`metric` at `epoch` of every trial of the study that has stored that epoch, by
@@ -107,7 +101,7 @@ class EpochStore:
                 .join(_OPTUNA_TRIALS, _OPTUNA_TRIALS.c.trial_id == _OPTUNA_USER_ATTRS.c.trial_id)
                 .where(
                     (_OPTUNA_TRIALS.c.study_id == study_id)
-                    & (_OPTUNA_USER_ATTRS.c.key == "measured")
+                    & (_OPTUNA_USER_ATTRS.c.key == TrialAttrs.key("measured"))
                 )
             )
             return {int(t): dict(json.loads(v)) for t, v in rows if v}
@@ -127,6 +121,17 @@ class EpochStore:
 
 def _finite(values: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+
+
+def _record(row: Any) -> EpochResult:
+    """A stored row as the record it was written from: NULL (not finite) back to NaN."""
+    values = {k: v for k, v in row.items() if k != "trial_id"}
+    for key in _FLOATS:
+        values[key] = math.nan if values[key] is None else float(values[key])
+    for key in ("grad_norm_mean", "grad_norm_max"):
+        values[key] = {k: math.nan if v is None else float(v) for k, v in values[key].items()}
+    values["finished_at"] = float(values["finished_at"] or 0.0)
+    return EpochResult.from_dict(values)
 
 
 class BufferedEpochStore(EpochStore):

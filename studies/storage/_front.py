@@ -13,44 +13,33 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from studies.spec import as_losses, non_dominated
+
 
 def feasible(trial: FrozenTrial) -> bool:
     """Whether the trial meets all its constraints (none stored: yes)."""
     return all(value <= 0.0 for value in trial.constraints.values())
 
 
-def signs(study: optuna.Study) -> tuple[float, ...]:
-    """+1 for each minimised objective, -1 for each maximised one: `sign * value` is a loss."""
-    return tuple(
-        -1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions
-    )
+def directions(study: optuna.Study) -> tuple[str, ...]:
+    """The study's directions as a spec writes them: "minimize" or "maximize" each."""
+    return tuple(d.name.lower() for d in study.directions)
 
 
-def losses(trial: FrozenTrial, sign: Sequence[float]) -> tuple[float, ...]:
+def losses(trial: FrozenTrial, directions: Sequence[str]) -> tuple[float, ...]:
     """The trial's objective values as losses (inf where missing or not finite)."""
-    values = trial.values or []
-    return tuple(
-        s * v if v is not None and math.isfinite(v) else math.inf
-        for s, v in zip(sign, values, strict=False)
-    ) or tuple(math.inf for _ in sign)
-
-
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Whether losses `a` are nowhere worse than `b` and somewhere better."""
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-        x < y for x, y in zip(a, b, strict=True)
-    )
+    values = list(trial.values or [])[: len(directions)]
+    return as_losses(values + [None] * (len(directions) - len(values)), directions)
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
     """The feasible complete trials no other feasible complete trial dominates, by the first
     objective (best first), then number. Equal trials are all on it."""
-    sign = signs(study)
+    ways = directions(study)
     done = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if feasible(t) and all(math.isfinite(x) for x in losses(t, sign))
+        if feasible(t) and all(math.isfinite(x) for x in losses(t, ways))
     ]
-    scored = [(losses(t, sign), t) for t in done]
-    front = [t for mine, t in scored if not any(dominates(other, mine) for other, _ in scored)]
-    return sorted(front, key=lambda t: (losses(t, sign), t.number))
+    front = [done[i] for i in non_dominated([losses(t, ways) for t in done])]
+    return sorted(front, key=lambda t: (losses(t, ways), t.number))

@@ -47,7 +47,7 @@ def enqueue_once(
         retry_locked(claim)
     except sa.exc.IntegrityError:
         return False
-    study.enqueue_trial(params, user_attrs={"warm_start": source})
+    study.enqueue_trial(params, user_attrs={TrialAttrs.key("warm_start"): source})
     return True
 
 

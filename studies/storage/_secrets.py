@@ -39,7 +39,7 @@ def strip_stored_passwords(storage: optuna.storages.RDBStorage, name: str) -> li
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return []
-    if StudyAttrs.read(storage, study_id).passwords_stripped:
+    if StudyAttrs.read(storage, study_id, "passwords_stripped").passwords_stripped:
         return []  # hpstudy stores no password since; an old study is cleaned only once
     changed = []
     with rdb_session(storage) as session:

@@ -9,11 +9,11 @@ from typing import Any
 import optuna
 
 from studies._errors import StudyError
-from studies.spec import METRICS, SpecError, StudySpec
-from studies.storage._front import feasible, losses, pareto_front, signs
+from studies.spec import SpecError, StudySpec
+from studies.storage._front import directions, feasible, losses, pareto_front
 from studies.storage._study_attrs import Heartbeat, StoredStudy, StudyAttrs, write_study_attrs
 from studies.storage._trial_attrs import TrialAttrs
-from studies.storage._urls import open_storage, public_url, redact
+from studies.storage._urls import open_storage, redact
 from studies.storage._worker_storage import REFRESH, StaleCallback, WorkerStorage
 from studies.storage._write_behind import FLUSH_INTERVAL
 
@@ -50,8 +50,8 @@ def create_or_resume(
     )
     before = StudyAttrs.of(study).spec
     if before is not None:
-        now = spec.to_dict()
-        changed = [key for key in ("train", "space") if before.get(key) != now[key]]
+        then, now = before.to_dict(), spec.to_dict()
+        changed = [key for key in ("train", "space") if then[key] != now[key]]
         if changed:
             raise StudyError(
                 f"study '{spec.name}' already exists in this storage with a different "
@@ -77,22 +77,11 @@ def create_or_resume(
     if code:
         check_code(study, code)
         write_study_attrs(study, code={role: dict(ident) for role, ident in code.items()})
-    write_study_attrs(study, spec=storable_spec(spec))
+    write_study_attrs(study, spec=spec)
     with warnings.catch_warnings():  # "experimental since 3.2": a note for Optuna's users
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(spec.directions))  # optuna-dashboard labels its axes with it
     return study
-
-
-def storable_spec(spec: StudySpec) -> dict[str, Any]:
-    """The spec as the study keeps it: its storage URL without the password.
-
-    Everyone who reads the database (optuna-dashboard, `hpstudy copy`) sees study attributes,
-    and a worker is given the URL anyway, so the stored one needs no password.
-    """
-    data = spec.to_dict()
-    data["study"]["storage"] = public_url(spec.storage)
-    return data
 
 
 def check_code(study: optuna.Study, code: Mapping[str, Mapping[str, str]]) -> None:
@@ -101,7 +90,7 @@ def check_code(study: optuna.Study, code: Mapping[str, Mapping[str, str]]) -> No
     Raises:
         StudyError: naming the file, both hashes and the fix.
     """
-    before = StudyAttrs.of(study).code
+    before = StudyAttrs.of(study, "code").code
     for role, now in code.items():
         then = before.get(role)
         if then is None or then.get("sha256") == now.get("sha256"):
@@ -123,16 +112,15 @@ def stored_spec(storage: optuna.storages.BaseStorage, name: str, *, url: str = "
         StudyError: for an unknown study, or one not made by hpstudy.
     """
     study = load_study(storage, name, url=url)
-    stored = StudyAttrs.of(study).spec
-    if stored is None:
+    try:
+        spec = StudyAttrs.of(study).spec
+    except SpecError as exc:
+        raise StudyError(str(exc)) from None
+    if spec is None:
         raise StudyError(
             f"study '{name}' was not made by hpstudy (it has no stored spec); "
             f"start it with 'hpstudy run SPEC'"
         )
-    try:
-        spec = StudySpec.from_dict(stored, source=f"the spec stored with '{name}'")
-    except SpecError as exc:
-        raise StudyError(str(exc)) from None
     return spec.replace(storage=url) if url else spec
 
 
@@ -163,11 +151,11 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     front = {trial.number for trial in pareto_front(study)}
-    sign = signs(study)
+    ways = directions(study)
 
     def rank(trial: optuna.trial.FrozenTrial) -> tuple[bool, bool, float, bool, int]:
         diverged = "diverged" in TrialAttrs.of(trial).diagnosis
-        first = losses(trial, sign)[0]
+        first = losses(trial, ways)[0]
         return trial.number not in front, not feasible(trial), first, diverged, trial.number
 
     return sorted(done, key=rank)
@@ -175,14 +163,12 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def selection_maximized(study: optuna.Study) -> bool:
     """Whether the metric a study's model selection (and kept weights) ranks by is maximised:
-    the spec's metric, else its first learning objective, else dev_loss."""
-    stored = StudyAttrs.of(study).spec
-    if stored is None:
+    its spec's `metric` (which `StudySpec` sets to the first learning objective, else
+    dev_loss); a study without a stored spec, by its first direction."""
+    spec = StudyAttrs.of(study).spec
+    if spec is None:
         return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    table = stored.get("study", {})
-    learned = [name for name in table.get("objectives", {}) if name in METRICS]
-    metric = table.get("metric") or (learned[0] if learned else "dev_loss")
-    return METRICS.get(metric) == "maximize"
+    return spec.direction == "maximize"
 
 
 def store_heartbeat(
@@ -203,7 +189,7 @@ def store_heartbeat(
 
 def stored_heartbeat(storage: optuna.storages.BaseStorage, study_id: int) -> tuple[int, int]:
     """The study's (heartbeat interval, grace period), or the defaults."""
-    heartbeat = StudyAttrs.read(storage, study_id).heartbeat or Heartbeat()
+    heartbeat = StudyAttrs.read(storage, study_id, "heartbeat").heartbeat or Heartbeat()
     return heartbeat.interval, heartbeat.grace
 
 

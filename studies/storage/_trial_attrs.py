@@ -17,6 +17,9 @@ from trainer import Status
 
 WORKER_ATTR = "hpstudy:worker"  # system attribute of a running trial: "host:pid" of its worker
 WORKER_DIED = "worker died"  # the fail_reason of a trial failed because its worker went silent
+# Optuna's own system attributes of a re-queued trial (`RetryFailedTrialCallback`'s names)
+FAILED_TRIAL = "failed_trial"  # the number of the first trial of its retry chain
+RETRY_HISTORY = "retry_history"  # the numbers of the chain's earlier trials, oldest first
 
 
 class StopReason(enum.StrEnum):
@@ -115,6 +118,17 @@ class TrialAttrs:
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
 
+    @staticmethod
+    def key(name: str) -> str:
+        """The attribute key of field `name` (the name itself).
+
+        Raises:
+            KeyError: for a name that is not a `TrialAttrs` field.
+        """
+        if name not in TrialAttrs.names():
+            raise KeyError(f"'{name}' is not a TrialAttrs field")
+        return name
+
     @classmethod
     def outcome_keys(cls) -> frozenset[str]:
         """The keys that describe how a run ended; a re-queued trial starts without them."""
@@ -159,7 +173,29 @@ def chain_root(trial: _HasSystemAttrs) -> int:
 
     Optuna's own `failed_trial` system attribute names it: a re-queued trial carries it.
     """
-    return int(trial.system_attrs.get("failed_trial", trial.number))
+    return int(trial.system_attrs.get(FAILED_TRIAL, trial.number))
+
+
+def is_retry(trial: _HasSystemAttrs) -> bool:
+    """Whether the trial is a re-queued copy of a failed one."""
+    return trial.system_attrs.get(FAILED_TRIAL) is not None
+
+
+def worker_of(trial: _HasSystemAttrs) -> str:
+    """ "host:pid" of the worker running the trial; "" when none is recorded."""
+    return str(trial.system_attrs.get(WORKER_ATTR, ""))
+
+
+def retry_history(trial: _HasSystemAttrs) -> list[int]:
+    """The numbers of `trial`'s retry chain so far, oldest first, `trial` last."""
+    return [*trial.system_attrs.get(RETRY_HISTORY, []), trial.number]
+
+
+def retry_system_attrs(trial: _HasSystemAttrs) -> dict[str, Any]:
+    """The system attributes of `trial`'s retry: its own without its worker, plus the chain's
+    root and `retry_history`, as Optuna's `RetryFailedTrialCallback` writes them."""
+    kept = {k: v for k, v in trial.system_attrs.items() if k != WORKER_ATTR}
+    return {**kept, FAILED_TRIAL: chain_root(trial), RETRY_HISTORY: retry_history(trial)}
 
 
 def user_attrs_without_outcome(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from studies.spec import MEASURES
+from studies.spec import MEASURES, pareto_ranks
 from studies.storage import EpochStore
 
 # Measured before a trial trains, so known at every rung.
@@ -59,9 +59,8 @@ class EpochHalving:
             measured: objectives measured before training (name -> direction), compared too.
         """
         self.store, self.study_id, self.metric = store, study_id, metric
-        self.signs = {metric: -1.0 if maximize else 1.0}
-        for name, direction in (measured or {}).items():
-            self.signs[name] = -1.0 if direction == "maximize" else 1.0
+        # the compared quantities and their directions: the metric first
+        self.directions = {metric: "maximize" if maximize else "minimize", **(measured or {})}
         self.min_resource = min_resource
         self.reduction_factor = reduction_factor
         self.min_early_stopping_rate = min_early_stopping_rate
@@ -114,70 +113,57 @@ class EpochHalving:
             return False
         if not math.isfinite(value):
             return True
-        signs = self.signs
-        own = _point(value, measured, self.metric, signs)
+        compared = self.directions
+        own = _point(value, measured, self.metric, compared)
         if own is None:  # its network was not measured: compare on the metric alone
-            signs = {self.metric: signs[self.metric]}
-            own = (signs[self.metric] * value,)
+            compared = {self.metric: compared[self.metric]}
+            own = (value,)
         values = self.store.values_at(self.study_id, epoch, self.metric)
         values.pop(trial_id, None)  # its own row may or may not be written yet
-        others_measured = self.store.measured(self.study_id) if len(signs) > 1 else {}
+        others_measured = self.store.measured(self.study_id) if len(compared) > 1 else {}
         points = [
             point
             for other, v in values.items()
             if math.isfinite(v)
-            and (point := _point(v, others_measured.get(other, {}), self.metric, signs))
+            and (point := _point(v, others_measured.get(other, {}), self.metric, compared))
         ]
         if len(points) + 1 <= self.bootstrap_count:
             return True
-        return not promotable(own, points, self.reduction_factor)
+        ways = list(compared.values())
+        return not promotable(own, points, self.reduction_factor, directions=ways)
 
 
 def _point(
-    value: float, measured: Mapping[str, float], metric: str, signs: Mapping[str, float]
+    value: float, measured: Mapping[str, float], metric: str, compared: Mapping[str, str]
 ) -> tuple[float, ...] | None:
-    """Losses (smaller is better) of the metric and the measured objectives; None when a
-    measure is missing."""
+    """The values of the metric and the measured objectives, in `compared`'s order; None
+    when a measure is missing or not finite."""
     point = []
-    for name, sign in signs.items():
+    for name in compared:
         found = value if name == metric else measured.get(name)
         if found is None or not math.isfinite(found):
             return None
-        point.append(sign * found)
+        point.append(found)
     return tuple(point)
 
 
-def pareto_ranks(points: Sequence[Sequence[float]]) -> list[int]:
-    """Each point's front in non-dominated sorting (0: no point dominates it); losses."""
-    ranks = [-1] * len(points)
-    remaining = set(range(len(points)))
-    rank = 0
-    while remaining:
-        front = {
-            i for i in remaining if not any(_dominates(points[j], points[i]) for j in remaining)
-        }
-        for i in front:
-            ranks[i] = rank
-        remaining -= front
-        rank += 1
-    return ranks
-
-
 def promotable(
-    own: Sequence[float], others: Sequence[Sequence[float]], reduction_factor: int
+    own: Sequence[float],
+    others: Sequence[Sequence[float]],
+    reduction_factor: int,
+    *,
+    directions: Sequence[str] | None = None,
 ) -> bool:
-    """Optuna's successive-halving rule on Pareto fronts: `own` (losses) goes on when its
-    front is no worse than the front of the `len // reduction_factor`-th best point (of all
-    points with `own`), or is the first front while fewer points than that."""
-    ranks = pareto_ranks([own, *others])
+    """Optuna's successive-halving rule on Pareto fronts: `own` goes on when its front is no
+    worse than the front of the `len // reduction_factor`-th best point (of all points with
+    `own`), or is the first front while fewer points than that.
+
+    Args:
+        directions: each value's "minimize" or "maximize"; None: the points are losses.
+    """
+    ranks = pareto_ranks([own, *others], directions)
     keep = max(1, len(ranks) // reduction_factor)
     return ranks[0] <= sorted(ranks)[keep - 1]
-
-
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-        x < y for x, y in zip(a, b, strict=True)
-    )
 
 
 def _maximized(metric: str, directions: Mapping[str, str]) -> bool:

@@ -11,7 +11,7 @@ optimiser), which the objective hands to the trainer as `lr`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 
@@ -19,10 +19,7 @@ from search_space import Categorical, Float, SearchSpace
 from studies.spec import StudySpec
 from studies.storage import StudyAttrs, write_study_attrs
 from studies.workers._preflight import one_sample
-from trainer import OPTIMIZER_NAMES, field_names
-
-if TYPE_CHECKING:
-    from trainer import LRRange
+from trainer import OPTIMIZER_NAMES, LRRange, field_names
 
 MOMENTUM = 0.9  # the range test's momentum for sgd and rmsprop (Smith's setting)
 PREFIX = "lr_"  # per-optimiser learning-rate parameters: lr_sgd, lr_adam, ...
@@ -75,23 +72,21 @@ def _clamped(found: LRRange, low: float, high: float) -> LRRange:
 
 
 def stored_ranges(study: optuna.Study) -> dict[str, LRRange] | None:
-    from trainer import LRRange
-
-    raw = StudyAttrs.of(study).lr_range
-    return None if raw is None else {k: LRRange.from_dict(v) for k, v in raw.items()}
+    """The range tests kept with the study (`auto = true`); None before they ran."""
+    return StudyAttrs.of(study, "lr_range").lr_range
 
 
 def ensure_ranges(
     spec: StudySpec, study: optuna.Study, *, echo: Callable[[str], None] = print
 ) -> None:
     """Runs the range tests once per study and stores them with it (`auto = true` only)."""
-    if not spec.lr_auto or StudyAttrs.of(study).lr_range is not None:
+    if not spec.lr_auto or StudyAttrs.of(study, "lr_range").lr_range is not None:
         return
     ranges = run_range_tests(spec, echo=echo)
-    write_study_attrs(study, lr_range={k: v.to_dict() for k, v in ranges.items()})
+    write_study_attrs(study, lr_range=ranges)
 
 
-def searched_space(spec: StudySpec, ranges: Mapping[str, Any] | None) -> SearchSpace:
+def searched_space(spec: StudySpec, ranges: Mapping[str, LRRange] | None) -> SearchSpace:
     """The space a worker searches: with `auto`, `lr` per optimiser inside its bounds."""
     if not spec.lr_auto or not ranges:
         return spec.space

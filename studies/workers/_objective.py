@@ -381,7 +381,7 @@ def study_best_dev_loss(trial: optuna.Trial, *, exclude: int) -> float | None:
     if study is None:
         return None
     losses = [
-        trial.user_attrs.get("diagnosis_numbers", {}).get("best_dev_loss")
+        TrialAttrs.of(trial).diagnosis_numbers.get("best_dev_loss")
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if trial.number != exclude
     ]

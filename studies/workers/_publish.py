@@ -54,7 +54,7 @@ class TrialPublisher:
         attrs = TrialAttrs.of(trial)
         labels, best_epoch = attrs.diagnosis, attrs.best_epoch
         png = plot_learning_curves(
-            [e.to_dict() for e in epochs],
+            epochs,
             best_epoch=best_epoch,
             title=f"trial {trial.number}: {', '.join(labels) or reason}",
         )

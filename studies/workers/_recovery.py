@@ -15,7 +15,14 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from studies.storage import WORKER_ATTR, WORKER_DIED, chain_root, user_attrs_without_outcome
+from studies.storage import (
+    WORKER_DIED,
+    TrialAttrs,
+    retry_history,
+    retry_system_attrs,
+    user_attrs_without_outcome,
+    worker_of,
+)
 
 MAX_RETRY = 3  # times a dead worker's trial is re-queued
 
@@ -26,21 +33,15 @@ def worker_id() -> str:
 
 def requeue(study: optuna.Study, trial: FrozenTrial, *, max_retry: int | None) -> bool:
     """Adds a WAITING copy of the failed `trial`; False when it was retried `max_retry` times."""
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if max_retry is not None and len(history) > max_retry:
+    if max_retry is not None and len(retry_history(trial)) > max_retry:
         return False
-    system_attrs = {
-        **{k: v for k, v in trial.system_attrs.items() if k != WORKER_ATTR},
-        "failed_trial": chain_root(trial),
-        "retry_history": history,
-    }
     study.add_trial(
         optuna.create_trial(
             state=TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
             user_attrs=user_attrs_without_outcome(trial.user_attrs),
-            system_attrs=system_attrs,
+            system_attrs=retry_system_attrs(trial),
         )
     )
     return True
@@ -74,13 +75,13 @@ def recover_dead_workers(
     study_id = storage.get_study_id_from_name(study.study_name)
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = str(trial.system_attrs.get(WORKER_ATTR, ""))
+        owner = worker_of(trial)
         owner_host, _, pid = owner.rpartition(":")
         if owner_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", WORKER_DIED)
+            storage.set_trial_user_attr(trial_id, TrialAttrs.key("fail_reason"), WORKER_DIED)
             if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:

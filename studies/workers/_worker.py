@@ -41,6 +41,7 @@ from studies.storage import (
     chain_root,
     check_code,
     create_engine,
+    is_retry,
     is_warm_start,
     load_study,
     open_worker_storage,
@@ -240,7 +241,7 @@ class _Worker:
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = self.study.ask()  # a re-queued trial first, else a new one
                 frozen = self._frozen(trial)
-                if frozen.system_attrs.get("failed_trial") is not None or is_warm_start(frozen):
+                if is_retry(frozen) or is_warm_start(frozen):
                     # A retry or a warm start waited with its slot already claimed: ours
                     # was one too many.
                     self.budget.release()

@@ -34,3 +34,10 @@ def test_validating_a_config_loads_neither_torch_nor_user_code() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_result_records_load_without_torch() -> None:
+    # studies reads stored epochs and range tests back in commands that never train
+    code = "import sys; from trainer import EpochResult, LRRange; assert 'torch' not in sys.modules"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -29,6 +29,7 @@ from studies.kept import (
     restore_for_export,
     restore_kept,
 )
+from studies.storage import Provenance
 from trainer import TrainConfig, UserCodeError, load_factory, load_loader, read_arrays
 
 
@@ -267,13 +268,13 @@ def test_retraining_with_another_function_than_the_exported_one_is_refused(
 ) -> None:
     spec = keep_inline(spec_with(tmp_path), model=build, data=arrays())
     with pytest.raises(studies.StudyError, match=r"'other_build'.* is not the one"):
-        restore_for_export(spec.train, {}, model=other_build)
+        restore_for_export(spec.train, Provenance(), model=other_build)
 
 
 def test_giving_a_function_to_a_config_of_a_file_factory_is_refused() -> None:
     config = TrainConfig(model="models.py:build", dataset="digits")
     with pytest.raises(studies.StudyError, match="model= is for a config whose model is kept"):
-        restore_for_export(config, {}, model=build)
+        restore_for_export(config, Provenance(), model=build)
 
 
 def test_retraining_a_function_found_nowhere_says_how_to_give_it(
@@ -282,7 +283,7 @@ def test_retraining_a_function_found_nowhere_says_how_to_give_it(
     spec = keep_inline(spec_with(tmp_path), model=build)
     monkeypatch.delenv("HPSTUDY_STORAGE", raising=False)
     missing = spec.train.replace(model="study:model@" + "3" * 16)  # never kept anywhere
-    about = {"storage": spec.storage, "study": "kept"}
+    about = Provenance(storage=spec.storage, study="kept")
     with pytest.raises(studies.StudyError) as error:
         restore_for_export(missing, about, path="best.toml")
     message = str(error.value)

@@ -136,7 +136,7 @@ def test_hpstudy_ablate_runs_the_grid_and_prints_the_table(tmp_path: Path, capsy
     assert len(seeds) == 6
     assert len({frozenset(s) for s in seeds.values()}) == 1  # every cell ran the same seeds
     kept = StudyAttrs.of(study).ablation
-    assert kept is not None and kept["factors"] == ["init", "activation"] and len(kept["rows"]) == 6
+    assert kept is not None and kept.factors == ("init", "activation") and len(kept.rows) == 6
 
 
 def test_the_picture_draws_every_cell_with_an_interval() -> None:

@@ -12,7 +12,7 @@ import pytest
 from studies import StudyError
 from studies.cli import main
 from studies.results import export_best, train_file
-from studies.storage import open_storage
+from studies.storage import Provenance, open_storage
 from trainer import TrainConfig, read_config_file
 
 NAME = "tiny"
@@ -75,8 +75,13 @@ def test_provenance_names_study_trial_value_seed_versions_and_data(
 
 def test_another_trial_by_number(study_url: str, tmp_path: Path) -> None:
     path, about = export_best(NAME, url=study_url, output=tmp_path / "t1.json", number=1)
-    assert about["trial"] == 1
+    assert about.trial == 1
     assert read_config_file(path)["provenance"]["trial"] == 1
+
+
+def test_the_file_reads_back_as_the_provenance_returned(study_url: str, tmp_path: Path) -> None:
+    path, about = export_best(NAME, url=study_url, output=tmp_path / "best.toml")
+    assert Provenance.from_dict(read_config_file(path)["provenance"]) == about
 
 
 def test_train_runs_the_exported_file_alone_and_finds_the_trials_dev_loss(

@@ -14,6 +14,7 @@ from studies.results import TOLERANCE, compare_curves, reproduce
 from studies.spec import StudySpec
 from studies.storage import create_or_resume, open_storage
 from studies.workers import WorkerOptions, run_worker
+from trainer import EpochResult
 
 NAME = "tiny"
 
@@ -38,8 +39,10 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def curve(*values: float) -> list[dict[str, float]]:
-    return [{"dev_loss": v, "dev_accuracy": 1 - v / 3} for v in values]
+def curve(*values: float) -> list[EpochResult]:
+    return [
+        EpochResult(i, v, 1 - v / 3, v, 1 - v / 3, 0.1, {}, {}, 0.01) for i, v in enumerate(values)
+    ]
 
 
 def test_equal_curves_differ_by_nothing() -> None:

@@ -95,6 +95,6 @@ def test_the_command_trains_the_best_trial_on_shares_and_keeps_the_curve(
     assert picture.read_bytes()[:4] == b"\x89PNG"
     kept = StudyAttrs.of(optuna.load_study(study_name="tiny", storage=url)).learning_curve
     assert kept is not None
-    assert [p["fraction"] for p in kept["points"]] == [0.2, 1.0]
-    assert all(len(p["dev"]) == 2 for p in kept["points"])
+    assert [p.fraction for p in kept.points] == [0.2, 1.0]
+    assert all(len(p.dev) == 2 for p in kept.points)
     assert main(["learning-curve", "tiny", "--storage", url, "--sizes", "0.1,2"]) == 2

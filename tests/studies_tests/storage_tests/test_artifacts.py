@@ -17,6 +17,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from studies.analysis import plot_learning_curves
 from studies.storage import DatabaseArtifactStore, create_engine, open_storage
+from trainer import EpochResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -90,14 +91,18 @@ class TestDatabaseArtifactStore:
             other.dispose()
 
 
-def epoch(i: int, train_loss: float, dev_loss: float) -> dict[str, float]:
-    return {
-        "epoch": i,
-        "train_loss": train_loss,
-        "dev_loss": dev_loss,
-        "train_accuracy": 1 - train_loss / 3,
-        "dev_accuracy": 1 - dev_loss / 3,
-    }
+def epoch(i: int, train_loss: float, dev_loss: float) -> EpochResult:
+    return EpochResult(
+        epoch=i,
+        train_loss=train_loss,
+        train_accuracy=1 - train_loss / 3,
+        dev_loss=dev_loss,
+        dev_accuracy=1 - dev_loss / 3,
+        lr=0.1,
+        grad_norm_mean={},
+        grad_norm_max={},
+        seconds=0.01,
+    )
 
 
 def test_learning_curves_are_a_png() -> None:

@@ -186,8 +186,7 @@ def test_buffered_epoch_store_writes_rows_when_flushed(tmp_path: Path) -> None:
     assert EpochStore(engine).counts([7]) == {}
     writes.flush()
     rows = EpochStore(engine).epochs(7)
-    assert [r["epoch"] for r in rows] == [0, 1]
-    assert rows[1]["dev_loss"] == 0.5
+    assert rows == [epoch(0), epoch(1, loss=0.5)]
     writes.close()
 
 
@@ -294,7 +293,7 @@ def check_copied(url: str) -> None:
     study_id = storage.get_study_id_from_name("moved")
     engine = create_engine(url)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, 1)
-    assert [r["epoch"] for r in EpochStore(engine).epochs(trial_id)] == [0, 1]
+    assert [r.epoch for r in EpochStore(engine).epochs(trial_id)] == [0, 1]
     assert CheckpointTable(engine, study_id).load(1) == (2, b"state")
     from studies.storage import Budget
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 
-from studies.spec import StudySpec
+from studies.spec import AblationTable, CellRow, LearningCurve, SizePoint, SpecError, StudySpec
 from studies.storage import (
     Heartbeat,
     StudyAttrs,
@@ -20,6 +21,7 @@ from studies.storage import (
     stored_spec,
     write_study_attrs,
 )
+from trainer import LRRange
 
 SPEC: dict[str, Any] = {
     "study": {"name": "kept", "storage": "sqlite:///kept.db", "n_trials": 4, "seed": 1},
@@ -27,21 +29,92 @@ SPEC: dict[str, Any] = {
     "space": {"lr": {"low": 1e-4, "high": 1.0, "log": True}},
 }
 CODE = {"model": {"ref": "models.py:mlp", "source": "/p/models.py", "sha256": "ab" * 32}}
-LR_RANGE = {"adam": {"low": 1e-4, "high": 1e-2, "lrs": [1e-4, 1e-2], "losses": [2.0, 1.0]}}
-ABLATION = {"factors": ["init"], "rows": [{"cell": ["he"], "n": 2, "mean": 0.5}]}
-CURVE = {"trial": 3, "points": [], "label": "good_fit", "numbers": {}, "sentence": "fine"}
+# The stored forms the previous version wrote (`LRRange.to_dict()`, `{"factors", "rows"}` of
+# `CellRow.to_dict()`, the learning curve's dict), spelt out so that a change of a record's
+# `to_dict` cannot change them unnoticed.
+LR_RANGE = {
+    "adam": {
+        "optimizer": "adam",
+        "lrs": [1e-4, 1e-3, 1e-2],
+        "losses": [2.0, 1.0, 3.0],
+        "low": 1e-4,
+        "high": 1e-2,
+        "steepest": 1e-3,
+        "minimum": 1e-3,
+        "diverged_at": None,
+    }
+}
+ABLATION = {
+    "factors": ["init", "hidden"],
+    "rows": [
+        {
+            "cell": ["he", [16]],
+            "n": 2,
+            "lost": 0,
+            "mean": 0.5,
+            "low": 0.4,
+            "high": 0.6,
+            "p_vs_best": None,
+            "worse": False,
+        },
+        {
+            "cell": ["xavier", [16]],
+            "n": 1,
+            "lost": 1,
+            "mean": 0.7,
+            "low": math.nan,
+            "high": math.nan,
+            "p_vs_best": math.nan,
+            "worse": False,
+        },
+    ],
+}
+CURVE = {
+    "trial": 3,
+    "points": [
+        {"fraction": 0.5, "examples": 100, "train": [0.1, 0.2], "dev": [0.3, 0.4]},
+        {"fraction": 1.0, "examples": 200, "train": [0.1, 0.1], "dev": [0.2, 0.2]},
+    ],
+    "label": "good_fit",
+    "numbers": {"final_gap": 0.1},
+    "sentence": "fine",
+}
 
 
 def every_field() -> StudyAttrs:
-    spec = StudySpec.from_dict(SPEC)
+    spec = StudySpec.from_dict(SPEC, source="the spec stored with 'kept'")
     return StudyAttrs(
-        spec=storable_spec(spec),
+        spec=spec,
         code=CODE,
         heartbeat=Heartbeat(interval=2, grace=9),
-        lr_range=LR_RANGE,
-        ablation=ABLATION,
-        learning_curve=CURVE,
+        lr_range={
+            "adam": LRRange(
+                "adam", (1e-4, 1e-3, 1e-2), (2.0, 1.0, 3.0), 1e-4, 1e-2, 1e-3, 1e-3, None
+            )
+        },
+        ablation=AblationTable(
+            ("init", "hidden"),
+            (
+                CellRow(("he", (16,)), 2, 0, 0.5, 0.4, 0.6, None, worse=False),
+                CellRow(("xavier", (16,)), 1, 1, 0.7, math.nan, math.nan, math.nan, worse=False),
+            ),
+        ),
+        learning_curve=LearningCurve(
+            3,
+            (
+                SizePoint(0.5, 100, (0.1, 0.2), (0.3, 0.4)),
+                SizePoint(1.0, 200, (0.1, 0.1), (0.2, 0.2)),
+            ),
+            "good_fit",
+            {"final_gap": 0.1},
+            "fine",
+        ),
     )
+
+
+def same(a: StudyAttrs, b: StudyAttrs) -> bool:
+    """Equal, NaN counting as equal to NaN (an ablation cell of one run has no interval)."""
+    return repr(a) == repr(b)
 
 
 def new_study(tmp_path: Path) -> tuple[optuna.storages.RDBStorage, optuna.Study, int]:
@@ -55,8 +128,8 @@ def test_every_field_survives_the_round_trip_through_a_database(tmp_path: Path) 
     written = every_field()
     write_study_attrs(study, **{name: getattr(written, name) for name in StudyAttrs.names()})
     again = optuna.load_study(study_name="kept", storage=storage)
-    assert StudyAttrs.of(again) == written
-    assert StudyAttrs.read(storage, study_id) == written
+    assert same(StudyAttrs.of(again), written)
+    assert same(StudyAttrs.read(storage, study_id), written)
 
 
 def test_a_study_without_attributes_reads_as_the_defaults(tmp_path: Path) -> None:
@@ -80,9 +153,9 @@ def test_a_misspelt_field_is_refused(tmp_path: Path) -> None:
 def test_the_spec_is_kept_as_json_text_as_before(tmp_path: Path) -> None:
     # An earlier hpstudy, and `hpstudy status`, parse the stored spec with json.loads.
     _, study, _ = new_study(tmp_path)
-    spec = every_field().spec
+    spec = StudySpec.from_dict(SPEC)
     write_study_attrs(study, spec=spec)
-    assert json.loads(study.user_attrs["hpstudy_spec"]) == spec
+    assert json.loads(study.user_attrs["hpstudy_spec"]) == storable_spec(spec)
 
 
 def test_a_study_written_by_the_previous_version_reads_back(tmp_path: Path) -> None:
@@ -95,7 +168,7 @@ def test_a_study_written_by_the_previous_version_reads_back(tmp_path: Path) -> N
     study.set_user_attr("hpstudy_ablation", ABLATION)
     study.set_user_attr("hpstudy_learning_curve", CURVE)
     storage.set_study_system_attr(study_id, "hpstudy:heartbeat", {"interval": 2, "grace": 9})
-    assert StudyAttrs.read(storage, study_id) == every_field()
+    assert same(StudyAttrs.read(storage, study_id), every_field())
     assert stored_heartbeat(storage, study_id) == (2, 9)
     assert stored_spec(storage, "kept") == spec.replace(source="the spec stored with 'kept'")
 
@@ -114,3 +187,48 @@ def test_a_heartbeat_stored_now_outranks_the_old_key(tmp_path: Path) -> None:
 def test_a_heartbeat_round_trips_its_dict() -> None:
     heartbeat = Heartbeat(interval=3, grace=12)
     assert Heartbeat.from_dict(heartbeat.to_dict()) == heartbeat
+
+
+@pytest.mark.parametrize(
+    ("record", "stored"),
+    [
+        (AblationTable, ABLATION),
+        (LearningCurve, CURVE),
+        (CellRow, ABLATION["rows"][0]),
+        (SizePoint, CURVE["points"][0]),
+        (LRRange, LR_RANGE["adam"]),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_a_record_reads_the_stored_form_and_writes_it_again(record: Any, stored: Any) -> None:
+    assert repr(record.from_dict(stored).to_dict()) == repr(stored)
+
+
+def test_the_spec_is_read_back_with_the_storage_url_it_was_stored_with(tmp_path: Path) -> None:
+    _, study, _ = new_study(tmp_path)
+    spec = StudySpec.from_dict(SPEC).replace(storage="postgresql://u:secret@db.example/x")
+    write_study_attrs(study, spec=spec)
+    stored = StudyAttrs.of(study).spec
+    assert stored is not None and stored.storage == "postgresql://u@db.example/x"
+    assert stored.replace(storage=spec.storage, source=spec.source) == spec
+
+
+def test_a_stored_spec_this_version_refuses_names_the_study(tmp_path: Path) -> None:
+    _, study, _ = new_study(tmp_path)
+    study.set_user_attr("hpstudy_spec", json.dumps({**SPEC, "study": {"name": "kept", "x": 1}}))
+    with pytest.raises(SpecError, match="the spec stored with 'kept'"):
+        StudyAttrs.of(study)
+
+
+def test_reading_named_fields_skips_a_stored_spec_this_version_refuses(tmp_path: Path) -> None:
+    storage, study, study_id = new_study(tmp_path)
+    study.set_user_attr("hpstudy_spec", json.dumps({**SPEC, "study": {"name": "kept", "x": 1}}))
+    write_study_attrs(study, heartbeat=Heartbeat(5, 30))
+    assert StudyAttrs.read(storage, study_id, "heartbeat").heartbeat == Heartbeat(5, 30)
+    assert StudyAttrs.of(study, "heartbeat").spec is None  # not read, so not refused
+
+
+def test_reading_a_misspelt_field_by_name_is_refused(tmp_path: Path) -> None:
+    _, study, _ = new_study(tmp_path)
+    with pytest.raises(KeyError, match="heartbeet"):
+        StudyAttrs.of(study, "heartbeet")

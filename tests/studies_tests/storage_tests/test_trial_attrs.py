@@ -5,7 +5,16 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from studies.storage import StopReason, TrialAttrs, write_attrs
+from studies.storage import (
+    StopReason,
+    TrialAttrs,
+    chain_root,
+    is_retry,
+    retry_history,
+    retry_system_attrs,
+    worker_of,
+    write_attrs,
+)
 from trainer import Status
 
 # What the previous version stored as a trial's stop_reason, as bare strings.
@@ -54,3 +63,32 @@ def test_a_stop_reason_is_stored_as_its_plain_string_and_read_as_its_member(
 def test_a_stop_reason_this_version_does_not_know_reads_as_its_string() -> None:
     trial = optuna.trial.create_trial(value=1.0, user_attrs={"stop_reason": "budget_spent"})
     assert TrialAttrs.of(trial).stop_reason == "budget_spent"
+
+
+def retried_twice() -> optuna.trial.FrozenTrial:
+    """Trial 7, the third of a chain that began at trial 2 (Optuna's retry attributes)."""
+    return optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL,
+        system_attrs={"failed_trial": 2, "retry_history": [2, 5], "hpstudy:worker": "h:1"},
+    )
+
+
+def test_a_retry_names_its_chain_as_optunas_callback_does() -> None:
+    trial = retried_twice()
+    trial.number = 7
+    assert is_retry(trial) and chain_root(trial) == 2 and worker_of(trial) == "h:1"
+    assert retry_history(trial) == [2, 5, 7]
+    assert retry_system_attrs(trial) == {"failed_trial": 2, "retry_history": [2, 5, 7]}
+
+
+def test_a_first_trial_is_its_own_chain() -> None:
+    trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL)
+    trial.number = 4
+    assert not is_retry(trial) and chain_root(trial) == 4 and worker_of(trial) == ""
+    assert retry_system_attrs(trial) == {"failed_trial": 4, "retry_history": [4]}
+
+
+def test_a_trial_attribute_key_is_its_field_name_and_a_typo_is_refused() -> None:
+    assert TrialAttrs.key("measured") == "measured"
+    with pytest.raises(KeyError, match="'measure' is not a TrialAttrs field"):
+        TrialAttrs.key("measure")

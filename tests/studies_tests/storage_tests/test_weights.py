@@ -81,7 +81,7 @@ def test_exported_weights_score_exactly_what_the_trial_reported(
     _, about = export_best(
         "kept", url=kept.storage, output=tmp_path / "best.toml", weights=tmp_path / "best.pt"
     )
-    assert about["weights"]["file"] == str(tmp_path / "best.pt")
+    assert about.weights is not None and about.weights["file"] == str(tmp_path / "best.pt")
     study = optuna.load_study(study_name="kept", storage=kept.storage)
     config = trial_config(study.best_trial)
     data = load_data(config)
@@ -183,7 +183,7 @@ def test_a_study_starts_from_another_studys_kept_weights(
         assert set(transfer["loaded"]) >= {"fc1.weight", "out.weight"}
         assert transfer["frozen"] == ["fc1.weight", "fc1.bias"]
     _, about = export_best("transferred", url=spec.storage, output=tmp_path / "t.toml")
-    assert about["transfer"]["study"]["trial"] == source
+    assert about.transfer is not None and about.transfer["study"]["trial"] == source
 
 
 @pytest.mark.parametrize(

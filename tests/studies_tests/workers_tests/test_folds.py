@@ -21,7 +21,7 @@ from studies.spec import SpecError, StudySpec
 from studies.storage import EpochStore, TrialAttrs, create_engine, create_or_resume, open_storage
 from studies.workers import WorkerOptions, run_worker, trial_note
 from studies.workers._plan import Plan
-from trainer import TrainConfig, load_data, read_config_file
+from trainer import EpochResult, TrainConfig, load_data, read_config_file
 
 NAME = "folds"
 FOLDS, EPOCHS = 3, 4
@@ -79,7 +79,7 @@ def study(study_url: str) -> optuna.Study:
     return optuna.load_study(study_name=NAME, storage=study_url)
 
 
-def rows(url: str, study: optuna.Study, number: int) -> list[dict[str, float]]:
+def rows(url: str, study: optuna.Study, number: int) -> list[EpochResult]:
     storage = optuna.storages.RDBStorage(url)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     engine = create_engine(url)
@@ -103,9 +103,7 @@ def test_one_epoch_row_and_one_report_per_lock_step_round(
 ) -> None:
     for trial in study.trials:
         stored = rows(study_url, study, trial.number)
-        assert {r["epoch"]: r["dev_loss"] for r in stored} == pytest.approx(
-            trial.intermediate_values
-        )
+        assert {r.epoch: r.dev_loss for r in stored} == pytest.approx(trial.intermediate_values)
 
 
 def test_the_hopeless_trial_is_pruned_before_its_last_epoch(study: optuna.Study) -> None:

@@ -97,8 +97,8 @@ def test_a_study_runs_the_range_test_once_and_its_trials_keep_inside(
     for trial in optuna.load_study(study_name="auto", storage=spec.storage).trials:
         optimizer = trial.params["optimizer"]
         bounds = stored[optimizer]
-        assert bounds["low"] <= trial.user_attrs["config"]["lr"] <= bounds["high"]
-        assert bounds["low"] >= 1e-6 and bounds["high"] <= 1.0  # inside auto's default range
+        assert bounds.low <= trial.user_attrs["config"]["lr"] <= bounds.high
+        assert bounds.low >= 1e-6 and bounds.high <= 1.0  # inside auto's default range
 
 
 def test_lr_range_writes_a_picture_and_says_the_bounds(tmp_path: Path, capsys: Any) -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 TrialState = optuna.trial.TrialState
 
 
-def epoch_rows(finished: FinishedStudy) -> dict[int, list[dict[str, float]]]:
+def epoch_rows(finished: FinishedStudy) -> dict[int, list[EpochResult]]:
     """The stored epoch rows of every trial, by trial number."""
     storage = optuna.storages.RDBStorage(finished.url)
     study_id = storage.get_study_id_from_name(finished.spec.name)
@@ -60,24 +60,22 @@ def test_a_diverged_trial_ends_pruned_with_its_reason(digits_study: FinishedStud
 def test_epoch_rows_match_the_intermediate_values(digits_study: FinishedStudy) -> None:
     rows = epoch_rows(digits_study)
     for trial in digits_study.study.trials:
-        finite = {
-            r["epoch"]: r["dev_loss"] for r in rows[trial.number] if math.isfinite(r["dev_loss"])
-        }
+        finite = {r.epoch: r.dev_loss for r in rows[trial.number] if math.isfinite(r.dev_loss)}
         assert finite == pytest.approx(trial.intermediate_values), trial.number
         assert len(rows[trial.number]) == trial.user_attrs["epochs_run"]
 
 
 def test_a_diverged_epoch_is_stored_without_its_numbers(digits_study: FinishedStudy) -> None:
     last = epoch_rows(digits_study)[digits_study.diverging][-1]
-    assert math.isnan(last["dev_loss"]) and math.isnan(last["train_loss"])
+    assert math.isnan(last.dev_loss) and math.isnan(last.train_loss)
 
 
 def test_the_value_is_the_best_epochs_dev_loss(digits_study: FinishedStudy) -> None:
     rows = epoch_rows(digits_study)
     for trial in digits_study.study.get_trials(states=(TrialState.COMPLETE,)):
-        best = min(rows[trial.number], key=lambda r: r["dev_loss"])
-        assert trial.value == pytest.approx(best["dev_loss"])
-        assert trial.user_attrs["best_epoch"] == best["epoch"]
+        best = min(rows[trial.number], key=lambda r: r.dev_loss)
+        assert trial.value == pytest.approx(best.dev_loss)
+        assert trial.user_attrs["best_epoch"] == best.epoch
 
 
 @pytest.mark.parametrize("attr", ["seed", "stop_reason", "best_epoch", "epochs_run", "diagnosis"])

@@ -101,7 +101,8 @@ def run_worker(
     """Runs trials of study `name` until its budget is reached, the timeout passes, or `stop`.
 
     With a `Stop` that handles signals, SIGINT/SIGTERM interrupt the running trial: it ends
-    FAIL ("interrupted") and is re-queued, to resume from its checkpoint.
+    FAIL ("interrupted") and is re-queued, to resume from its checkpoint. Without one, a
+    `KeyboardInterrupt` in the running trial (Ctrl-C in a notebook) does the same.
 
     Args:
         url: the study's database URL, or `env:NAME` for one held by environment variable
@@ -283,10 +284,11 @@ class _Worker:
             except optuna.TrialPruned as exc:
                 state = TrialState.PRUNED
                 _log.info("trial %d pruned: %s", trial.number, exc)
-            except Interrupted as exc:
+            except KeyboardInterrupt as exc:  # a `Stop`'s `Interrupted`, or a caller's Ctrl-C
                 state = TrialState.FAIL
                 self.summary.interrupted = True
-                _log.info("trial %d interrupted (%s); it is re-queued", trial.number, exc)
+                why = exc if isinstance(exc, Interrupted) else "KeyboardInterrupt"
+                _log.info("trial %d interrupted (%s); it is re-queued", trial.number, why)
             except Exception as exc:
                 state = TrialState.FAIL
                 _log.warning("trial %d failed: %r", trial.number, exc, exc_info=True)

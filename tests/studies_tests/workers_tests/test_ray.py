@@ -298,9 +298,8 @@ def test_a_study_with_its_budget_says_so_without_starting_ray(tmp_path: Path) ->
     run_study(spec, workers=2, ray=RaySettings(), echo=said.append)
     assert not ray.is_initialized()
     assert time.monotonic() - started < 10
-    assert said == [
-        "study 'full' already has its 1 trials; raise n_trials (--n-trials) to add more"
-    ]
+    assert len(said) == 1, said  # no "Ray ready in": Ray neither started nor stopped
+    assert said[0].startswith("study 'full' already has its 1 trials")
 
 
 @pytest.mark.slow

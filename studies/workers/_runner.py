@@ -176,13 +176,14 @@ def _run_study(
     return study
 
 
-def worker_errors(outcomes: Sequence[WorkerOutcome]) -> str:
-    """What the workers said as a user error: each message once, with the workers that said
-    it ("workers 0, 1: ...")."""
+def worker_errors(outcomes: Sequence[WorkerOutcome], *, lines: int = 20) -> str:
+    """What the workers said as a user error (or why their tasks failed): each message once,
+    at most `lines` lines of it, with the workers that said it ("workers 0, 1: ...")."""
     said: dict[str, list[int]] = {}
     for index, outcome in enumerate(outcomes):
         if outcome.error:
-            said.setdefault(outcome.error, []).append(index)
+            message = "\n".join(outcome.error.splitlines()[:lines])
+            said.setdefault(message, []).append(index)
     return "\n".join(
         f"worker{'s' if len(who) > 1 else ''} {', '.join(map(str, who))}: {message}"
         for message, who in said.items()

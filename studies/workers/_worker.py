@@ -82,7 +82,7 @@ class WorkerOptions:
 class WorkerSummary:
     trials: int = 0  # trials this worker ran
     failed: int = 0  # of which failed by an exception
-    interrupted: bool = False  # stopped by a signal; its trial was re-queued
+    interrupted: bool = False  # stopped by a signal or Ctrl-C; its trial was re-queued
     lock_retries: int = 0  # storage calls retried after a lock conflict
 
 

@@ -158,6 +158,7 @@ class RayPool(WorkerPool):
         self.spec, self.logs, self.settings = spec, logs, settings
         self.refs: list[Any] = []
         self.ray = import_ray()
+        self.task = self.ray.remote(run_ray_worker)  # one remote function: exported once
         self.url_box: list[Any] = []
 
     def start(self, index: int) -> None:
@@ -170,7 +171,7 @@ class RayPool(WorkerPool):
             "retry_exceptions": False,
             "name": f"hpstudy-worker-{index}",
         }
-        task = self.ray.remote(run_ray_worker).options(**options)
+        task = self.task.options(**options)
         threads = max(1, int(self.settings.cpus_per_worker))
         timeout = self.spec.timeout
         self.refs.append(

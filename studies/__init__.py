@@ -58,7 +58,7 @@ from studies.workers import Counts
 
 if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
     from studies.results import Reproduction
-    from studies.workers import Plan, WorkerSummary
+    from studies.workers import Plan, WorkerSummary, worker_process
 
 # Their modules import torch, which takes seconds; commands that only read specs and studies
 # (hpstudy specs, status, trials) never need them.
@@ -66,6 +66,7 @@ _LAZY = {
     "Reproduction": "studies.results",
     "Plan": "studies.workers",
     "WorkerSummary": "studies.workers",
+    "worker_process": "studies.workers",
 }
 
 
@@ -123,4 +124,5 @@ __all__ = [
     "train",
     "trials",
     "worker",
+    "worker_process",
 ]

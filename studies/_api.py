@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -292,10 +293,14 @@ def worker(
     timeout: float | None = None,
     heartbeat: int | None = None,
     grace: int | None = None,
+    stop: threading.Event | None = None,
 ) -> WorkerSummary:
     """Joins study `name` as one more worker, from any machine that reaches its database.
 
-    Ctrl-C or SIGTERM ends the running trial "interrupted" and re-queues it, then returns.
+    Ctrl-C (a `KeyboardInterrupt`) in a running trial ends it "interrupted" and re-queues it,
+    then returns. The caller's process is left as it was: no logging set-up, no signal
+    handlers (a process that exists to run the worker sets them up with
+    `studies.worker_process()`, as `hpstudy worker` does, and passes its `stop`).
 
     Args:
         storage: the study's database (a URL or env:NAME); None: $HPSTUDY_STORAGE, which must
@@ -304,37 +309,28 @@ def worker(
         timeout: stop starting trials after this many seconds.
         heartbeat: seconds between a running trial's heartbeats (default: the study's).
         grace: silence after which a running trial counts as dead (default: the study's).
+        stop: set it to end the worker between trials; `worker_process()`'s also interrupts
+            the running trial on SIGINT and SIGTERM.
 
     Raises:
         StudyError: without a storage, or for one that cannot be reached.
     """
-    import logging
-    import warnings
-
-    from studies.workers import Stop, WorkerOptions, run_worker
+    from studies.workers import WorkerOptions, start_worker
 
     if storage is None and not os.environ.get(STORAGE_ENV):
         raise ParameterError(
             f"a worker needs the study's database: `storage=URL`, `storage=env:NAME` "
             f"(the URL in variable NAME), or {STORAGE_ENV} set to the URL"
         )
-    threads = os.environ.get("HPSTUDY_THREADS")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
-    )
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    stop = Stop().install()  # Ctrl-C / SIGTERM: the running trial is re-queued, then we exit
-    return run_worker(
+    threads = os.environ.get("HPSTUDY_THREADS", "")
+    return start_worker(
         name,
         resolve_storage(storage),
         options=WorkerOptions(
             index=index, timeout=timeout, heartbeat_interval=heartbeat, grace_period=grace
         ),
         stop=stop,
+        threads=int(threads) if threads.isdigit() and int(threads) > 0 else None,
     )
 
 

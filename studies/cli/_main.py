@@ -327,14 +327,18 @@ class Worker(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         _print.warn_password_in_argv(args.storage)
-        summary = studies.worker(
-            args.study,
-            storage=args.storage,
-            index=args.index,
-            timeout=args.timeout,
-            heartbeat=args.heartbeat,
-            grace=args.grace,
-        )
+        # This process exists to run the worker: its log lines, signals and the run that
+        # started it (if one did) are the worker's.
+        with studies.worker_process() as stop:
+            summary = studies.worker(
+                args.study,
+                storage=args.storage,
+                index=args.index,
+                timeout=args.timeout,
+                heartbeat=args.heartbeat,
+                grace=args.grace,
+                stop=stop,
+            )
         stopped = ", stopped by a signal (its trial re-queued)" if summary.interrupted else ""
         print(
             f"worker {args.index}: {summary.trials} trials run, {summary.failed} failed{stopped}",

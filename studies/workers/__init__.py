@@ -1,4 +1,5 @@
-"""Running a study: the objective and its reporter, workers, the runner, and recovery."""
+"""Running a study: the objective and its reporter, workers and their start-up, the pool and
+its backends, the runner, and recovery."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ if TYPE_CHECKING:  # these import torch: see __getattr__
         trial_seed,
     )
     from studies.workers._plan import Plan, parse_budget, plan
+    from studies.workers._pool import WorkerOutcome, WorkerPool
     from studies.workers._preflight import preflight, user_code
+    from studies.workers._processes import threads_per_worker, worker_command, worker_env
     from studies.workers._publish import CURVES_FILENAME, TrialPublisher, folds_text, trial_note
     from studies.workers._runner import (
         describe_reached,
@@ -29,10 +32,8 @@ if TYPE_CHECKING:  # these import torch: see __getattr__
         run_study,
         study_start,
         target_reached,
-        threads_per_worker,
-        worker_command,
-        worker_env,
     )
+    from studies.workers._startup import start_worker, worker_process
     from studies.workers._worker import WorkerOptions, WorkerSummary, run_worker
 
 # The objective, the worker and the runner load on first use, so that reading a study's
@@ -58,9 +59,13 @@ _LAZY = {
     "run_study": "studies.workers._runner",
     "study_start": "studies.workers._runner",
     "target_reached": "studies.workers._runner",
-    "threads_per_worker": "studies.workers._runner",
-    "worker_command": "studies.workers._runner",
-    "worker_env": "studies.workers._runner",
+    "threads_per_worker": "studies.workers._processes",
+    "worker_command": "studies.workers._processes",
+    "worker_env": "studies.workers._processes",
+    "WorkerOutcome": "studies.workers._pool",
+    "WorkerPool": "studies.workers._pool",
+    "start_worker": "studies.workers._startup",
+    "worker_process": "studies.workers._startup",
     "WorkerOptions": "studies.workers._worker",
     "WorkerSummary": "studies.workers._worker",
     "run_worker": "studies.workers._worker",
@@ -84,6 +89,8 @@ __all__ = [
     "TrialFinisher",
     "TrialPublisher",
     "WorkerOptions",
+    "WorkerOutcome",
+    "WorkerPool",
     "WorkerSummary",
     "ablation_spec",
     "count",
@@ -102,6 +109,7 @@ __all__ = [
     "run_study",
     "run_worker",
     "searched_space",
+    "start_worker",
     "store_diagnosis",
     "study_start",
     "target_reached",
@@ -111,4 +119,5 @@ __all__ = [
     "user_code",
     "worker_command",
     "worker_env",
+    "worker_process",
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 from studies.spec import StudySpec
 from studies.workers._preflight import one_sample
-from studies.workers._runner import threads_per_worker
+from studies.workers._processes import threads_per_worker
 
 STARTUP = 15.0  # seconds a worker process needs before its first epoch (imports, data)
 PROBE_SHARE = 0.2  # share of the training set the probe epoch trains on (at least 50 batches)

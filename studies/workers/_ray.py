@@ -2,7 +2,8 @@
 
 Each task runs the same worker loop as `hpstudy worker` (`_ray_task.run_ray_worker`), so
 sampling, pruning, heartbeats, checkpoints, kept weights, targets and warm starts behave as
-with local processes; `hpstudy run`'s progress, stop and recovery are shared (`_runner`).
+with local processes; the watch and the stop are the pool base's (`_pool`), progress and
+recovery `hpstudy run`'s (`_runner`).
 
 One retry mechanism only: tasks run with `max_retries=0`. A node that dies takes its tasks'
 trials with it; their heartbeats stop, and a worker on another node fails them after the
@@ -17,16 +18,18 @@ folder where it is.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 from studies._errors import ParameterError
 from studies.spec import RaySettings, StudySpec
+from studies.workers._pool import STOP_GRACE, WorkerOutcome, WorkerPool
 from studies.workers._ray_checks import (
     EXCLUDES,
     check_cluster,
@@ -38,11 +41,9 @@ from studies.workers._ray_task import run_ray_worker
 from studies.workers._signals import Stop
 
 LOCAL_OBJECT_STORE = 80 * 1024 * 1024  # bytes; the tasks pass only a URL and small results
-POLL = 1.0  # seconds between progress updates
-
-
-class _Progress(Protocol):
-    def show(self, *, final: bool = False) -> None: ...
+# Ray 2.5x warns on every new local instance that it turned token authentication on (its
+# default); on a Ray that lives only as long as the run, the line tells the user nothing.
+TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 def connect(
@@ -70,13 +71,19 @@ def connect(
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_worker_niceness", "0")
     cpus = max(os.cpu_count() or 1, workers * settings.cpus_per_worker)
-    ray.init(
-        address="local",  # a new instance, even where RAY_ADDRESS or a running cluster is
-        num_cpus=cpus,
-        include_dashboard=False,
-        object_store_memory=LOCAL_OBJECT_STORE,
-        **common,
-    )
+    token = logging.getLogger(TOKEN_LOGGER)
+    level = token.level
+    token.setLevel(logging.ERROR)
+    try:
+        ray.init(
+            address="local",  # a new instance, even where RAY_ADDRESS or a running cluster is
+            num_cpus=cpus,
+            include_dashboard=False,
+            object_store_memory=LOCAL_OBJECT_STORE,
+            **common,
+        )
+    finally:
+        token.setLevel(level)
     return True
 
 
@@ -134,8 +141,9 @@ def describe(settings: RaySettings) -> str:
     return f"{where}, {settings.cpus_per_worker:g} CPU{gpus} each"
 
 
-class RayPool:
-    """The Ray tasks of one `hpstudy run --ray`: started, watched, stopped."""
+class RayPool(WorkerPool):
+    """The Ray tasks of one `hpstudy run --ray`; a soft stop is `ray.cancel`, which the task
+    takes as Ctrl-C, and a forced one `ray.cancel(force=True)`."""
 
     def __init__(
         self,
@@ -144,83 +152,54 @@ class RayPool:
         logs: Path,
         settings: RaySettings,
         *,
-        grace: float,
+        grace: float = STOP_GRACE,
     ) -> None:
-        self.spec, self.workers, self.logs, self.settings = spec, workers, logs, settings
-        self.grace = grace
-        self.stop_requested = Stop()
+        super().__init__(workers, grace=grace)
+        self.spec, self.logs, self.settings = spec, logs, settings
         self.refs: list[Any] = []
         self.ray = import_ray()
-        self.codes: list[int | None] | None = None
+        self.task = self.ray.remote(run_ray_worker)  # one remote function: exported once
+        self.url_box: list[Any] = []
 
-    def __enter__(self) -> RayPool:
-        ray = self.ray
-        if threading.current_thread() is threading.main_thread():
-            self.stop_requested.install()  # SIGTERM as well as Ctrl-C stops the tasks in order
-        url_box = [ray.put(self.spec.storage)]  # by reference: never in visible arguments
-        task = ray.remote(run_ray_worker)
+    def start(self, index: int) -> None:
+        if not self.url_box:
+            self.url_box = [self.ray.put(self.spec.storage)]  # by reference: never shown
         options: dict[str, Any] = {
             "num_cpus": self.settings.cpus_per_worker,
             "num_gpus": self.settings.gpus_per_worker,
             "max_retries": 0,  # our heartbeat + re-queue is the one retry (see the module)
             "retry_exceptions": False,
+            "name": f"hpstudy-worker-{index}",
         }
+        task = self.task.options(**options)
         threads = max(1, int(self.settings.cpus_per_worker))
-        self.refs = [
-            task.options(**options, name=f"hpstudy-worker-{index}").remote(
-                self.spec.name, url_box, index=index, threads=threads, timeout=self.spec.timeout
-            )
-            for index in range(self.workers)
-        ]
-        return self
+        timeout = self.spec.timeout
+        self.refs.append(
+            task.remote(self.spec.name, self.url_box, index=index, threads=threads, timeout=timeout)
+        )
 
-    def __exit__(self, *_exc: object) -> None:
-        self.stop_requested.uninstall()
-        if self.refs and not self._running():
-            self.codes = self._collect()  # while connected: results live in this session
-
-    def _running(self) -> list[Any]:
+    def running(self) -> list[int]:
+        if not self.refs:
+            return []
         _, pending = self.ray.wait(self.refs, num_returns=len(self.refs), timeout=0)
-        return list(pending)
+        return [i for i, ref in enumerate(self.refs) if ref in pending]
 
-    def watch(self, progress: _Progress) -> bool:
-        """Shows progress until every task has ended (True) or a stop was asked for."""
-        return self.stop_requested.watch(lambda: bool(self._running()), progress.show, POLL)
+    def signal(self, index: int) -> None:
+        self.ray.cancel(self.refs[index], force=False)
 
-    def stop(self) -> int:
-        """Cancels every task: first as Ctrl-C (its trial is re-queued), then by force.
+    def kill(self, index: int) -> None:
+        ref = self.refs[index]
+        self.ray.cancel(ref, force=True)
+        self.ray.wait([ref], timeout=self.grace)  # gone before the caller re-queues its trial
 
-        Returns:
-            How many had to be killed.
-        """
-        for ref in self._running():
-            self.ray.cancel(ref, force=False)
-        deadline = time.monotonic() + self.grace
-        while self._running() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stragglers = self._running()
-        for ref in stragglers:
-            self.ray.cancel(ref, force=True)
-        if stragglers:  # gone before the caller re-queues their trials
-            self.ray.wait(stragglers, num_returns=len(stragglers), timeout=self.grace)
-        return len(stragglers)
-
-    def exit_codes(self) -> list[int | None]:
-        """0 for a task that ended well, 1 for one that failed (its reason in its log file)."""
-        if self.codes is None:
-            self.codes = self._collect()
-        return self.codes
-
-    def _collect(self) -> list[int | None]:
-        codes: list[int | None] = []
-        for index, ref in enumerate(self.refs):
-            try:
-                result = self.ray.get(ref)
-                code, error = int(result["code"]), str(result["error"])
-            except Exception as exc:  # the task raised, or its process or node died
-                code, error = 1, f"{type(exc).__name__}: {exc}"
-            if error:
-                log = self.logs / f"ray-worker-{index}.log"
-                log.write_text(error + "\n")
-            codes.append(code)
-        return codes
+    def outcome(self, index: int) -> WorkerOutcome:
+        """The task's own outcome; one that raised, or whose process or node died, failed. A
+        failure's reason also goes to `ray-worker-INDEX.log` beside the process logs."""
+        try:
+            outcome = self.ray.get(self.refs[index])
+            assert isinstance(outcome, WorkerOutcome)
+        except Exception as exc:  # the task raised, or its process or node died
+            outcome = WorkerOutcome(1, error=f"{type(exc).__name__}: {exc}")
+        if outcome.error:
+            (self.logs / f"ray-worker-{index}.log").write_text(outcome.error + "\n")
+        return outcome

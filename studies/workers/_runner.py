@@ -14,22 +14,15 @@ waiting for their heartbeats to go stale.
 from __future__ import annotations
 
 import datetime
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Protocol
 
 import optuna
 
 from studies._errors import ParameterError, StudyError
 from studies.spec import RaySettings, StudySpec
 from studies.storage import (
-    STORAGE_ENV,
     Budget,
     Checkpoints,
     Reached,
@@ -45,82 +38,12 @@ from studies.storage import (
     strip_stored_passwords,
 )
 from studies.workers._lr_auto import ensure_ranges
+from studies.workers._pool import WorkerOutcome, WorkerPool
 from studies.workers._preflight import Code, preflight
+from studies.workers._processes import ProcessPool, log_dir, threads_per_worker
 from studies.workers._progress import count, format_duration, progress_line
 from studies.workers._recovery import MAX_RETRY, recover_dead_workers
-from studies.workers._signals import Stop
 from studies.workers._warm import Point, enqueue_points, warm_start_points
-
-POLL = 1.0  # seconds between progress updates
-STOP_GRACE = 15.0  # seconds workers get to re-queue their trials after Ctrl-C before being killed
-
-
-# How `hpstudy worker` starts the one line it prints for a user error (the CLI's own form).
-WORKER_ERROR = "hpstudy worker: error:"
-
-
-def log_dir(spec: StudySpec) -> Path:
-    """Worker logs: beside a SQLite file, else in the current folder."""
-    db = sqlite_path(spec.storage)
-    base = db.parent if db is not None else Path.cwd()
-    return base / "hpstudy-logs" / spec.name
-
-
-def threads_per_worker(workers: int) -> int:
-    """Splits the cores so N workers do not oversubscribe them (at least one thread each).
-
-    The user's HPSTUDY_THREADS wins: on a busy 2-core machine one thread runs far faster.
-    """
-    chosen = os.environ.get("HPSTUDY_THREADS", "")
-    if chosen.isdigit() and int(chosen) > 0:
-        return int(chosen)
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def worker_command(spec: StudySpec, index: int, timeout: float | None) -> list[str]:
-    """A worker's command line; it names the URL's variable, never the URL (see `worker_env`)."""
-    command = [
-        sys.executable,
-        "-m",
-        "studies",
-        "worker",
-        spec.name,
-        "--storage",
-        f"env:{STORAGE_ENV}",
-        "--index",
-        str(index),
-    ]
-    if timeout is not None:
-        command += ["--timeout", str(timeout)]
-    return command
-
-
-def worker_env(index: int, workers: int, *, storage: str | None = None) -> dict[str, str]:
-    """Thread limits, on a GPU machine a device per worker (round robin), and the storage URL.
-
-    The URL goes in HPSTUDY_STORAGE: a process's environment is readable by its owner only,
-    its command line by every user of the machine (`ps`).
-    """
-    env = dict(os.environ)
-    if storage is not None:
-        env[STORAGE_ENV] = storage
-    threads = str(threads_per_worker(workers))
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, HPSTUDY_THREADS=threads)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    gpus = visible.split(",") if visible else _gpu_ids()
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-    return env
-
-
-def _gpu_ids() -> list[str]:
-    try:
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # no torch CUDA runtime: CPU only
-        return []
 
 
 def run_study(
@@ -176,6 +99,9 @@ def run_study(
 
     if ray is None:
         return run(None)
+    done = _finished_study(spec)
+    if done is not None and _said_done(spec, *done, echo=echo):
+        return done[0]  # and no Ray started for nothing
     from studies.workers._ray import ray_session
 
     with ray_session(spec, ray, workers) as seconds:  # joined or started, and checked: first
@@ -201,17 +127,7 @@ def _run_study(
     study, storage, held = prepare_study(
         spec, echo=echo, heartbeat=heartbeat, grace=grace, code=code, points=points
     )
-    if spec.n_trials is not None and held >= spec.n_trials and not _unfinished(study):
-        echo(
-            f"study '{spec.name}' already has its {spec.n_trials} trials; "
-            f"raise its n_trials to add more"
-        )
-        return study
-    reached = target_reached(spec, storage)
-    if reached is not None:
-        echo(
-            describe_reached(reached, started=study_start(study)) + "; raise study.target to go on"
-        )
+    if _said_done(spec, study, storage, held, echo=echo):
         return study
     ensure_ranges(spec, study, echo=echo)  # [space.lr] auto = true: once per study
     if spec.timeout is not None:
@@ -238,7 +154,7 @@ def _run_study(
     )
     progress = _Progress(study, spec.n_trials, echo, live)
     with open_pool(spec, workers, logs, ray=ray) as pool:
-        if not pool.watch(progress):
+        if not pool.watch(progress.show):
             echo("\nstopping: each worker re-queues its running trial ...")
             if pool.stop():
                 recover_dead_workers(study, storage, max_retry=MAX_RETRY)
@@ -249,33 +165,70 @@ def _run_study(
     if reached is not None:
         echo(describe_reached(reached, started=study_start(study)))
     # 3. How the workers ended.
-    codes = pool.exit_codes()
-    if all(code != 0 for code in codes):
-        said = worker_errors(logs, len(codes))
+    outcomes = pool.outcomes()
+    codes = [outcome.code for outcome in outcomes]
+    if not any(outcome.ok for outcome in outcomes):
+        said = worker_errors(outcomes)
         why = f":\n{said}\n" if said else "; "
         raise StudyError(f"every worker failed (exit codes {codes}){why}see the logs in {logs}")
-    if any(code != 0 for code in codes):
+    if not all(outcome.ok for outcome in outcomes):
         echo(f"warning: some workers failed (exit codes {codes}); see the logs in {logs}")
     return study
 
 
-def worker_errors(logs: Path, workers: int, *, lines: int = 20) -> str:
-    """What the workers' logs say last as a user error ("hpstudy worker: error: ..."): the
-    message once for all workers that said the same, at most `lines` lines of it."""
+def worker_errors(outcomes: Sequence[WorkerOutcome], *, lines: int = 20) -> str:
+    """What the workers said as a user error (or why their tasks failed): each message once,
+    at most `lines` lines of it, with the workers that said it ("workers 0, 1: ...")."""
     said: dict[str, list[int]] = {}
-    for index in range(workers):
-        path = logs / f"worker-{index}.log"
-        if not path.exists():
-            continue
-        text = path.read_text(errors="replace").splitlines()
-        starts = [i for i, line in enumerate(text) if line.startswith(WORKER_ERROR)]
-        if starts:
-            message = "\n".join(text[starts[-1] : starts[-1] + lines])
-            said.setdefault(message.removeprefix(WORKER_ERROR).strip(), []).append(index)
+    for index, outcome in enumerate(outcomes):
+        if outcome.error:
+            message = "\n".join(outcome.error.splitlines()[:lines])
+            said.setdefault(message, []).append(index)
     return "\n".join(
         f"worker{'s' if len(who) > 1 else ''} {', '.join(map(str, who))}: {message}"
         for message, who in said.items()
     )
+
+
+def _finished_study(
+    spec: StudySpec,
+) -> tuple[optuna.Study, optuna.storages.RDBStorage, int] | None:
+    """The study as it stands, when it exists, with its storage and its finished trials (with
+    any running or waiting it is not done anyway); nothing is created or settled."""
+    db = sqlite_path(spec.storage)
+    if db is not None and not db.exists():
+        return None
+    storage = open_storage(spec.storage)
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        return None
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return study, storage, len(study.get_trials(deepcopy=False, states=finished))
+
+
+def _said_done(
+    spec: StudySpec,
+    study: optuna.Study,
+    storage: optuna.storages.RDBStorage,
+    held: int,
+    *,
+    echo: Callable[[str], None],
+) -> bool:
+    """Whether the study has all its trials or reached its target; if so, says so."""
+    if spec.n_trials is not None and held >= spec.n_trials and not _unfinished(study):
+        echo(
+            f"study '{spec.name}' already has its {spec.n_trials} trials; "
+            f"raise its n_trials to add more"
+        )
+        return True
+    reached = target_reached(spec, storage)
+    if reached is not None:
+        echo(
+            describe_reached(reached, started=study_start(study)) + "; raise study.target to go on"
+        )
+        return True
+    return False
 
 
 def prepare_study(
@@ -385,98 +338,17 @@ class _Progress:
         self.last = line
 
 
-class Pool(Protocol):
-    """Where the workers of one `hpstudy run` run: entering starts them, leaving cleans up."""
-
-    def __enter__(self) -> Pool: ...
-
-    def __exit__(self, *_exc: object) -> None: ...
-
-    def watch(self, progress: _Progress) -> bool:
-        """Shows progress until every worker has ended (True) or a stop was asked for."""
-        ...
-
-    def stop(self) -> int:
-        """Stops every worker (its trial re-queued); returns how many had to be killed."""
-        ...
-
-    def exit_codes(self) -> list[int | None]:
-        """Each worker's exit status once they have ended; 0 for a good end."""
-        ...
-
-
-def open_pool(spec: StudySpec, workers: int, logs: Path, *, ray: RaySettings | None = None) -> Pool:
+def open_pool(
+    spec: StudySpec, workers: int, logs: Path, *, ray: RaySettings | None = None
+) -> WorkerPool:
     """Local worker processes, or with `ray` Ray tasks (Ray imported only then)."""
     if ray is None:
-        return _WorkerPool(spec, workers, logs)
+        return ProcessPool(spec, workers, logs)
     from studies.workers._ray import RayPool
 
-    return RayPool(spec, workers, logs, ray, grace=STOP_GRACE)
-
-
-class _WorkerPool:
-    """The worker processes of one `hpstudy run`, each with its log file."""
-
-    def __init__(self, spec: StudySpec, workers: int, logs: Path) -> None:
-        self.spec, self.workers, self.logs = spec, workers, logs
-        self.stop_requested = Stop()
-        self.processes: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
-
-    def __enter__(self) -> _WorkerPool:
-        if threading.current_thread() is threading.main_thread():
-            self.stop_requested.install()  # SIGTERM as well as Ctrl-C stops the workers in order
-        for index in range(self.workers):
-            log = open(self.logs / f"worker-{index}.log", "ab")
-            process = subprocess.Popen(
-                worker_command(self.spec, index, self.spec.timeout),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=worker_env(index, self.workers, storage=self.spec.storage),
-                start_new_session=True,  # Ctrl-C reaches the parent only; it stops workers
-            )
-            self.processes.append((process, log))
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop_requested.uninstall()
-        for _, log in self.processes:
-            log.close()
-
-    def watch(self, progress: _Progress) -> bool:
-        """Shows progress until every worker has exited (True) or a stop was asked for."""
-        return self.stop_requested.watch(
-            lambda: any(p.poll() is None for p, _ in self.processes), progress.show, POLL
-        )
-
-    def stop(self) -> int:
-        """Stops every worker; returns how many had to be killed."""
-        return _stop(self.processes)
-
-    def exit_codes(self) -> list[int | None]:
-        return [process.returncode for process, _ in self.processes]
+    return RayPool(spec, workers, logs, ray)
 
 
 def _unfinished(study: optuna.Study) -> bool:
     states = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
     return bool(study.get_trials(deepcopy=False, states=states))
-
-
-def _stop(processes: Sequence[tuple[subprocess.Popen[bytes], object]]) -> int:
-    """SIGTERM every worker, wait for a clean exit, then SIGKILL the stragglers.
-
-    Returns:
-        How many had to be killed.
-    """
-    for process, _ in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
-    killed = 0
-    for process, _ in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            killed += 1
-    return killed

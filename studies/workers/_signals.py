@@ -8,6 +8,7 @@ the signal only sets the stop flag, so a database write is never cut in half.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -56,6 +57,38 @@ class Stop(threading.Event):
             show()
             self.wait(every)
         return not self.is_set()
+
+    def watch_parent(self, pid: int, *, every: float = 1.0) -> Callable[[], None]:
+        """Stops as SIGTERM does once process `pid` is no longer this process's parent: it
+        died, and this process was handed to another (as a worker whose run was killed is).
+
+        Installed, the stop gets a real SIGTERM, so a running trial is interrupted and
+        re-queued exactly as `hpstudy run` stopping its workers does; otherwise the flag is
+        set. A thread looks every `every` seconds.
+
+        Returns:
+            A function that ends the watch.
+        """
+        done, deciding = threading.Event(), threading.Lock()
+
+        def watch() -> None:
+            while os.getppid() == pid:
+                if done.wait(every):
+                    return
+            with deciding:  # never a SIGTERM once the watch has ended (and handlers may go)
+                if done.is_set():
+                    return
+                if self._previous:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                else:
+                    self.set()
+
+        def end() -> None:
+            with deciding:
+                done.set()
+
+        threading.Thread(target=watch, name="hpstudy-parent", daemon=True).start()
+        return end
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         first = not self.is_set()

@@ -83,7 +83,7 @@ class WorkerOptions:
 class WorkerSummary:
     trials: int = 0  # trials this worker ran
     failed: int = 0  # of which failed by an exception
-    interrupted: bool = False  # stopped by a signal; its trial was re-queued
+    interrupted: bool = False  # stopped by a signal or Ctrl-C; its trial was re-queued
     lock_retries: int = 0  # storage calls retried after a lock conflict
 
 
@@ -102,7 +102,8 @@ def run_worker(
     """Runs trials of study `name` until its budget is reached, the timeout passes, or `stop`.
 
     With a `Stop` that handles signals, SIGINT/SIGTERM interrupt the running trial: it ends
-    FAIL ("interrupted") and is re-queued, to resume from its checkpoint.
+    FAIL ("interrupted") and is re-queued, to resume from its checkpoint. Without one, a
+    `KeyboardInterrupt` in the running trial (Ctrl-C in a notebook) does the same.
 
     Args:
         url: the study's database URL, or `env:NAME` for one held by environment variable
@@ -284,10 +285,11 @@ class _Worker:
             except optuna.TrialPruned as exc:
                 state = TrialState.PRUNED
                 _log.info("trial %d pruned: %s", trial.number, exc)
-            except Interrupted as exc:
+            except KeyboardInterrupt as exc:  # a `Stop`'s `Interrupted`, or a caller's Ctrl-C
                 state = TrialState.FAIL
                 self.summary.interrupted = True
-                _log.info("trial %d interrupted (%s); it is re-queued", trial.number, exc)
+                why = exc if isinstance(exc, Interrupted) else "KeyboardInterrupt"
+                _log.info("trial %d interrupted (%s); it is re-queued", trial.number, why)
             except Exception as exc:
                 state = TrialState.FAIL
                 _log.warning("trial %d failed: %r", trial.number, exc, exc_info=True)

@@ -165,11 +165,16 @@ def test_sigint_stops_run_within_seconds_and_a_rerun_resumes_the_interrupted_tri
             run.kill()
     assert run.returncode == 130, output
     assert stopped_after < 30, f"hpstudy run took {stopped_after:.0f} s to stop"
+    assert_requeued(spec)
+    assert_a_rerun_resumes(spec)
 
+
+def assert_requeued(spec: Path) -> None:
+    """Nothing runs; each interrupted trial waits as a retry, with its checkpoint."""
     trials = load(spec).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     interrupted = [t for t in trials if t.user_attrs.get("fail_reason") == "interrupted"]
-    assert {t.state for t in interrupted} == {TrialState.FAIL}
+    assert interrupted and {t.state for t in interrupted} == {TrialState.FAIL}
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     assert sorted(t.system_attrs["failed_trial"] for t in waiting) == sorted(
         t.number for t in interrupted
@@ -177,6 +182,9 @@ def test_sigint_stops_run_within_seconds_and_a_rerun_resumes_the_interrupted_tri
     table_roots = set(checkpoint_epochs(spec))
     assert {chain_root(t) for t in waiting} <= table_roots
 
+
+def assert_a_rerun_resumes(spec: Path) -> None:
+    """A second run finishes the study, resuming the re-queued trials from their checkpoints."""
     rerun = start_run(spec, "--workers", "2")
     output = finish(rerun, timeout=300)
     assert rerun.returncode == 0, output
@@ -185,6 +193,56 @@ def test_sigint_stops_run_within_seconds_and_a_rerun_resumes_the_interrupted_tri
     assert retries and all(t.state == TrialState.COMPLETE for t in retries)
     assert all(t.user_attrs.get("resumed_from_epoch", 0) >= 1 for t in retries)
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, not ended (a zombie has ended; whoever adopted it reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_the_workers_of_a_killed_run_requeue_their_trials_and_stop(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, n_trials=2, epochs=400)
+    run = start_run(spec, "--workers", "2")
+    workers: list[int] = []
+    try:
+        wait_for(
+            lambda: len(checkpoint_epochs(spec)) == 2,
+            timeout=180,
+            what="two running trials with checkpoints",
+        )
+        workers = children(run.pid)
+        assert len(workers) == 2, workers
+        run.kill()  # SIGKILL, as the OOM killer or a closed terminal: it stops nothing itself
+        run.communicate(timeout=10)
+        wait_for(
+            lambda: not any(alive(pid) for pid in workers),
+            timeout=30,
+            what=f"the workers {workers} of the killed run to stop",
+        )
+    finally:
+        if run.poll() is None:
+            run.kill()
+        for pid in filter(alive, workers):  # a failed test leaves none training
+            os.kill(pid, signal.SIGKILL)
+    assert_requeued(spec)
+    assert_a_rerun_resumes(spec)
 
 
 def test_checkpoint_table_is_keyed_by_study_and_root(tmp_path: Path) -> None:

@@ -287,6 +287,32 @@ def running(url: str, name: str, seconds: float = 0) -> list[optuna.trial.Frozen
     ]
 
 
+def test_a_study_with_its_budget_says_so_without_starting_ray(tmp_path: Path) -> None:
+    ray = import_ray()
+    assert not ray.is_initialized()
+    spec = load_spec(str(write_spec(tmp_path, "full", n_trials=1, epochs=1)))
+    study = optuna.create_study(study_name="full", storage=spec.storage, direction="minimize")
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    said: list[str] = []
+    started = time.monotonic()
+    run_study(spec, workers=2, ray=RaySettings(), echo=said.append)
+    assert not ray.is_initialized()
+    assert time.monotonic() - started < 10
+    assert len(said) == 1, said  # no "Ray ready in": Ray neither started nor stopped
+    assert said[0].startswith("study 'full' already has its 1 trials")
+
+
+@pytest.mark.slow
+def test_a_local_ray_keeps_its_token_line_off_the_terminal(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    spec = load_spec(str(write_spec(tmp_path, "quiet", n_trials=1, epochs=1)))
+    run_study(spec, workers=1, ray=RaySettings(), echo=print)
+    output = capfd.readouterr()
+    assert "Ray ready in" in output.out
+    assert "Token authentication" not in output.out + output.err
+
+
 @pytest.mark.slow
 def test_ctrl_c_requeues_and_a_second_local_run_finishes_the_budget(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, "local", n_trials=3, epochs=250)
@@ -315,6 +341,7 @@ def test_ctrl_c_requeues_and_a_second_local_run_finishes_the_budget(tmp_path: Pa
     output, _ = again.communicate(timeout=180)
     assert again.returncode == 0, output
     assert "Ray ready in" in output and "where" in output
+    assert "Token authentication" not in output
     trials = trials_of(url, "local")
     finished = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(finished) == 3 and states(trials).get("RUNNING", 0) == 0, states(trials)

@@ -154,6 +154,47 @@ def test_a_stop_signal_interrupts_only_inside_a_trial() -> None:
         stop.uninstall()
 
 
+ORPHAN = """
+import os, sys
+from studies.workers import Stop
+stop = Stop().install()
+stop.watch_parent(os.getppid(), every=0.1)
+print("watching", flush=True)
+print("stopped" if stop.wait(60) else "still running", flush=True)
+"""
+
+
+def test_a_stop_that_watches_its_parent_is_set_once_the_parent_is_killed(tmp_path: Path) -> None:
+    said = tmp_path / "child.out"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            f"with open({str(said)!r}, 'w') as out:\n"
+            f"    subprocess.Popen([sys.executable, '-c', {ORPHAN!r}], stdout=out,"
+            " start_new_session=True)\n"
+            "time.sleep(120)\n",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "watching" not in (said.read_text() if said.exists() else ""):
+            assert time.monotonic() < deadline, "the child never started watching"
+            time.sleep(0.1)
+        assert parent.poll() is None
+        parent.kill()  # SIGKILL: the parent cannot tell its child anything
+        parent.wait()
+        killed = time.monotonic()
+        while "\n" not in said.read_text().partition("watching")[2].lstrip("\n"):
+            assert time.monotonic() < killed + 10, said.read_text()
+            time.sleep(0.1)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert said.read_text().split() == ["watching", "stopped"]
+
+
 def test_watching_a_pool_shows_progress_until_its_workers_end_or_a_stop() -> None:
     stop, shown = Stop(), []
     left = iter([True, True, True, False])  # three polls with workers running, then none

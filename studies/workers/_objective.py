@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import socket
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -32,6 +33,7 @@ from studies.storage import (
 )
 from studies.workers._halving import EpochHalving
 from studies.workers._lr_auto import as_config_params
+from studies.workers._signals import Stop
 
 if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not on import
     from trainer import (
@@ -149,8 +151,10 @@ class Objective:
         space: SearchSpace | None = None,
         weights: WeightStore | None = None,
         halving: EpochHalving | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.spec = spec
+        self.stop = stop  # a `Stop` ends a trial at an epoch's end once its worker is orphaned
         self.halving = halving  # prunes a study of several objectives
         self.target = target
         self.space = spec.space if space is None else space  # with auto lr: lr per optimiser
@@ -206,6 +210,8 @@ class Objective:
         )
         measured: dict[str, float] = {}
         on_epoch = reporter if self.target is None else _watching(self.target, trial, reporter)
+        if isinstance(self.stop, Stop):
+            on_epoch = _stopping(self.stop, on_epoch)
         checkpoint = self.checkpoints(trial, root) if self.checkpoints else None
         try:
             data = self.data(config)
@@ -412,6 +418,17 @@ def _watching(
         reporter(result)
 
     return on_epoch
+
+
+def _stopping(stop: Stop, on_epoch: Callable[[EpochResult], None]) -> Callable[[EpochResult], None]:
+    """`on_epoch`, then `stop.end_of_epoch()`: the epoch is checkpointed (the trainer saves
+    before it calls `on_epoch`) and stored, so an interrupted trial resumes after it."""
+
+    def stopping(result: EpochResult) -> None:
+        on_epoch(result)
+        stop.end_of_epoch()
+
+    return stopping
 
 
 def store_diagnosis(

@@ -32,6 +32,7 @@ class Stop(threading.Event):
         super().__init__()
         self._interruptible = False
         self._previous: dict[int, Any] = {}
+        self.orphaned = threading.Event()  # the run that started this worker is gone
 
     def install(self) -> Stop:
         """Handles SIGINT and SIGTERM (call from the main thread); returns self.
@@ -59,36 +60,39 @@ class Stop(threading.Event):
         return not self.is_set()
 
     def watch_parent(self, pid: int, *, every: float = 1.0) -> Callable[[], None]:
-        """Stops as SIGTERM does once process `pid` is no longer this process's parent: it
-        died, and this process was handed to another (as a worker whose run was killed is).
+        """Stops at the next epoch's end once process `pid` is no longer this process's
+        parent: it died, and this process was handed to another (as a worker whose run was
+        SIGKILLed is, which can no longer stop its workers itself).
 
-        Installed, the stop gets a real SIGTERM, so a running trial is interrupted and
-        re-queued exactly as `hpstudy run` stopping its workers does; otherwise the flag is
-        set. A thread looks every `every` seconds.
+        The stop is set, so no new trial starts, and `end_of_epoch` interrupts the running
+        trial once its epoch is written and checkpointed: the trial is re-queued as for
+        Ctrl-C and resumes from that epoch, losing nothing. A thread looks every `every`
+        seconds.
 
         Returns:
             A function that ends the watch.
         """
-        done, deciding = threading.Event(), threading.Lock()
+        done = threading.Event()
 
         def watch() -> None:
             while os.getppid() == pid:
                 if done.wait(every):
                     return
-            with deciding:  # never a SIGTERM once the watch has ended (and handlers may go)
-                if done.is_set():
-                    return
-                if self._previous:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                else:
-                    self.set()
-
-        def end() -> None:
-            with deciding:
-                done.set()
+            self.orphaned.set()
+            self.set()
 
         threading.Thread(target=watch, name="hpstudy-parent", daemon=True).start()
-        return end
+        return done.set
+
+    def end_of_epoch(self) -> None:
+        """Called once an epoch is stored: interrupts the trial if the run that started
+        this worker is gone (`watch_parent`).
+
+        Raises:
+            Interrupted: the worker was orphaned.
+        """
+        if self.orphaned.is_set():
+            raise Interrupted("the hpstudy run that started this worker is gone")
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         first = not self.is_set()

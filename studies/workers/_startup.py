@@ -7,7 +7,7 @@ Two parts, because only one of them may touch the process:
 - `worker_process`: what a process that exists to run one worker sets up, and only such a
   process (the `hpstudy worker` command, a Ray task): hpstudy's log lines on stderr, SIGINT and
   SIGTERM handled by a `Stop` (the running trial ends "interrupted" and is re-queued), and for
-  a worker that `hpstudy run` started, the same stop once that run is gone.
+  a worker that `hpstudy run` started, a stop at the next epoch's end once that run is gone.
 
 Called from Python without `worker_process`, a worker leaves logging and signal handlers as
 they were; Ctrl-C (a `KeyboardInterrupt`) still re-queues its running trial.
@@ -74,8 +74,9 @@ def worker_process(*, watch_parent: bool = True) -> Iterator[Stop]:
     stop only ends the worker between trials).
 
     Args:
-        watch_parent: with `PARENT_ENV` set (a worker `hpstudy run` started), stop as SIGTERM
-            would once that run is gone: SIGKILLed, the run cannot stop its workers itself.
+        watch_parent: with `PARENT_ENV` set (a worker `hpstudy run` started), stop at the
+            running epoch's end once that run is gone: SIGKILLed, the run cannot stop its
+            workers itself.
     """
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))

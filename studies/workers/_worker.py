@@ -189,6 +189,7 @@ class _Worker:
             target=self.target,
             space=searched_space(self.spec, stored_ranges(self.study)),
             halving=halving,
+            stop=self.stop,
             weights=WeightStore(
                 self.engine,
                 self.storage,

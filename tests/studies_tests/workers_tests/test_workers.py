@@ -195,6 +195,14 @@ def test_a_stop_that_watches_its_parent_is_set_once_the_parent_is_killed(tmp_pat
     assert said.read_text().split() == ["watching", "stopped"]
 
 
+def test_an_orphaned_worker_ends_its_trial_only_at_an_epoch_end() -> None:
+    stop = Stop()
+    stop.end_of_epoch()  # a worker whose run is there goes on
+    stop.orphaned.set()
+    with pytest.raises(Interrupted, match="run that started this worker is gone"):
+        stop.end_of_epoch()
+
+
 def test_watching_a_pool_shows_progress_until_its_workers_end_or_a_stop() -> None:
     stop, shown = Stop(), []
     left = iter([True, True, True, False])  # three polls with workers running, then none

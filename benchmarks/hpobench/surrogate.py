@@ -1,0 +1,391 @@
+"""A surrogate of recorded learning curves: the whole curve as a function of the configuration.
+
+A search simulation asks it for the dev-loss curve of any configuration of the space (and
+the seconds per epoch), trains nothing, and counts its cost in epochs:
+
+    task = SurrogateTask.load("mnist-mlp")               # benchmarks/hpobench/mnist-mlp.jsonl.gz
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=1))
+    trial = study.ask()
+    params = task.suggest(trial)                         # the spec's space, conditions and all
+    losses = task.curve(params, rng=np.random.default_rng(1))   # one "run": (epochs,) dev loss
+
+The model (`CurveModel`) encodes a configuration as numbers (a float or int parameter scaled
+to [0, 1] over its range, on a log scale where the space says so; a choice one-hot; a
+conditional parameter that is absent leaves its columns at 0 and sets a flag of its own) and
+predicts the log of every epoch's dev loss and seconds at once, by a random forest (or the k
+nearest recorded configurations). An epoch a run did not reach because it diverged counts as
+the worse of its last finite dev loss and the loss of guessing (ln of the number of classes):
+a simulated search sees a diverged configuration as a hopeless one, never as a good one.
+
+Noise: every configuration was recorded once, so the spread of reruns of one configuration is
+not measured apart from the model's error. A draw with an `rng` adds the out-of-bag residual
+curve (truth minus the forest's prediction made without that configuration, in log space) of
+one of the `noise_neighbours` recorded configurations nearest to the asked one, drawn at
+random: repeated draws of one configuration differ as much as the recorded runs near it differ
+from the model, which is a rerun's spread plus the model's error (an upper bound of the
+former). Without an `rng` the curve is the model's mean.
+
+`validate` measures the model on held-out configurations (k-fold): the Spearman rank
+correlation between predicted and true final dev loss, and best (lowest over the epochs) dev
+loss. Run it from the repository root:
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.surrogate digits-mlp mnist-mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from scipy.stats import spearmanr
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.model_selection import KFold
+from sklearn.neighbors import NearestNeighbors
+
+from benchmarks.hpobench.record import default_path, load
+from search_space import Categorical, Fixed, Float, Int, SearchSpace, suggest
+
+MODELS = ("forest", "knn")
+
+
+# --- encoding ------------------------------------------------------------------------------------
+
+
+def _key(value: Any) -> str:
+    """A choice as a comparable key: lists and tuples alike, False apart from 0."""
+    return json.dumps(list(value) if isinstance(value, tuple | list) else value)
+
+
+class Encoder:
+    """Configurations of a space as rows of numbers (see the module)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.columns: list[str] = []
+        for name, param in space.items():
+            if isinstance(param, Categorical):
+                self.columns += [f"{name}={_key(choice)}" for choice in param.choices]
+            elif isinstance(param, Float | Int):
+                self.columns.append(name)
+            if param.when is not None and not isinstance(param, Fixed):
+                self.columns.append(f"{name} absent")
+
+    def row(self, params: Mapping[str, Any]) -> np.ndarray:
+        """One configuration's numbers.
+
+        Raises:
+            ValueError: a choice that is not among the parameter's choices.
+        """
+        out: list[float] = []
+        for name, param in self.space.items():
+            present = name in params
+            if isinstance(param, Categorical):
+                keys = [_key(choice) for choice in param.choices]
+                hot = [0.0] * len(keys)
+                if present:
+                    value = _key(params[name])
+                    if value not in keys:
+                        raise ValueError(f"{name} = {value} is not one of its choices {keys}")
+                    hot[keys.index(value)] = 1.0
+                out += hot
+            elif isinstance(param, Float | Int):
+                out.append(_scaled(param, float(params[name])) if present else 0.0)
+            if param.when is not None and not isinstance(param, Fixed):
+                out.append(0.0 if present else 1.0)
+        return np.array(out)
+
+    def matrix(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return np.array([self.row(params) for params in configs]).reshape(len(configs), -1)
+
+
+def _scaled(param: Float | Int, value: float) -> float:
+    if param.log:
+        return (math.log(value) - math.log(param.low)) / (
+            math.log(param.high) - math.log(param.low)
+        )
+    return (value - param.low) / (param.high - param.low)
+
+
+# --- the recorded curves as arrays -----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """A recording as arrays: one row per configuration, one column per epoch."""
+
+    params: list[dict[str, Any]]
+    dev_loss: np.ndarray  # (configs, epochs); an epoch after divergence: see the module
+    seconds: np.ndarray  # (configs, epochs); an epoch after divergence: the run's mean
+    diverged: np.ndarray  # (configs,) bool
+    space: SearchSpace
+    spec: str
+
+    @property
+    def epochs(self) -> int:
+        return int(self.dev_loss.shape[1])
+
+    @classmethod
+    def from_records(
+        cls, meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]], *, classes: int
+    ) -> Curves:
+        epochs = int(meta["train"]["epochs"])
+        guess = math.log(classes)
+        losses, seconds, diverged = [], [], []
+        for record in records:
+            loss = [_number(e["dev_loss"]) for e in record["epochs"]]
+            finite = [v for v in loss if math.isfinite(v)]
+            fill = max(guess, finite[-1] if finite else guess)
+            loss = [v if math.isfinite(v) else fill for v in loss]
+            loss += [fill] * (epochs - len(loss))
+            took = [float(e["seconds"]) for e in record["epochs"]] or [0.0]
+            took += [float(np.mean(took))] * (epochs - len(took))
+            losses.append(loss)
+            seconds.append(took)
+            diverged.append(record["status"] == "diverged")
+        return cls(
+            params=[dict(r["params"]) for r in records],
+            dev_loss=np.array(losses),
+            seconds=np.array(seconds),
+            diverged=np.array(diverged, dtype=bool),
+            space=SearchSpace.from_dict(meta["space"]),
+            spec=str(meta["spec"]),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Curves:
+        meta, records = load(path)
+        return cls.from_records(meta, records, classes=_classes(meta))
+
+
+def _number(value: Any) -> float:
+    return float(value) if value is not None else math.nan
+
+
+def _classes(meta: Mapping[str, Any]) -> int:
+    return {"mnist": 10, "digits": 10}.get(str(meta["train"]["dataset"]), 2)
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+class CurveModel:
+    """Predicts log dev loss and log seconds per epoch from the encoded configuration.
+
+    Args:
+        space: the space the configurations come from.
+        model: "forest" (a random forest of `trees` trees) or "knn" (the mean of the
+            `neighbours` nearest recorded configurations, weighted by 1 / distance).
+        noise_neighbours: how many nearest recorded configurations a noisy draw takes its
+            residual from.
+        seed: seeds the forest.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        model: str = "forest",
+        trees: int = 200,
+        neighbours: int = 5,
+        noise_neighbours: int = 5,
+        seed: int = 0,
+    ) -> None:
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        self.encoder = Encoder(space)
+        self.model, self.trees, self.neighbours = model, trees, neighbours
+        self.noise_neighbours, self.seed = noise_neighbours, seed
+        self._epochs = 0
+
+    def fit(
+        self, configs: Sequence[Mapping[str, Any]], dev_loss: np.ndarray, seconds: np.ndarray
+    ) -> CurveModel:
+        """Fits the model to recorded curves ((configs, epochs) arrays, losses > 0)."""
+        x = self.encoder.matrix(configs)
+        y = np.hstack([np.log(dev_loss), np.log(np.maximum(seconds, 1e-6))])
+        self._epochs = dev_loss.shape[1]
+        if self.model == "forest":
+            self._forest = RandomForestRegressor(
+                n_estimators=self.trees,
+                min_samples_leaf=2,
+                max_features=0.5,
+                oob_score=True,
+                random_state=self.seed,
+                n_jobs=1,
+            ).fit(x, y)
+            self._residuals = y - self._forest.oob_prediction_
+        else:
+            self._x, self._y = x, y
+            self._knn = NearestNeighbors(n_neighbors=self.neighbours + 1).fit(x)
+            self._residuals = y - self._knn_predict(x, leave_out_self=True)
+        count = min(self.noise_neighbours, len(x))
+        self._near = NearestNeighbors(n_neighbors=count).fit(x)
+        return self
+
+    def _knn_predict(self, x: np.ndarray, *, leave_out_self: bool = False) -> np.ndarray:
+        count = self.neighbours + (1 if leave_out_self else 0)
+        distances, indices = self._knn.kneighbors(x, n_neighbors=min(count, len(self._x)))
+        if leave_out_self:
+            distances, indices = distances[:, 1:], indices[:, 1:]
+        weights = 1.0 / (distances + 1e-3)
+        weights /= weights.sum(axis=1, keepdims=True)
+        return np.einsum("ij,ijk->ik", weights, self._y[indices])
+
+    def predict_log(self, x: np.ndarray) -> np.ndarray:
+        """The model's mean log dev loss and log seconds, (rows, 2 * epochs)."""
+        if self.model == "forest":
+            return np.asarray(self._forest.predict(x))
+        return self._knn_predict(x)
+
+    def draw_log(self, x: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """The mean, plus a near recorded configuration's residual when `rng` is given."""
+        mean = self.predict_log(x)
+        if rng is None:
+            return mean
+        _, near = self._near.kneighbors(x)
+        chosen = near[np.arange(len(x)), rng.integers(0, near.shape[1], size=len(x))]
+        return np.asarray(mean + self._residuals[chosen])
+
+    def predict(
+        self, configs: Sequence[Mapping[str, Any]], *, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Dev loss and seconds per epoch, each (configs, epochs)."""
+        logs = self.draw_log(self.encoder.matrix(configs), rng)
+        return np.exp(logs[:, : self._epochs]), np.exp(logs[:, self._epochs :])
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """Held-out agreement of a model with the recorded curves (k-fold)."""
+
+    spec: str
+    model: str
+    configs: int
+    folds: int
+    spearman_final: float  # final-epoch dev loss, predicted against true
+    spearman_best: float  # lowest dev loss over the epochs, predicted against true
+    spearman_best_top_half: float  # the same among the configurations better than the median
+    top5_overlap: float  # share of the true top 5% that the prediction puts in its top 5%
+    seconds_error: float  # median relative error of the predicted total seconds
+
+    def line(self) -> str:
+        return (
+            f"{self.spec} ({self.configs} configurations, {self.model}, {self.folds}-fold): "
+            f"Spearman final {self.spearman_final:.3f}, best {self.spearman_best:.3f}, "
+            f"best among the better half {self.spearman_best_top_half:.3f}; "
+            f"top-5% overlap {self.top5_overlap:.2f}; seconds error {self.seconds_error:.1%}"
+        )
+
+
+def validate(curves: Curves, *, model: str = "forest", folds: int = 5, seed: int = 0) -> Validation:
+    """k-fold: fits on k-1 folds, predicts the held-out fold's mean curves, compares."""
+    predicted = np.zeros_like(curves.dev_loss)
+    seconds = np.zeros_like(curves.seconds)
+    splits = KFold(n_splits=folds, shuffle=True, random_state=seed).split(curves.params)
+    for train, test in splits:
+        fitted = CurveModel(curves.space, model=model, seed=seed).fit(
+            [curves.params[i] for i in train], curves.dev_loss[train], curves.seconds[train]
+        )
+        predicted[test], seconds[test] = fitted.predict([curves.params[i] for i in test])
+    true_best, predicted_best = curves.dev_loss.min(axis=1), predicted.min(axis=1)
+    better = true_best <= np.median(true_best)
+    top = max(1, round(0.05 * len(true_best)))
+    true_top = set(np.argsort(true_best)[:top])
+    predicted_top = set(np.argsort(predicted_best)[:top])
+    total, predicted_total = curves.seconds.sum(axis=1), seconds.sum(axis=1)
+    return Validation(
+        spec=curves.spec,
+        model=model,
+        configs=len(curves.params),
+        folds=folds,
+        spearman_final=_spearman(curves.dev_loss[:, -1], predicted[:, -1]),
+        spearman_best=_spearman(true_best, predicted_best),
+        spearman_best_top_half=_spearman(true_best[better], predicted_best[better]),
+        top5_overlap=len(true_top & predicted_top) / top,
+        seconds_error=float(np.median(np.abs(predicted_total - total) / total)),
+    )
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(spearmanr(a, b).statistic)
+
+
+# --- what a search simulation calls ----------------------------------------------------------
+
+
+class SurrogateTask:
+    """A recorded spec as a benchmark: its space to sample from, a curve per configuration.
+
+    Args:
+        curves: the recorded curves the model is fitted to.
+        model: see `CurveModel`.
+        seed: seeds the model.
+    """
+
+    def __init__(self, curves: Curves, *, model: str = "forest", seed: int = 0) -> None:
+        self.curves = curves
+        self.space = curves.space
+        self.epochs = curves.epochs
+        self.model = CurveModel(self.space, model=model, seed=seed).fit(
+            curves.params, curves.dev_loss, curves.seconds
+        )
+
+    @classmethod
+    def load(cls, spec: str | Path, *, model: str = "forest", seed: int = 0) -> SurrogateTask:
+        """The surrogate of a recording: a built-in spec's name, or a recording's path."""
+        path = Path(spec) if str(spec).endswith(".gz") else default_path(str(spec))
+        return cls(Curves.load(path), model=model, seed=seed)
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """A configuration drawn from the space by `trial` (conditional parameters as the
+        spec has them)."""
+        return suggest(trial, self.space)
+
+    def curve(
+        self, params: Mapping[str, Any], *, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """The configuration's dev loss per epoch, (epochs,): the model's mean, or with
+        `rng` one noisy run (see the module)."""
+        return self.model.predict([params], rng=rng)[0][0]
+
+    def curves_of(
+        self, configs: Sequence[Mapping[str, Any]], *, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Dev loss and seconds per epoch of many configurations at once (faster)."""
+        return self.model.predict(configs, rng=rng)
+
+    def seconds(self, params: Mapping[str, Any]) -> np.ndarray:
+        """The configuration's predicted seconds per epoch, (epochs,)."""
+        return self.model.predict([params])[1][0]
+
+    def target(self, quantile: float = 0.95) -> float:
+        """The best dev loss that a `quantile` share of the recorded configurations do not
+        reach: 0.95 gives the top-5% target of issue 28."""
+        return float(np.quantile(self.curves.dev_loss.min(axis=1), 1.0 - quantile))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Validates the surrogate on held-out curves")
+    parser.add_argument("specs", nargs="+", help="built-in spec names or recordings (.jsonl.gz)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--model", choices=MODELS, action="append")
+    args = parser.parse_args(argv)
+    for spec in args.specs:
+        path = Path(spec) if spec.endswith(".gz") else default_path(spec)
+        curves = Curves.load(path)
+        for model in args.model or ["forest", "knn"]:
+            print(validate(curves, model=model, folds=args.folds).line(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

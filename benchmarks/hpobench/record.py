@@ -80,10 +80,19 @@ def config_of(base: TrainConfig, params: Mapping[str, Any], *, seed: int) -> Tra
 
 
 def base_config(
-    spec: StudySpec, *, epochs: int | None = None, data_dir: str | None = None
+    spec: StudySpec,
+    *,
+    epochs: int | None = None,
+    data_dir: str | None = None,
+    seed_offset: int = 0,
 ) -> TrainConfig:
-    """The spec's training config on the CPU with early stopping off (the whole curve)."""
-    base = spec.train.replace(patience=0, device="cpu")
+    """The spec's training config on the CPU with early stopping off (the whole curve).
+
+    Configuration i trains with seed `seed_offset + i` (the base config's seed): a recording
+    with another offset reruns the same configurations with other initial weights and batch
+    orders, which measures how much reruns of one configuration differ.
+    """
+    base = spec.train.replace(patience=0, device="cpu", seed=seed_offset)
     if epochs is not None:
         base = base.replace(epochs=epochs)
     if data_dir is not None:
@@ -186,7 +195,7 @@ def train_one(
     base: TrainConfig, data: Data, index: int, params: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Trains one configuration to the end of its budget; its record (see the module)."""
-    config = config_of(base, params, seed=index)
+    config = config_of(base, params, seed=base.seed + index)
     epochs: list[EpochResult] = []
     started = time.perf_counter()
     result = fit(config, data, on_epoch=epochs.append)
@@ -218,6 +227,7 @@ def record(
     epochs: int | None = None,
     data_dir: str | None = None,
     sampler_seed: int = SAMPLER_SEED,
+    seed_offset: int = 0,
     nice: int = 10,
     echo: Any = print,
 ) -> list[dict[str, Any]]:
@@ -229,7 +239,7 @@ def record(
     Raises:
         ValueError: the file holds a recording of another spec, sampler seed or base config.
     """
-    base = base_config(spec, epochs=epochs, data_dir=data_dir)
+    base = base_config(spec, epochs=epochs, data_dir=data_dir, seed_offset=seed_offset)
     meta = header(spec, base, sampler_seed=sampler_seed)
     found, records, clean = read(path)
     if found is not None and _identity(found) != _identity(meta):
@@ -304,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, help="default: the spec's")
     parser.add_argument("--data-dir", help="default: the spec's (data)")
     parser.add_argument("--sampler-seed", type=int, default=SAMPLER_SEED)
+    parser.add_argument(
+        "--seed-offset", type=int, default=0, help="configuration i trains with seed offset + i"
+    )
     parser.add_argument("--nice", type=int, default=10)
     args = parser.parse_args(argv)
     spec = load_spec(args.spec)
@@ -315,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         epochs=args.epochs,
         data_dir=args.data_dir,
         sampler_seed=args.sampler_seed,
+        seed_offset=args.seed_offset,
         nice=args.nice,
         echo=lambda line: print(line, flush=True),
     )

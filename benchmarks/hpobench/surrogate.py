@@ -12,14 +12,15 @@ the seconds per epoch), trains nothing, and counts its cost in epochs:
 The model (`CurveModel`) encodes a configuration as numbers (a float or int parameter scaled
 to [0, 1] over its range, on a log scale where the space says so; a choice one-hot; a
 conditional parameter that is absent leaves its columns at 0 and sets a flag of its own) and
-predicts the log of every epoch's dev loss and seconds at once, by a random forest (or the k
-nearest recorded configurations). An epoch a run did not reach because it diverged counts as
-the worse of its last finite dev loss and the loss of guessing (ln of the number of classes):
-a simulated search sees a diverged configuration as a hopeless one, never as a good one.
+predicts the log of every epoch's dev loss at once, by a random forest (or the k nearest
+recorded configurations), and the seconds per epoch by a forest of their own. An epoch a run
+did not reach because it diverged counts as the worse of its last finite dev loss and the loss
+of guessing (ln of the number of classes): a simulated search sees a diverged configuration as
+a hopeless one, never as a good one.
 
 Noise: every configuration was recorded once, so the spread of reruns of one configuration is
 not measured apart from the model's error. A draw with an `rng` adds the out-of-bag residual
-curve (truth minus the forest's prediction made without that configuration, in log space) of
+curve (truth minus the model's prediction made without that configuration, in log space) of
 one of the `noise_neighbours` recorded configurations nearest to the asked one, drawn at
 random: repeated draws of one configuration differ as much as the recorded runs near it differ
 from the model, which is a rerun's spread plus the model's error (an upper bound of the
@@ -27,7 +28,9 @@ former). Without an `rng` the curve is the model's mean.
 
 `validate` measures the model on held-out configurations (k-fold): the Spearman rank
 correlation between predicted and true final dev loss, and best (lowest over the epochs) dev
-loss. Run it from the repository root:
+loss; where `<spec>-reruns.jsonl.gz` holds the same configurations run with other seeds
+(`record --seed-offset`), `noise_check` compares their spread with the noise a draw adds.
+Run it from the repository root:
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.surrogate digits-mlp mnist-mlp
 """
@@ -178,13 +181,28 @@ def _classes(meta: Mapping[str, Any]) -> int:
 class CurveModel:
     """Predicts log dev loss and log seconds per epoch from the encoded configuration.
 
+    A random forest of `trees` trees is always fitted to the log dev-loss curves: it predicts
+    them (model "forest"), and its feature importances weigh the columns of the distance
+    between configurations, so that "near" means near in what matters (the learning rate
+    more than the init). Model "knn" predicts the mean of the `neighbours` nearest recorded
+    curves under that distance, weighted by 1 / distance. Seconds per epoch come from a
+    forest of their own: wall time is noisy (other processes), and the loss forest's splits
+    should not follow it.
+
     Args:
         space: the space the configurations come from.
-        model: "forest" (a random forest of `trees` trees) or "knn" (the mean of the
-            `neighbours` nearest recorded configurations, weighted by 1 / distance).
+        model: "forest" or "knn".
         noise_neighbours: how many nearest recorded configurations a noisy draw takes its
             residual from.
-        seed: seeds the forest.
+        seed: seeds the forests.
+
+    Attributes:
+        residuals: (configs, epochs): each recorded configuration's log dev-loss curve minus
+            the model's prediction made without it (out of bag, or leaving it out of its
+            neighbours); a noisy draw adds one of these.
+
+    Raises:
+        ValueError: an unknown model.
     """
 
     def __init__(
@@ -202,36 +220,38 @@ class CurveModel:
         self.encoder = Encoder(space)
         self.model, self.trees, self.neighbours = model, trees, neighbours
         self.noise_neighbours, self.seed = noise_neighbours, seed
-        self._epochs = 0
 
     def fit(
         self, configs: Sequence[Mapping[str, Any]], dev_loss: np.ndarray, seconds: np.ndarray
     ) -> CurveModel:
         """Fits the model to recorded curves ((configs, epochs) arrays, losses > 0)."""
         x = self.encoder.matrix(configs)
-        y = np.hstack([np.log(dev_loss), np.log(np.maximum(seconds, 1e-6))])
-        self._epochs = dev_loss.shape[1]
+        y = np.log(dev_loss)
+        self._forest = self._new_forest(self.trees).fit(x, y)
+        self._seconds = self._new_forest(max(20, self.trees // 4))
+        self._seconds.fit(x, np.log(np.maximum(seconds, 1e-6)))
+        self._scale = np.sqrt(self._forest.feature_importances_)
+        self._x, self._y = x * self._scale, y
+        self._knn = NearestNeighbors().fit(self._x)
         if self.model == "forest":
-            self._forest = RandomForestRegressor(
-                n_estimators=self.trees,
-                min_samples_leaf=2,
-                max_features=0.5,
-                oob_score=True,
-                random_state=self.seed,
-                n_jobs=1,
-            ).fit(x, y)
-            self._residuals = y - self._forest.oob_prediction_
+            self.residuals = y - self._forest.oob_prediction_.reshape(y.shape)
         else:
-            self._x, self._y = x, y
-            self._knn = NearestNeighbors(n_neighbors=self.neighbours + 1).fit(x)
-            self._residuals = y - self._knn_predict(x, leave_out_self=True)
-        count = min(self.noise_neighbours, len(x))
-        self._near = NearestNeighbors(n_neighbors=count).fit(x)
+            self.residuals = y - self._knn_predict(self._x, leave_out_self=True)
         return self
 
-    def _knn_predict(self, x: np.ndarray, *, leave_out_self: bool = False) -> np.ndarray:
-        count = self.neighbours + (1 if leave_out_self else 0)
-        distances, indices = self._knn.kneighbors(x, n_neighbors=min(count, len(self._x)))
+    def _new_forest(self, trees: int) -> RandomForestRegressor:
+        return RandomForestRegressor(
+            n_estimators=trees,
+            min_samples_leaf=2,
+            max_features=0.5,
+            oob_score=True,
+            random_state=self.seed,
+            n_jobs=1,
+        )
+
+    def _knn_predict(self, scaled: np.ndarray, *, leave_out_self: bool = False) -> np.ndarray:
+        count = min(self.neighbours + (1 if leave_out_self else 0), len(self._x))
+        distances, indices = self._knn.kneighbors(scaled, n_neighbors=count)
         if leave_out_self:
             distances, indices = distances[:, 1:], indices[:, 1:]
         weights = 1.0 / (distances + 1e-3)
@@ -239,26 +259,28 @@ class CurveModel:
         return np.einsum("ij,ijk->ik", weights, self._y[indices])
 
     def predict_log(self, x: np.ndarray) -> np.ndarray:
-        """The model's mean log dev loss and log seconds, (rows, 2 * epochs)."""
+        """The model's mean log dev loss per epoch, (rows, epochs)."""
         if self.model == "forest":
-            return np.asarray(self._forest.predict(x))
-        return self._knn_predict(x)
+            return np.asarray(self._forest.predict(x)).reshape(len(x), -1)
+        return self._knn_predict(x * self._scale)
 
     def draw_log(self, x: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         """The mean, plus a near recorded configuration's residual when `rng` is given."""
         mean = self.predict_log(x)
         if rng is None:
             return mean
-        _, near = self._near.kneighbors(x)
-        chosen = near[np.arange(len(x)), rng.integers(0, near.shape[1], size=len(x))]
-        return np.asarray(mean + self._residuals[chosen])
+        count = min(self.noise_neighbours, len(self._x))
+        _, near = self._knn.kneighbors(x * self._scale, n_neighbors=count)
+        chosen = near[np.arange(len(x)), rng.integers(0, count, size=len(x))]
+        return np.asarray(mean + self.residuals[chosen])
 
     def predict(
         self, configs: Sequence[Mapping[str, Any]], *, rng: np.random.Generator | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Dev loss and seconds per epoch, each (configs, epochs)."""
-        logs = self.draw_log(self.encoder.matrix(configs), rng)
-        return np.exp(logs[:, : self._epochs]), np.exp(logs[:, self._epochs :])
+        x = self.encoder.matrix(configs)
+        seconds = np.asarray(self._seconds.predict(x)).reshape(len(x), -1)
+        return np.exp(self.draw_log(x, rng)), np.exp(seconds)
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -313,6 +335,44 @@ def validate(curves: Curves, *, model: str = "forest", folds: int = 5, seed: int
         spearman_best_top_half=_spearman(true_best[better], predicted_best[better]),
         top5_overlap=len(true_top & predicted_top) / top,
         seconds_error=float(np.median(np.abs(predicted_total - total) / total)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseCheck:
+    """How much reruns of one configuration differ, against what a noisy draw adds."""
+
+    spec: str
+    configs: int  # configurations recorded twice (two seeds)
+    rerun_sd: float  # sd of one run's log final dev loss about its configuration's mean
+    draw_sd: float  # sd of the residual a noisy draw adds to the same (all configurations)
+
+    def line(self) -> str:
+        return (
+            f"{self.spec}: log final dev loss varies by sd {self.rerun_sd:.3f} between reruns "
+            f"({self.configs} configurations run twice); a noisy draw adds sd {self.draw_sd:.3f}"
+        )
+
+
+def noise_check(curves: Curves, reruns: Curves, *, model: str = "forest") -> NoiseCheck:
+    """Compares reruns (the same configurations, other seeds: `record --seed-offset`) with
+    the residuals a noisy draw of the model fitted to `curves` adds."""
+    count = min(len(curves.params), len(reruns.params))
+    if curves.params[:count] != reruns.params[:count]:
+        raise ValueError(
+            "the reruns are not of the same configurations: record them with the "
+            "same spec and sampler seed, another --seed-offset"
+        )
+    keep = ~(curves.diverged[:count] | reruns.diverged[:count])
+    difference = np.log(curves.dev_loss[:count, -1]) - np.log(reruns.dev_loss[:count, -1])
+    fitted = CurveModel(curves.space, model=model).fit(
+        curves.params, curves.dev_loss, curves.seconds
+    )
+    return NoiseCheck(
+        spec=curves.spec,
+        configs=int(keep.sum()),
+        rerun_sd=float(np.std(difference[keep]) / math.sqrt(2)),
+        draw_sd=float(np.std(fitted.residuals[~curves.diverged, -1])),
     )
 
 
@@ -385,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         curves = Curves.load(path)
         for model in args.model or ["forest", "knn"]:
             print(validate(curves, model=model, folds=args.folds).line(), flush=True)
+        reruns = path.with_name(path.name.replace(".jsonl.gz", "-reruns.jsonl.gz"))
+        if reruns.exists():
+            print(noise_check(curves, Curves.load(reruns)).line(), flush=True)
 
 
 if __name__ == "__main__":

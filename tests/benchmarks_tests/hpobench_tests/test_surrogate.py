@@ -9,7 +9,14 @@ import numpy as np
 import optuna
 
 from benchmarks.hpobench.record import write
-from benchmarks.hpobench.surrogate import CurveModel, Curves, Encoder, SurrogateTask, validate
+from benchmarks.hpobench.surrogate import (
+    CurveModel,
+    Curves,
+    Encoder,
+    SurrogateTask,
+    noise_check,
+    validate,
+)
 from search_space import SearchSpace
 
 SPACE = {
@@ -29,8 +36,8 @@ def _known(params: dict, rng: np.random.Generator) -> list[float]:
     return [final * (1 + 2 * math.exp(-e)) * math.exp(rng.normal(0, 0.02)) for e in range(EPOCHS)]
 
 
-def _recording(path: Path, count: int) -> None:
-    rng = np.random.default_rng(0)
+def _recording(path: Path, count: int, *, noise_seed: int = 0) -> None:
+    rng = np.random.default_rng(noise_seed)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     space = SearchSpace.from_dict(SPACE)
     from search_space import suggest
@@ -121,3 +128,15 @@ def test_the_model_refuses_an_unknown_choice() -> None:
         assert "lamb" in str(exc)
     else:
         raise AssertionError("an unknown choice was encoded")
+
+
+def test_reruns_measure_the_noise_the_curves_were_made_with(tmp_path: Path) -> None:
+    _recording(tmp_path / "a.jsonl.gz", 60, noise_seed=0)
+    _recording(tmp_path / "b.jsonl.gz", 60, noise_seed=1)  # same configurations, other noise
+
+    checked = noise_check(
+        Curves.load(tmp_path / "a.jsonl.gz"), Curves.load(tmp_path / "b.jsonl.gz")
+    )
+
+    assert checked.configs == 59  # the first diverged in both
+    assert 0.01 < checked.rerun_sd < 0.04  # made with sd 0.02

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+from sklearn.ensemble import RandomForestRegressor
 
 from benchmarks.hpobench.record import write
 from benchmarks.hpobench.surrogate import (
     CurveModel,
     Curves,
     Encoder,
+    FlatForest,
     SurrogateTask,
     noise_check,
     validate,
@@ -140,3 +142,13 @@ def test_reruns_measure_the_noise_the_curves_were_made_with(tmp_path: Path) -> N
 
     assert checked.configs == 59  # the first diverged in both
     assert 0.01 < checked.rerun_sd < 0.04  # made with sd 0.02
+
+
+def test_the_flat_forest_predicts_what_scikit_learn_does(tmp_path: Path) -> None:
+    _recording(tmp_path / "known.jsonl.gz", 60)
+    curves = Curves.load(tmp_path / "known.jsonl.gz")
+    x = np.random.default_rng(0).uniform(size=(30, len(Encoder(curves.space).columns)))
+    forest = RandomForestRegressor(n_estimators=20, random_state=0)
+    forest.fit(Encoder(curves.space).matrix(curves.params), np.log(curves.dev_loss))
+
+    assert np.array_equal(FlatForest(forest).predict(x), forest.predict(x))

@@ -18,13 +18,17 @@ did not reach because it diverged counts as the worse of its last finite dev los
 of guessing (ln of the number of classes): a simulated search sees a diverged configuration as
 a hopeless one, never as a good one.
 
-Noise: every configuration was recorded once, so the spread of reruns of one configuration is
-not measured apart from the model's error. A draw with an `rng` adds the out-of-bag residual
-curve (truth minus the model's prediction made without that configuration, in log space) of
-one of the `noise_neighbours` recorded configurations nearest to the asked one, drawn at
-random: repeated draws of one configuration differ as much as the recorded runs near it differ
-from the model, which is a rerun's spread plus the model's error (an upper bound of the
-former). Without an `rng` the curve is the model's mean.
+Noise: a draw with an `rng` is one run of the configuration: the model's mean curve plus a
+noise curve (in log space) taken from one of the `noise_neighbours` nearest configurations
+that have one, drawn at random. Where the same configurations were recorded again with other
+seeds (`<spec>-reruns.jsonl.gz`, `record --seed-offset`), the noise curves are the measured
+differences between the two runs of a configuration, divided by sqrt(2) (the spread of one run
+about the pair's mean): repeated draws differ as real reruns do, more where real reruns differ
+more (a learning rate near divergence). Without reruns the noise curves are the model's
+held-out residuals (truth minus the prediction made without that configuration), which hold
+the model's error as well as a rerun's spread: on digits their sd, 0.67 in log final dev
+loss, is 3.5 times the reruns' 0.19, so draws without reruns are far noisier than reruns are.
+Without an `rng` the curve is the model's mean.
 
 `validate` measures the model on held-out configurations (k-fold): the Spearman rank
 correlation between predicted and true final dev loss, and best (lowest over the epochs) dev
@@ -236,8 +240,8 @@ class CurveModel:
     Args:
         space: the space the configurations come from.
         model: "forest" or "knn".
-        noise_neighbours: how many nearest recorded configurations a noisy draw takes its
-            residual from.
+        noise_neighbours: among how many of the nearest configurations with a noise curve
+            (see the module) a noisy draw chooses its own.
         seed: seeds the forests.
 
     Attributes:
@@ -266,9 +270,22 @@ class CurveModel:
         self.noise_neighbours, self.seed = noise_neighbours, seed
 
     def fit(
-        self, configs: Sequence[Mapping[str, Any]], dev_loss: np.ndarray, seconds: np.ndarray
+        self,
+        configs: Sequence[Mapping[str, Any]],
+        dev_loss: np.ndarray,
+        seconds: np.ndarray,
+        *,
+        reruns: tuple[Sequence[Mapping[str, Any]], np.ndarray, np.ndarray] | None = None,
     ) -> CurveModel:
-        """Fits the model to recorded curves ((configs, epochs) arrays, losses > 0)."""
+        """Fits the model to recorded curves ((configs, epochs) arrays, losses > 0).
+
+        Args:
+            configs: the configurations.
+            dev_loss: their dev-loss curves.
+            seconds: their seconds per epoch.
+            reruns: configurations run twice, and their two runs' dev-loss curves: the noise
+                that draws add (see the module); None: the held-out residuals.
+        """
         x = self.encoder.matrix(configs)
         y = np.log(dev_loss)
         self._forest = self._new_forest(self.trees).fit(x, y)
@@ -283,6 +300,13 @@ class CurveModel:
             self.residuals = y - self._forest.oob_prediction_.reshape(y.shape)
         else:
             self.residuals = y - self._knn_predict(self._x, leave_out_self=True)
+        if reruns is None:
+            self._noise, self._noise_x = self.residuals, self._x
+        else:
+            again, first, second = reruns
+            self._noise = (np.log(first) - np.log(second)) / math.sqrt(2)
+            self._noise_x = self.encoder.matrix(again) * self._scale
+        self._noise_near = NearestNeighbors().fit(self._noise_x)
         return self
 
     def _new_forest(self, trees: int) -> RandomForestRegressor:
@@ -312,14 +336,15 @@ class CurveModel:
         return self._knn_predict(x * self._scale)
 
     def draw_log(self, x: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        """The mean, plus a near recorded configuration's residual when `rng` is given."""
+        """The mean, plus a near configuration's noise curve when `rng` is given."""
         mean = self.predict_log(x)
         if rng is None:
             return mean
-        count = min(self.noise_neighbours, len(self._x))
-        _, near = self._knn.kneighbors(x * self._scale, n_neighbors=count)
+        count = min(self.noise_neighbours, len(self._noise_x))
+        _, near = self._noise_near.kneighbors(x * self._scale, n_neighbors=count)
         chosen = near[np.arange(len(x)), rng.integers(0, count, size=len(x))]
-        return np.asarray(mean + self.residuals[chosen])
+        sign = rng.choice([-1.0, 1.0], size=(len(x), 1))  # a - b and b - a are alike
+        return np.asarray(mean + sign * self._noise[chosen])
 
     def predict(
         self, configs: Sequence[Mapping[str, Any]], *, rng: np.random.Generator | None = None
@@ -392,34 +417,54 @@ class NoiseCheck:
     spec: str
     configs: int  # configurations recorded twice (two seeds)
     rerun_sd: float  # sd of one run's log final dev loss about its configuration's mean
-    draw_sd: float  # sd of the residual a noisy draw adds to the same (all configurations)
+    residual_sd: float  # sd of the model's held-out residual of the same (all configurations)
 
     def line(self) -> str:
         return (
             f"{self.spec}: log final dev loss varies by sd {self.rerun_sd:.3f} between reruns "
-            f"({self.configs} configurations run twice); a noisy draw adds sd {self.draw_sd:.3f}"
+            f"({self.configs} configurations run twice); the model's held-out residual: sd "
+            f"{self.residual_sd:.3f}"
         )
 
 
-def noise_check(curves: Curves, reruns: Curves, *, model: str = "forest") -> NoiseCheck:
-    """Compares reruns (the same configurations, other seeds: `record --seed-offset`) with
-    the residuals a noisy draw of the model fitted to `curves` adds."""
+def rerun_path(path: Path) -> Path:
+    """Where the reruns of a recording lie: `<name>-reruns.jsonl.gz` beside it."""
+    return path.with_name(path.name.replace(".jsonl.gz", "-reruns.jsonl.gz"))
+
+
+def _pairs(curves: Curves, reruns: Curves) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+    """The configurations run twice (neither run diverged) and their two dev-loss curves.
+
+    Raises:
+        ValueError: the reruns are of other configurations.
+    """
     count = min(len(curves.params), len(reruns.params))
     if curves.params[:count] != reruns.params[:count]:
         raise ValueError(
             "the reruns are not of the same configurations: record them with the "
             "same spec and sampler seed, another --seed-offset"
         )
-    keep = ~(curves.diverged[:count] | reruns.diverged[:count])
-    difference = np.log(curves.dev_loss[:count, -1]) - np.log(reruns.dev_loss[:count, -1])
+    keep = np.flatnonzero(~(curves.diverged[:count] | reruns.diverged[:count]))
+    return [curves.params[i] for i in keep], curves.dev_loss[keep], reruns.dev_loss[keep]
+
+
+def noise_check(curves: Curves, reruns: Curves, *, model: str = "forest") -> NoiseCheck:
+    """Compares reruns (the same configurations, other seeds: `record --seed-offset`) with
+    the held-out residuals of the model fitted to `curves` (the noise without reruns).
+
+    Raises:
+        ValueError: the reruns are of other configurations.
+    """
+    again, first, second = _pairs(curves, reruns)
+    difference = np.log(first[:, -1]) - np.log(second[:, -1])
     fitted = CurveModel(curves.space, model=model).fit(
         curves.params, curves.dev_loss, curves.seconds
     )
     return NoiseCheck(
         spec=curves.spec,
-        configs=int(keep.sum()),
-        rerun_sd=float(np.std(difference[keep]) / math.sqrt(2)),
-        draw_sd=float(np.std(fitted.residuals[~curves.diverged, -1])),
+        configs=len(again),
+        rerun_sd=float(np.std(difference) / math.sqrt(2)),
+        residual_sd=float(np.std(fitted.residuals[~curves.diverged, -1])),
     )
 
 
@@ -435,23 +480,38 @@ class SurrogateTask:
 
     Args:
         curves: the recorded curves the model is fitted to.
+        reruns: the first configurations of `curves` recorded again with other seeds: the
+            noise of a draw (see the module); None: the model's held-out residuals.
         model: see `CurveModel`.
         seed: seeds the model.
     """
 
-    def __init__(self, curves: Curves, *, model: str = "forest", seed: int = 0) -> None:
+    def __init__(
+        self,
+        curves: Curves,
+        *,
+        reruns: Curves | None = None,
+        model: str = "forest",
+        seed: int = 0,
+    ) -> None:
         self.curves = curves
         self.space = curves.space
         self.epochs = curves.epochs
         self.model = CurveModel(self.space, model=model, seed=seed).fit(
-            curves.params, curves.dev_loss, curves.seconds
+            curves.params,
+            curves.dev_loss,
+            curves.seconds,
+            reruns=None if reruns is None else _pairs(curves, reruns),
         )
 
     @classmethod
     def load(cls, spec: str | Path, *, model: str = "forest", seed: int = 0) -> SurrogateTask:
-        """The surrogate of a recording: a built-in spec's name, or a recording's path."""
+        """The surrogate of a recording: a built-in spec's name, or a recording's path; its
+        reruns, where `<name>-reruns.jsonl.gz` lies beside it, give the noise."""
         path = Path(spec) if str(spec).endswith(".gz") else default_path(str(spec))
-        return cls(Curves.load(path), model=model, seed=seed)
+        again = rerun_path(path)
+        reruns = Curves.load(again) if again.exists() else None
+        return cls(Curves.load(path), reruns=reruns, model=model, seed=seed)
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         """A configuration drawn from the space by `trial` (conditional parameters as the
@@ -492,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         curves = Curves.load(path)
         for model in args.model or ["forest", "knn"]:
             print(validate(curves, model=model, folds=args.folds).line(), flush=True)
-        reruns = path.with_name(path.name.replace(".jsonl.gz", "-reruns.jsonl.gz"))
+        reruns = rerun_path(path)
         if reruns.exists():
             print(noise_check(curves, Curves.load(reruns)).line(), flush=True)
 

@@ -152,3 +152,15 @@ def test_the_flat_forest_predicts_what_scikit_learn_does(tmp_path: Path) -> None
     forest.fit(Encoder(curves.space).matrix(curves.params), np.log(curves.dev_loss))
 
     assert np.array_equal(FlatForest(forest).predict(x), forest.predict(x))
+
+
+def test_draws_with_reruns_beside_differ_as_the_reruns_do(tmp_path: Path) -> None:
+    _recording(tmp_path / "known.jsonl.gz", 60, noise_seed=0)
+    _recording(tmp_path / "known-reruns.jsonl.gz", 60, noise_seed=1)
+    task = SurrogateTask.load(tmp_path / "known.jsonl.gz")
+    params = {"lr": 1e-2, "optimizer": "adam", "batch_norm": True}
+    rng = np.random.default_rng(0)
+
+    finals = [task.curve(params, rng=rng)[-1] for _ in range(200)]
+
+    assert 0.01 < np.std(np.log(finals)) < 0.04  # the recordings' noise: sd 0.02

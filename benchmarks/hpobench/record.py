@@ -17,12 +17,16 @@ sampler seed and the base config; a record line holds `index`, `params` (the dra
 `seed`, `status`, `seconds` and `epochs` (per epoch: `epoch`, `train_loss`, `dev_loss`,
 `dev_accuracy`, `lr`, `seconds`).
 
-The files kept next to this module were made by (2 processes, 1 torch thread each, niced):
+The files kept next to this module were made from the repository's root by (2 processes,
+1 torch thread each, nice 10, on the shared 2-core machine; the reruns are the first 100
+configurations again with seeds 1000 + i, for the surrogate's noise):
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.record digits-mlp \\
-        --configs 400 --out benchmarks/hpobench/digits-mlp.jsonl.gz
-    PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.record mnist-mlp \\
-        --configs 400 --out benchmarks/hpobench/mnist-mlp.jsonl.gz
+    PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.record digits-mlp --configs 400
+    PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.record digits-mlp --configs 100 \\
+        --seed-offset 1000 --out benchmarks/hpobench/digits-mlp-reruns.jsonl.gz
+    PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.record mnist-mlp --configs 400
+
+The same command again resumes a recording that was stopped.
 """
 
 from __future__ import annotations

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.hpobench.record import draw_params, header, load, read, record, write
+from benchmarks.hpobench.record import (
+    base_config,
+    draw_params,
+    header,
+    load,
+    read,
+    record,
+    write,
+)
 from studies import load_spec
 
 
@@ -47,16 +55,19 @@ def test_a_second_run_trains_only_the_missing_configurations(tmp_path: Path) -> 
 def test_a_file_cut_off_mid_line_keeps_its_whole_records(tmp_path: Path) -> None:
     spec = load_spec("digits-mlp")
     out = tmp_path / "cut.jsonl.gz"
-    meta = header(spec, spec.train, sampler_seed=0)
+    meta = header(spec, base_config(spec, epochs=2), sampler_seed=0)
     write(out, meta, [{"index": 0, "params": {}}])
     with out.open("ab") as file:  # a member whose writer was killed halfway
         file.write(gzip.compress(json.dumps({"index": 1}).encode())[:15])
 
     found, records, clean = read(out)
+    lines: list[str] = []
+    resumed = record(spec, out, configs=1, processes=0, epochs=2, nice=0, echo=lines.append)
 
-    assert found == meta
-    assert records == [{"index": 0, "params": {}}]
-    assert not clean
+    assert (found, records, clean) == (meta, [{"index": 0, "params": {}}], False)
+    assert "keeping its 1 whole records" in lines[0]
+    assert resumed == records
+    assert read(out) == (meta, records, True)  # rewritten whole
 
 
 def test_a_recording_of_another_budget_is_refused(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import optuna
 
-from search_space import nest, suggest
+from search_space import SearchSpace, nest, suggest
 from studies import StudySpec, load_spec
 from trainer import Data, EpochResult, TrainConfig, fit, load_data
 
@@ -63,16 +63,22 @@ def default_path(spec_name: str) -> Path:
 def draw_params(spec: StudySpec, count: int, *, seed: int = SAMPLER_SEED) -> list[dict[str, Any]]:
     """`count` configurations drawn uniformly from the spec's space, in a fixed order.
 
-    The i-th draw depends only on `seed` and i, so more configurations extend a recording
-    without changing the ones it holds. The spec's `enqueue` is not used.
+    The draws depend only on `seed`, and more configurations extend a recording without
+    changing the ones it holds. The spec's `enqueue` is not used.
     """
+    return draw(spec.space, count, seed=seed, base=spec.train.to_dict())
+
+
+def draw(
+    space: SearchSpace, count: int, *, seed: int, base: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """`count` configurations drawn by a `RandomSampler` of `seed` (see `draw_params`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    base = spec.train.to_dict()
     drawn = []
     for _ in range(count):
         trial = study.ask()
-        drawn.append(suggest(trial, spec.space, base=base))
+        drawn.append(suggest(trial, space, base=base))
         study.tell(trial, 0.0)
     return drawn
 

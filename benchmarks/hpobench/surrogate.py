@@ -23,12 +23,14 @@ noise curve (in log space) taken from one of the `noise_neighbours` nearest conf
 that have one, drawn at random. Where the same configurations were recorded again with other
 seeds (`<spec>-reruns.jsonl.gz`, `record --seed-offset`), the noise curves are the measured
 differences between the two runs of a configuration, divided by sqrt(2) (the spread of one run
-about the pair's mean): repeated draws differ as real reruns do, more where real reruns differ
-more (a learning rate near divergence). Without reruns the noise curves are the model's
-held-out residuals (truth minus the prediction made without that configuration), which hold
-the model's error as well as a rerun's spread: on digits their sd, 0.67 in log final dev
-loss, is 3.5 times the reruns' 0.19, so draws without reruns are far noisier than reruns are.
-Without an `rng` the curve is the model's mean.
+about the pair's mean), cut at the 99th percentile of their size (a loss that spikes for
+one epoch in one seed would otherwise also spike down), and a draw takes one of those measured
+about a curve like its own mean: repeated draws differ as real reruns do, more where real
+reruns differ more. Without reruns the noise curves are the model's held-out residuals
+(truth minus the prediction made without that configuration), which hold the model's error
+as well as a rerun's spread: on digits their sd, 0.67 in log final dev loss, is 3.5 times the
+reruns' 0.19, so draws without reruns are far noisier than reruns are. Without an `rng` the
+curve is the model's mean.
 
 `validate` measures the model on held-out configurations (k-fold): the Spearman rank
 correlation between predicted and true final dev loss, and best (lowest over the epochs) dev
@@ -56,7 +58,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.model_selection import KFold
 from sklearn.neighbors import NearestNeighbors
 
-from benchmarks.hpobench.record import default_path, load
+from benchmarks.hpobench.record import default_path, draw, load
 from search_space import Categorical, Fixed, Float, Int, SearchSpace, suggest
 
 MODELS = ("forest", "knn")
@@ -300,13 +302,20 @@ class CurveModel:
             self.residuals = y - self._forest.oob_prediction_.reshape(y.shape)
         else:
             self.residuals = y - self._knn_predict(self._x, leave_out_self=True)
+        # Noise curves, each placed at the log curve it was measured about: a draw takes one
+        # of a curve like its own mean (similar curves vary alike between seeds; with few
+        # reruns, near in the configuration space can be far in behaviour).
         if reruns is None:
-            self._noise, self._noise_x = self.residuals, self._x
+            self._noise, where = self.residuals, y
         else:
-            again, first, second = reruns
+            _, first, second = reruns
             self._noise = (np.log(first) - np.log(second)) / math.sqrt(2)
-            self._noise_x = self.encoder.matrix(again) * self._scale
-        self._noise_near = NearestNeighbors().fit(self._noise_x)
+            where = (np.log(first) + np.log(second)) / 2
+        # A loss that spikes for an epoch in one seed (by up to 1000x on digits) would, taken
+        # as a difference, also spike down: noise is cut at its 99th percentile in size.
+        bound = float(np.quantile(np.abs(self._noise), 0.99))
+        self._noise = np.clip(self._noise, -bound, bound)
+        self._noise_near = NearestNeighbors().fit(where)
         return self
 
     def _new_forest(self, trees: int) -> RandomForestRegressor:
@@ -340,8 +349,8 @@ class CurveModel:
         mean = self.predict_log(x)
         if rng is None:
             return mean
-        count = min(self.noise_neighbours, len(self._noise_x))
-        _, near = self._noise_near.kneighbors(x * self._scale, n_neighbors=count)
+        count = min(self.noise_neighbours, len(self._noise))
+        _, near = self._noise_near.kneighbors(mean, n_neighbors=count)
         chosen = near[np.arange(len(x)), rng.integers(0, count, size=len(x))]
         sign = rng.choice([-1.0, 1.0], size=(len(x), 1))  # a - b and b - a are alike
         return np.asarray(mean + sign * self._noise[chosen])
@@ -535,10 +544,21 @@ class SurrogateTask:
         """The configuration's predicted seconds per epoch, (epochs,)."""
         return self.model.predict([params])[1][0]
 
-    def target(self, quantile: float = 0.95) -> float:
-        """The best dev loss that a `quantile` share of the recorded configurations do not
-        reach: 0.95 gives the top-5% target of issue 28."""
-        return float(np.quantile(self.curves.dev_loss.min(axis=1), 1.0 - quantile))
+    def target(
+        self, quantile: float = 0.95, *, noisy: bool = True, draws: int = 4000, seed: int = 1
+    ) -> float:
+        """The best dev loss (lowest over the epochs) that a `quantile` share of uniform draws
+        from the space do not reach: 0.95 gives the top-5% target of issue 28.
+
+        It is measured in the surrogate's own world (`draws` configurations drawn with a
+        `RandomSampler` of `seed`; their noisy runs, as a search sees them, or with
+        `noisy=False` their mean curves), not on the recorded curves: the model's mean is
+        smoother than the recorded runs, so the recorded top 5% may lie beyond what its
+        means reach (on digits the recorded 0.0496 is below 99% of the mean curves' best).
+        """
+        drawn = draw(self.space, draws, seed=seed)
+        rng = np.random.default_rng(seed) if noisy else None
+        return float(np.quantile(self.curves_of(drawn, rng=rng)[0].min(axis=1), 1.0 - quantile))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

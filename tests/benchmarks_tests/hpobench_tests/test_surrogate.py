@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pytest
 from sklearn.ensemble import RandomForestRegressor
 
-from benchmarks.hpobench.record import write
+from benchmarks.hpobench.record import draw, write
 from benchmarks.hpobench.surrogate import (
     CurveModel,
     Curves,
@@ -164,3 +165,14 @@ def test_draws_with_reruns_beside_differ_as_the_reruns_do(tmp_path: Path) -> Non
     finals = [task.curve(params, rng=rng)[-1] for _ in range(200)]
 
     assert 0.01 < np.std(np.log(finals)) < 0.04  # the recordings' noise: sd 0.02
+
+
+def test_the_target_is_a_quantile_of_the_surrogates_own_draws(tmp_path: Path) -> None:
+    _recording(tmp_path / "known.jsonl.gz", 60)
+    task = SurrogateTask.load(tmp_path / "known.jsonl.gz")
+
+    top5, median = task.target(0.95, draws=400), task.target(0.5, draws=400)
+    drawn = task.curves_of(draw(task.space, 400, seed=1))[0].min(axis=1)
+
+    assert top5 < median
+    assert task.target(0.95, noisy=False, draws=400) == pytest.approx(np.quantile(drawn, 0.05))

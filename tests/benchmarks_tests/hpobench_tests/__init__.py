@@ -1,0 +1,1 @@
+"""Tests of benchmarks/hpobench: the recorded curves and their surrogate."""

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import heapq
 import json
 import math
@@ -138,7 +139,10 @@ class Policy:
         self, task: Task, sampler: optuna.samplers.BaseSampler, *, rng: np.random.Generator
     ) -> None:
         self.task, self.rng = task, rng
-        self.study = optuna.create_study(sampler=sampler, pruner=self.pruner())
+        # a fixed name: Hyperband assigns brackets by a hash of the study's name
+        self.study = optuna.create_study(
+            study_name="simulation", sampler=sampler, pruner=self.pruner()
+        )
 
     def pruner(self) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
@@ -462,7 +466,10 @@ class Results:
     """Outcomes of (side, seed) pairs in a JSON file, rewritten whole after each one.
 
     The file's `meta` (task, budget, workers, target, patience) must match a run that adds to
-    it: results of another setting are never mixed in.
+    it: results of another setting are never mixed in. Several processes may add to one file
+    at once (each its own seeds or sides, e.g. one per core): `add` holds a lock on
+    `<file>.lock`, reads what the others saved, and writes the union; a process killed
+    mid-write leaves the file it had.
 
     Raises:
         ValueError: the file holds results of another setting.
@@ -471,27 +478,34 @@ class Results:
     def __init__(self, path: Path, meta: Mapping[str, Any]) -> None:
         self.path, self.meta = path, {"format": FORMAT, **meta}
         self.outcomes: dict[tuple[str, int], Outcome] = {}
-        if path.exists():
-            data = json.loads(path.read_text())
-            if data["meta"] != self.meta:
-                raise ValueError(
-                    f"{path} holds results of another setting ({data['meta']}, not "
-                    f"{self.meta}): name another --out, or run with the same settings"
-                )
-            for item in data["outcomes"]:
-                outcome = Outcome.from_dict(item)
-                self.outcomes[outcome.side, outcome.seed] = outcome
+        self._read()
+
+    def _read(self) -> None:
+        if not self.path.exists():
+            return
+        data = json.loads(self.path.read_text())
+        if data["meta"] != self.meta:
+            raise ValueError(
+                f"{self.path} holds results of another setting ({data['meta']}, not "
+                f"{self.meta}): name another --out, or run with the same settings"
+            )
+        for item in data["outcomes"]:
+            outcome = Outcome.from_dict(item)
+            self.outcomes.setdefault((outcome.side, outcome.seed), outcome)
 
     def __contains__(self, key: tuple[str, int]) -> bool:
         return key in self.outcomes
 
     def add(self, outcome: Outcome) -> None:
-        self.outcomes[outcome.side, outcome.seed] = outcome
-        ordered = sorted(self.outcomes.values(), key=lambda o: (o.side, o.seed))
-        data = {"meta": self.meta, "outcomes": [o.to_dict() for o in ordered]}
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps(data, separators=(",", ":")) + "\n")
-        os.replace(partial, self.path)  # a run killed mid-write keeps the file it had
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._read()
+            self.outcomes[outcome.side, outcome.seed] = outcome
+            ordered = sorted(self.outcomes.values(), key=lambda o: (o.side, o.seed))
+            data = {"meta": self.meta, "outcomes": [o.to_dict() for o in ordered]}
+            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
+            partial.write_text(json.dumps(data, separators=(",", ":")) + "\n")
+            os.replace(partial, self.path)
 
 
 def run_all(
@@ -601,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="default: benchmarks/hpobench/sim-<spec>.json")
     parser.add_argument("--summary", action="store_true", help="print the table and stop")
     args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     from benchmarks.hpobench.surrogate import SurrogateTask
 
     out = args.out or Path(__file__).resolve().parent / f"sim-{args.spec}.json"

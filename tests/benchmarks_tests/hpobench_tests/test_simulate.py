@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import multiprocessing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -183,3 +185,31 @@ def test_summary_has_a_row_per_side(tmp_path: Path) -> None:
     run_all(FakeTask(), results, sides=["hpstudy", "random"], seeds=[1, 2], spec=SPEC)
     table = summary(results)
     assert "| hpstudy | 2 |" in table and "| random | 2 |" in table
+
+
+def test_a_seed_repeats_exactly() -> None:
+    # Hyperband's brackets follow a hash of the study's name: a random name would not repeat
+    first = _run(FakeTask(), "optuna-hyperband", budget=60, workers=2)
+    again = _run(FakeTask(), "optuna-hyperband", budget=60, workers=2)
+    assert dataclasses.replace(first, seconds=0) == dataclasses.replace(again, seconds=0)
+
+
+def _add_seeds(path: Path, seeds: list[int]) -> None:
+    meta = {"budget_epochs": 12, "workers": 2, "patience": 0, "target": 0.1}
+    run_all(FakeTask(), Results(path, meta), sides=["random"], seeds=seeds, spec=SPEC)
+
+
+def test_processes_adding_to_one_file_keep_each_others_results(tmp_path: Path) -> None:
+    path = tmp_path / "sim.json"
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_add_seeds, args=(path, list(range(start, 40, 2))))
+        for start in (0, 1)
+    ]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=60)
+    assert [process.exitcode for process in workers] == [0, 0]
+    meta = {"budget_epochs": 12, "workers": 2, "patience": 0, "target": 0.1}
+    assert sorted(seed for _, seed in Results(path, meta).outcomes) == list(range(40))

@@ -567,12 +567,14 @@ def summary(results: Results, *, reference: str = "hpstudy") -> str:
     """A markdown table: per side, epochs to the target (median over seeds, bootstrap 95%
     interval; a seed that did not reach it counts as inf), the share of seeds that reached
     it, the median's ratio to `reference`'s, and the median best dev loss at 25/50/100% of
-    the budget."""
+    the budget. Only the seeds that every side has done count, so that sides are compared on
+    the same seeds."""
     budget = int(results.meta["budget_epochs"])
     sides = sorted({side for side, _ in results.outcomes}, key=list(SIDES).index)
-    rows: dict[str, list[Outcome]] = {
-        side: [o for (s, _), o in sorted(results.outcomes.items()) if s == side] for side in sides
-    }
+    seeds = sorted(
+        set.intersection(*({n for s, n in results.outcomes if s == side} for side in sides))
+    )
+    rows = {side: [results.outcomes[side, seed] for seed in seeds] for side in sides}
     to_target = {
         side: [math.inf if o.epochs_to_target is None else o.epochs_to_target for o in outs]
         for side, outs in rows.items()
@@ -581,7 +583,8 @@ def summary(results: Results, *, reference: str = "hpstudy") -> str:
     percents = " | ".join(f"best at {f:.0%}" for f in FRACTIONS)
     lines = [
         f"target {results.meta['target']:.4g}, budget {budget} epochs, "
-        f"{results.meta['workers']} workers, patience {results.meta['patience']}",
+        f"{results.meta['workers']} workers, patience {results.meta['patience']}; "
+        f"{len(seeds)} seeds that every side has done",
         "",
         f"| side | seeds | epochs to target (median, 95% CI) | reached | ratio to {reference} "
         f"| trials | wall epochs to target | {percents} |",

@@ -213,3 +213,12 @@ def test_processes_adding_to_one_file_keep_each_others_results(tmp_path: Path) -
     assert [process.exitcode for process in workers] == [0, 0]
     meta = {"budget_epochs": 12, "workers": 2, "patience": 0, "target": 0.1}
     assert sorted(seed for _, seed in Results(path, meta).outcomes) == list(range(40))
+
+
+def test_summary_compares_sides_on_the_seeds_they_all_have(tmp_path: Path) -> None:
+    meta = {"budget_epochs": 30, "workers": 2, "patience": 0, "target": 0.1}
+    results = Results(tmp_path / "sim.json", meta)
+    run_all(FakeTask(), results, sides=["random"], seeds=[1, 2, 3], spec=SPEC)
+    run_all(FakeTask(), results, sides=["top-k"], seeds=[2, 3, 4], spec=SPEC)
+    table = summary(results)
+    assert "| random | 2 |" in table and "| top-k | 2 |" in table

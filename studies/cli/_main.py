@@ -339,11 +339,7 @@ class Worker(Command):
                 grace=args.grace,
                 stop=stop,
             )
-        stopped = ", stopped by a signal (its trial re-queued)" if summary.interrupted else ""
-        print(
-            f"worker {args.index}: {summary.trials} trials run, {summary.failed} failed{stopped}",
-            flush=True,
-        )
+        print(summary.line(args.index), flush=True)
         return 0
 
 

@@ -10,7 +10,6 @@ it prints at the end.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,12 +19,12 @@ from typing import IO
 from studies.spec import StudySpec
 from studies.storage import STORAGE_ENV, sqlite_path
 from studies.workers._pool import STOP_GRACE, WorkerOutcome, WorkerPool
+from studies.workers._worker import WorkerSummary
 
 PARENT_ENV = "HPSTUDY_PARENT_PID"  # the pid of the `hpstudy run` that started a worker
-# How `hpstudy worker` starts the one line it prints for a user error (the CLI's own form),
-# and the summary line it prints at the end ("worker 0: 3 trials run, 0 failed").
+# How `hpstudy worker` starts the one line it prints for a user error (the CLI's own form);
+# the summary line it ends with is `WorkerSummary.line`, read back by `WorkerSummary.parse`.
 WORKER_ERROR = "hpstudy worker: error:"
-_SUMMARY = re.compile(r"^worker \d+: (\d+) trials run, \d+ failed(, stopped by a signal)?")
 _ERROR_LINES = 20  # lines of a worker's error message kept in its outcome
 
 
@@ -145,13 +144,11 @@ class ProcessPool(WorkerPool):
         if errors:
             said = "\n".join(text[errors[-1] : errors[-1] + _ERROR_LINES])
             error = said.removeprefix(WORKER_ERROR).strip()
-        summaries = [m for m in map(_SUMMARY.match, text) if m is not None]
+        summaries = [s for s in map(WorkerSummary.parse, text) if s is not None]
         if not summaries:
             return WorkerOutcome(code, error=error)
         last = summaries[-1]
-        return WorkerOutcome(
-            code, trials=int(last[1]), interrupted=last[2] is not None, error=error
-        )
+        return WorkerOutcome(code, trials=last.trials, interrupted=last.interrupted, error=error)
 
     def close(self) -> None:
         for _, log in self.processes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 import warnings
@@ -85,6 +86,23 @@ class WorkerSummary:
     failed: int = 0  # of which failed by an exception
     interrupted: bool = False  # stopped by a signal or Ctrl-C; its trial was re-queued
     lock_retries: int = 0  # storage calls retried after a lock conflict
+
+    def line(self, index: int) -> str:
+        """The line `hpstudy worker` ends with, which `hpstudy run` reads back (`parse`)."""
+        stopped = _STOPPED if self.interrupted else ""
+        return f"worker {index}: {self.trials} trials run, {self.failed} failed{stopped}"
+
+    @classmethod
+    def parse(cls, line: str) -> WorkerSummary | None:
+        """The summary a `line` states; None for any other line."""
+        match = _SUMMARY_LINE.match(line)
+        if match is None:
+            return None
+        return cls(int(match[1]), int(match[2]), interrupted=match[3] is not None)
+
+
+_STOPPED = ", stopped by a signal (its trial re-queued)"
+_SUMMARY_LINE = re.compile(rf"^worker \d+: (\d+) trials run, (\d+) failed({re.escape(_STOPPED)})?")
 
 
 def worker_seed(study_seed: int, index: int) -> int:

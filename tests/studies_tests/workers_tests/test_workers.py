@@ -306,3 +306,12 @@ def test_workers_on_postgresql_including_one_that_joins_by_name(
     assert "trials run" in joined and "Traceback" not in joined
     assert len(finished_trials(postgres_url)) == 6
     assert_clean_logs(tmp_path)
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_the_summary_line_a_worker_ends_with_reads_back_as_its_summary(interrupted: bool) -> None:
+    from studies.workers._worker import WorkerSummary
+
+    summary = WorkerSummary(trials=7, failed=2, interrupted=interrupted)
+    assert WorkerSummary.parse(summary.line(3)) == summary
+    assert WorkerSummary.parse("2026-12-07 INFO trial 3 pruned") is None

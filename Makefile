@@ -62,7 +62,7 @@ test: lint docs data
 # The lock, from pyproject.toml's ranges, with the extras `make test` uses, and the installer.
 lock: venv
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
-	    --extra test --extra ray --extra docs --no-emit-index-url --no-emit-find-links \
+	    --extra test --extra ray --extra bench --extra docs --no-emit-index-url --no-emit-find-links \
 	    --output-file $(LOCK) pyproject.toml requirements/tools.in
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	    --no-emit-index-url --no-emit-find-links --output-file $(PIP_LOCK) requirements/pip.in

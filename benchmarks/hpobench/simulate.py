@@ -273,6 +273,73 @@ class TuneAsha(Policy):
         self.study.tell(run.trial, run.last)  # OptunaSearch: the last result, COMPLETE
 
 
+class RayTuneAsha(Policy):
+    """Ray Tune's own code decides: its `AsyncHyperBandScheduler` (defaults: one bracket,
+    grace_period 1, reduction_factor 4, max_t = the epochs) stops trials, and its
+    `OptunaSearch` (its default sampler, a plain `TPESampler` with the seed) proposes them,
+    through Tune's searcher and scheduler calls (`suggest`, `on_trial_result`,
+    `on_trial_complete`), as Tune's controller makes them; the simulation's event loop stands
+    in for Tune's, so no Ray cluster starts. Needs `pip install 'hpstudy[bench]'`."""
+
+    def __init__(
+        self,
+        task: Task,
+        sampler: optuna.samplers.BaseSampler,
+        *,
+        rng: np.random.Generator,
+    ) -> None:
+        from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+        from ray.tune.search.optuna import OptunaSearch
+
+        super().__init__(task, optuna.samplers.RandomSampler(seed=0), rng=rng)  # unused
+        self._stop = TrialScheduler.STOP
+        drawn: dict[str, dict[str, Any]] = {}
+
+        def space(trial: Any) -> None:
+            drawn["params"] = task.suggest(trial)
+
+        self._drawn = drawn
+        self.searcher = OptunaSearch(space=space, metric="loss", mode="min", sampler=sampler)
+        self.scheduler = AsyncHyperBandScheduler(
+            time_attr="training_iteration", metric="loss", mode="min", max_t=task.epochs
+        )
+        self._count = 0
+
+    def new_run(self, *, until: int | None = None) -> Run:
+        self._count += 1
+        handle = _TuneTrial(f"t{self._count:05d}")
+        self.searcher.suggest(handle.trial_id)
+        params = self._drawn.pop("params")
+        self.scheduler.on_trial_add(None, handle)
+        losses = np.asarray(self.task.curve(params, rng=self.rng), dtype=float)
+        return Run(handle, params, losses, until=self.task.epochs)  # type: ignore[arg-type]
+
+    def _result(self, run: Run) -> dict[str, float]:
+        return {"loss": run.last, "training_iteration": run.trained}
+
+    def should_prune(self, run: Run) -> bool:
+        result = self._result(run)
+        self.searcher.on_trial_result(run.trial.trial_id, result)  # type: ignore[attr-defined]
+        return bool(self.scheduler.on_trial_result(None, run.trial, result) == self._stop)
+
+    def finish(self, run: Run, state: str) -> None:
+        # a stopped trial completes with its last result, as in Tune
+        result = self._result(run)
+        trial_id = run.trial.trial_id  # type: ignore[attr-defined]
+        if state == "complete":  # Tune tells the scheduler of a trial that ended by itself
+            self.scheduler.on_trial_complete(None, run.trial, result)
+        else:
+            self.scheduler.on_trial_remove(None, run.trial)
+        self.searcher.on_trial_complete(trial_id, result)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TuneTrial:
+    """What Tune's scheduler reads of a trial: its id."""
+
+    trial_id: str
+
+
 # --- the sides -----------------------------------------------------------------------------------
 
 SideFactory = Callable[[Task, StudySpec, int, np.random.Generator], Policy]
@@ -318,6 +385,11 @@ def top_k_side(n: int, k: int) -> SideFactory:
     return factory
 
 
+def _ray_tune_asha(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
+    sampler = optuna.samplers.TPESampler(seed=seed)  # OptunaSearch's own default, seeded
+    return RayTuneAsha(task, sampler, rng=rng)
+
+
 def _random(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
     return OptunaPolicy(task, optuna.samplers.RandomSampler(seed=seed), _nop(), rng=rng)
 
@@ -335,6 +407,36 @@ def _tune_asha_like(task: Task, spec: StudySpec, seed: int, rng: np.random.Gener
     return TuneAsha(task, optuna.samplers.TPESampler(seed=seed), rng=rng)
 
 
+def spec_side(
+    sampler: Mapping[str, Any] | None = None, pruner: Mapping[str, Any] | None = None
+) -> SideFactory:
+    """hpstudy's own builders (`make_sampler`, `make_pruner`) with a sampler or pruner entry
+    in place of the spec's: a candidate default, written as a spec would write it."""
+
+    def factory(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
+        sampler_entry = dict(spec.sampler if sampler is None else sampler)
+        pruner_entry = dict(spec.pruner if pruner is None else pruner)
+        built = make_sampler(sampler_entry, seed=seed, space=spec.space)
+        return OptunaPolicy(task, built, make_pruner(pruner_entry), rng=rng)
+
+    return factory
+
+
+_SH = "successive_halving"
+# Candidates for hpstudy's default, compared on the tuning seeds only (`--seeds 20
+# --first-seed 0`); the one chosen becomes the specs' default and the `hpstudy` side.
+CANDIDATES: dict[str, SideFactory] = {
+    "sh-min1-rf3": spec_side(pruner={"name": _SH, "min_resource": 1, "reduction_factor": 3}),
+    "sh-min1-rf4": spec_side(pruner={"name": _SH, "min_resource": 1, "reduction_factor": 4}),
+    "sh-min1-rf3-tpe20": spec_side(
+        sampler={"name": "tpe", "n_startup_trials": 20},
+        pruner={"name": _SH, "min_resource": 1, "reduction_factor": 3},
+    ),
+    "hyperband-min1-rf3": spec_side(
+        pruner={"name": "hyperband", "min_resource": 1, "reduction_factor": 3}
+    ),
+}
+
 SIDES: dict[str, SideFactory] = {
     "hpstudy": _hpstudy,
     "optuna-hyperband": _optuna_hyperband,
@@ -343,8 +445,10 @@ SIDES: dict[str, SideFactory] = {
     "top-k": top_k_side(20, 3),
     "random-asha": _random_asha,
     "tune-asha-like": _tune_asha_like,
+    "ray-tune-asha": _ray_tune_asha,
     "random": _random,
 }
+ALL_SIDES: dict[str, SideFactory] = {**SIDES, **CANDIDATES}
 
 
 # --- the simulation ------------------------------------------------------------------------------
@@ -392,7 +496,7 @@ def simulate(
     spec: StudySpec,
     workers: int = 2,
     patience: int | None = None,
-    sides: Mapping[str, SideFactory] = SIDES,
+    sides: Mapping[str, SideFactory] | None = None,
 ) -> Outcome:
     """Runs `side` on `task` for one seed (see the module).
 
@@ -410,6 +514,7 @@ def simulate(
     Raises:
         ValueError: an unknown side, or fewer than 1 worker or epoch of budget.
     """
+    sides = ALL_SIDES if sides is None else sides
     if side not in sides:
         raise ValueError(f"unknown side {side!r}: choose from {sorted(sides)}")
     if workers < 1 or budget_epochs < 1:
@@ -570,7 +675,7 @@ def summary(results: Results, *, reference: str = "hpstudy") -> str:
     the budget. Only the seeds that every side has done count, so that sides are compared on
     the same seeds."""
     budget = int(results.meta["budget_epochs"])
-    sides = sorted({side for side, _ in results.outcomes}, key=list(SIDES).index)
+    sides = sorted({side for side, _ in results.outcomes}, key=list(ALL_SIDES).index)
     seeds = sorted(
         set.intersection(*({n for s, n in results.outcomes if s == side} for side in sides))
     )
@@ -640,9 +745,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = load_spec(args.spec)
     task = SurrogateTask.load(args.spec)
     sides = list(SIDES) if args.sides == "all" else args.sides.split(",")
-    unknown = sorted(set(sides) - set(SIDES))
+    unknown = sorted(set(sides) - set(ALL_SIDES))
     if unknown:
-        parser.error(f"unknown sides {unknown}: choose from {sorted(SIDES)} or all")
+        parser.error(f"unknown sides {unknown}: choose from {sorted(ALL_SIDES)} or all")
     meta = {
         "spec": args.spec,
         "budget_epochs": args.budget_epochs or 50 * task.epochs,

@@ -50,7 +50,7 @@ from studies import StudySpec, load_spec
 from trainer import Data, EpochResult, TrainConfig, fit, load_data
 
 HERE = Path(__file__).resolve().parent
-EPOCH_FIELDS = ("epoch", "train_loss", "dev_loss", "dev_accuracy", "lr", "seconds")
+EPOCH_FIELDS = ("epoch", "train_loss", "dev_loss", "dev_accuracy", "lr", "seconds", "fraction")
 SAMPLER_SEED = 0
 FORMAT = 1  # the record layout; a header of another format is refused
 
@@ -95,14 +95,21 @@ def base_config(
     epochs: int | None = None,
     data_dir: str | None = None,
     seed_offset: int = 0,
+    fractions: Sequence[float] = (),
 ) -> TrainConfig:
     """The spec's training config on the CPU with early stopping off (the whole curve).
+
+    With `fractions`, the dev split is also scored at those shares of the first epoch
+    (`TrainConfig.fractions`: the first epoch's order is stratified); a record's epochs then
+    hold those points too, each with its `fraction` (1.0 for a whole epoch).
 
     Configuration i trains with seed `seed_offset + i` (the base config's seed): a recording
     with another offset reruns the same configurations with other initial weights and batch
     orders, which measures how much reruns of one configuration differ.
     """
     base = spec.train.replace(patience=0, device="cpu", seed=seed_offset)
+    if fractions:
+        base = base.replace(fractions=tuple(fractions))
     if epochs is not None:
         base = base.replace(epochs=epochs)
     if data_dir is not None:
@@ -192,6 +199,10 @@ def _start_worker(base: TrainConfig, nice: int) -> None:
     if nice:
         os.nice(nice)
     torch.set_num_threads(1)
+    # Subnormal floats made some configurations' epochs 15-20x slower (a tiny weight decay
+    # or lr leaves weights and gradients near zero); the trainer flushes them since
+    # configuration 142 of mnist-mlp (see the module), as this process does for older ones.
+    torch.set_flush_denormal(True)
     _worker["data"] = load_data(base)
     _worker["base"] = base
 
@@ -238,6 +249,7 @@ def record(
     data_dir: str | None = None,
     sampler_seed: int = SAMPLER_SEED,
     seed_offset: int = 0,
+    fractions: Sequence[float] = (),
     nice: int = 10,
     echo: Any = print,
 ) -> list[dict[str, Any]]:
@@ -249,7 +261,9 @@ def record(
     Raises:
         ValueError: the file holds a recording of another spec, sampler seed or base config.
     """
-    base = base_config(spec, epochs=epochs, data_dir=data_dir, seed_offset=seed_offset)
+    base = base_config(
+        spec, epochs=epochs, data_dir=data_dir, seed_offset=seed_offset, fractions=fractions
+    )
     meta = header(spec, base, sampler_seed=sampler_seed)
     found, records, clean = read(path)
     if found is not None and _identity(found) != _identity(meta):
@@ -300,7 +314,16 @@ def _trained(
 
 
 def _identity(meta: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (meta.get("format"), meta.get("spec"), meta.get("sampler_seed"), meta.get("train"))
+    # a config key added since a recording began, at its default, does not make it another
+    # recording (`fractions` = [] is what every recording before it trained with)
+    train = {k: v for k, v in dict(meta.get("train") or {}).items() if (k, v) != ("fractions", [])}
+    return (meta.get("format"), meta.get("spec"), meta.get("sampler_seed"), train)
+
+
+def eval_fraction(text: str) -> float:
+    """A share written as a decimal or a ratio: "0.25", "1/9"."""
+    top, _, bottom = text.partition("/")
+    return float(top) / float(bottom) if bottom else float(top)
 
 
 def load(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -327,6 +350,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--seed-offset", type=int, default=0, help="configuration i trains with seed offset + i"
     )
+    parser.add_argument(
+        "--fractions",
+        type=lambda text: [float(eval_fraction(v)) for v in text.split(",")],
+        default=[],
+        help="shares of the first epoch where the dev split is scored too, e.g. 1/27,1/9,1/3",
+    )
     parser.add_argument("--nice", type=int, default=10)
     args = parser.parse_args(argv)
     spec = load_spec(args.spec)
@@ -339,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         data_dir=args.data_dir,
         sampler_seed=args.sampler_seed,
         seed_offset=args.seed_offset,
+        fractions=args.fractions,
         nice=args.nice,
         echo=lambda line: print(line, flush=True),
     )

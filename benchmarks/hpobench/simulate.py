@@ -117,16 +117,34 @@ class Task(Protocol):
 
 @dataclasses.dataclass
 class Run:
-    """One trial's training: its drawn curve and how far it has gone."""
+    """One trial's training: its drawn curve and how far it has gone.
+
+    The curve's points are whole epochs, or (a side with first-epoch points, `Policy.inner`)
+    the task's inner points of the first epoch and then whole epochs; `shares[i]` is the
+    epochs trained at point i (0.111, 0.333, 1, 2, ...) and `costs[i]` what reaching it costs,
+    in epochs (an inner point's share of the epoch plus one dev evaluation).
+    """
 
     trial: optuna.Trial
     params: dict[str, Any]
-    losses: np.ndarray  # the whole drawn run, (epochs,) dev loss
+    losses: np.ndarray  # the whole drawn run's dev loss at its points
     until: int  # the epoch it trains to unless stopped before (top-k's first round: 1)
-    trained: int = 0
-    best: float = math.inf
+    shares: np.ndarray | None = None  # None: every point a whole epoch
+    costs: np.ndarray | None = None
+    trained: int = 0  # whole epochs
+    points: int = 0  # points reached, whole epochs or not
+    best: float = math.inf  # over whole epochs (model selection)
     best_epoch: int = 0
-    last: float = math.inf  # the last epoch's dev loss
+    last: float = math.inf  # the last point's dev loss
+
+    @property
+    def share(self) -> float:
+        """Epochs trained at the point just reached."""
+        return float(self.points if self.shares is None else self.shares[self.points - 1])
+
+    def cost(self) -> float:
+        """What the next point costs, in epochs."""
+        return 1.0 if self.costs is None else float(self.costs[self.points])
 
 
 class Policy:
@@ -150,6 +168,11 @@ class Policy:
             study_name="simulation", sampler=sampler, pruner=self.pruner()
         )
 
+    # Report steps per epoch where a side reports the first epoch's inner points too (the
+    # task's `fractions`): step = round(epochs trained * inner); 0 = whole epochs only, whose
+    # step is the number of epochs trained.
+    inner = 0
+
     def pruner(self) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
 
@@ -157,16 +180,29 @@ class Policy:
         """A new trial, asked of the study, and its drawn run."""
         trial = self.study.ask()
         params = self.task.suggest(trial)
-        losses = np.asarray(self.task.curve(params, rng=self.rng), dtype=float)
-        return Run(trial, params, losses, until=self.task.epochs if until is None else until)
+        until = self.task.epochs if until is None else until
+        if not self.inner:
+            losses = np.asarray(self.task.curve(params, rng=self.rng), dtype=float)
+            return Run(trial, params, losses, until=until)
+        task: Any = self.task
+        losses = np.asarray(task.points(params, rng=self.rng), dtype=float)
+        inner = np.asarray(task.fractions, dtype=float)
+        shares = np.r_[inner, np.arange(1, self.task.epochs + 1)]
+        evaluations = np.r_[np.full(len(inner), task.eval_cost), np.zeros(self.task.epochs)]
+        costs = np.diff(np.r_[0.0, shares]) + evaluations
+        return Run(trial, params, losses, until=until, shares=shares, costs=costs)
+
+    def step(self, run: Run) -> int:
+        """The step a point is reported at (see `inner`)."""
+        return round(run.share * self.inner) if self.inner else run.trained
 
     def next_run(self) -> Run:
         """What a free worker trains next (a new trial, or one to continue)."""
         return self.new_run()
 
     def should_prune(self, run: Run) -> bool:
-        """After each epoch: reports it, and says whether the run stops here."""
-        run.trial.report(run.last, run.trained)
+        """After each point: reports it, and says whether the run stops here."""
+        run.trial.report(run.last, self.step(run))
         return run.trial.should_prune()
 
     def finish(self, run: Run, state: str) -> None:
@@ -194,6 +230,23 @@ class OptunaPolicy(Policy):
 
     def pruner(self) -> optuna.pruners.BasePruner:
         return self._pruner
+
+
+class InnerPolicy(OptunaPolicy):
+    """An Optuna pruner that also sees the first epoch's inner points (the task's
+    `fractions`), reported at step round(epochs trained * `inner`)."""
+
+    def __init__(
+        self,
+        task: Task,
+        sampler: optuna.samplers.BaseSampler,
+        pruner: optuna.pruners.BasePruner,
+        *,
+        rng: np.random.Generator,
+        inner: int,
+    ) -> None:
+        self.inner = inner
+        super().__init__(task, sampler, pruner, rng=rng)
 
 
 class TopK(Policy):
@@ -422,6 +475,17 @@ def spec_side(
     return factory
 
 
+def inner_side(pruner: Mapping[str, Any], *, inner: int = 27) -> SideFactory:
+    """hpstudy's sampler with a pruner that sees the first epoch's inner points, in steps of
+    1 / `inner` epoch."""
+
+    def factory(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
+        built = make_sampler(dict(spec.sampler), seed=seed, space=spec.space)
+        return InnerPolicy(task, built, make_pruner(dict(pruner)), rng=rng, inner=inner)
+
+    return factory
+
+
 _SH = "successive_halving"
 # Candidates for hpstudy's default, compared on the tuning seeds only (`--seeds 20
 # --first-seed 0`); the one chosen becomes the specs' default and the `hpstudy` side.
@@ -435,6 +499,12 @@ CANDIDATES: dict[str, SideFactory] = {
     "hyperband-min1-rf3": spec_side(
         pruner={"name": "hyperband", "min_resource": 1, "reduction_factor": 3}
     ),
+    # rungs at 1/27, 1/9, 1/3, 1, 3, 9 epochs
+    "frac27-sh-rf3": inner_side({"name": _SH, "min_resource": 1, "reduction_factor": 3}),
+    # rungs at 1/9, 1/3, 1, 3, 9 epochs
+    "frac9-sh-rf3": inner_side({"name": _SH, "min_resource": 3, "reduction_factor": 3}),
+    # rungs at 1/3, 1, 3, 9 epochs
+    "frac3-sh-rf3": inner_side({"name": _SH, "min_resource": 9, "reduction_factor": 3}),
 }
 
 SIDES: dict[str, SideFactory] = {
@@ -460,15 +530,16 @@ class Outcome:
 
     side: str
     seed: int
-    trials: int  # trials that trained an epoch or more
-    epochs: int  # epochs trained, summed over trials (= the budget)
-    wall: int  # the latest worker clock, in epochs
+    trials: int  # trials that trained a point or more
+    # epochs are floats where a side trains shares of the first epoch (ints otherwise)
+    epochs: float  # epochs trained, summed over trials (= the budget)
+    wall: float  # the latest worker clock, in epochs
     best: float  # the lowest dev loss of any epoch trained
     target: float
-    epochs_to_target: int | None  # epochs spent when the best first reached the target
-    wall_to_target: int | None
-    curve: list[tuple[int, int, float]]  # (epochs, wall, best) at each improvement
-    epochs_per_trial: list[int]  # in the order the trials started (the last ones cut short)
+    epochs_to_target: float | None  # epochs spent when the best first reached the target
+    wall_to_target: float | None
+    curve: list[tuple[float, float, float]]  # (epochs, wall, best) at each improvement
+    epochs_per_trial: list[float]  # in the order the trials started (the last ones cut short)
     seconds: float  # the simulation's own compute time
 
     def best_at(self, epochs: float) -> float:
@@ -526,53 +597,65 @@ def simulate(
     policy = sides[side](task, spec, seed, np.random.default_rng(seed))
     runs = [policy.next_run() for _ in range(workers)]
     started = list(runs)
-    events = [(1, worker) for worker in range(workers)]  # (clock at the epoch's end, worker)
+    # (clock when the point in training is reached, worker)
+    events = [(runs[worker].cost(), worker) for worker in range(workers)]
     heapq.heapify(events)
-    spent, best, curve = 0, math.inf, []
-    reached: tuple[int, int] | None = None
+    spent, best, curve = 0.0, math.inf, []
+    reached: tuple[float, float] | None = None
+    clock = 0.0
     while spent < budget_epochs:
         clock, worker = heapq.heappop(events)
         run = runs[worker]
-        spent += 1
-        run.trained += 1
-        run.last = float(run.losses[run.trained - 1])
-        if run.last < run.best:
-            run.best, run.best_epoch = run.last, run.trained
-        if run.last < best:
-            best = run.last
-            curve.append((spent, clock, best))
-            if reached is None and best <= target:
-                reached = (spent, clock)
-        stopped_early = bool(patience) and run.trained - run.best_epoch >= patience
+        spent += run.cost()
+        run.points += 1
+        run.last = float(run.losses[run.points - 1])
+        whole = run.shares is None or run.share >= 1
+        if whole:
+            run.trained += 1
+            if run.last < run.best:
+                run.best, run.best_epoch = run.last, run.trained
+            if run.last < best:  # a model a trial can keep: whole epochs only
+                best = run.last
+                curve.append((_num(spent), _num(clock), best))
+                if reached is None and best <= target:
+                    reached = (spent, clock)
+        stopped_early = whole and bool(patience) and run.trained - run.best_epoch >= patience
         if policy.should_prune(run):
             policy.finish(run, "pruned")
         elif stopped_early or run.trained >= task.epochs:
             policy.finish(run, "complete")
-        elif run.trained >= run.until:
+        elif whole and run.trained >= run.until:
             policy.finish(run, "paused")
         else:
-            heapq.heappush(events, (clock + 1, worker))
+            heapq.heappush(events, (clock + run.cost(), worker))
             continue
         if spent < budget_epochs:
             runs[worker] = policy.next_run()
-            if runs[worker].trained == 0:
+            if runs[worker].points == 0:
                 started.append(runs[worker])
-            heapq.heappush(events, (clock + 1, worker))
-    trained = [run.trained for run in started if run.trained]  # not one asked as time ran out
+            heapq.heappush(events, (clock + runs[worker].cost(), worker))
+    trained = [run.share for run in started if run.points]  # not one asked as time ran out
     return Outcome(
         side=side,
         seed=seed,
         trials=len(trained),
-        epochs=spent,
-        wall=clock,  # events come in time order: the last one's clock is the latest
+        epochs=_num(spent),
+        wall=_num(clock),  # events come in time order: the last one's clock is the latest
         best=best,
         target=target,
-        epochs_to_target=None if reached is None else reached[0],
-        wall_to_target=None if reached is None else reached[1],
+        epochs_to_target=None if reached is None else _num(reached[0]),
+        wall_to_target=None if reached is None else _num(reached[1]),
         curve=curve,
-        epochs_per_trial=trained,
+        epochs_per_trial=[_num(share) for share in trained],
         seconds=time.perf_counter() - tic,
     )
+
+
+def _num(value: float) -> float:
+    """A whole number of epochs as an int (as sides without inner points count), else the
+    float rounded to 1e-9 (sums of shares)."""
+    rounded = round(float(value), 9)
+    return int(rounded) if rounded.is_integer() else rounded
 
 
 # --- the results file ----------------------------------------------------------------------------

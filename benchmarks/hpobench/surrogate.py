@@ -32,6 +32,19 @@ as well as a rerun's spread: on digits their sd, 0.67 in log final dev loss, is 
 reruns' 0.19, so draws without reruns are far noisier than reruns are. Without an `rng` the
 curve is the model's mean.
 
+Points inside the first epoch (issue 28's data-fraction rungs): where
+`<spec>-fractions.jsonl.gz` lies beside the recording (`record --epochs 1 --fractions
+1/27,1/9,1/3`: the dev loss after a stratified 1/27, 1/9 and 1/3 of the first epoch, the
+same configurations and seeds), `SurrogateTask.points` draws them with the whole epochs: a
+forest of their own predicts their log dev loss (the epoch model is left as it was), and the
+noise of a draw is one *joint* noise row, partial points and epochs of one configuration
+together (from reruns of both recordings where `-fractions-reruns` and `-reruns` hold the
+same configurations, else both models' held-out residuals of one configuration), so that a
+run unlucky at a third of an epoch tends to stay unlucky, as real runs do. A point's cost:
+the share of the epoch it trained, plus one dev evaluation (`eval_cost`, in epochs: the
+median over the recorded configurations of a least-squares fit of the seconds between
+points, `seconds = epoch_cost * share + eval_cost`).
+
 `validate` measures the model on held-out configurations (k-fold): the Spearman rank
 correlation between predicted and true final dev loss, and best (lowest over the epochs) dev
 loss; where `<spec>-reruns.jsonl.gz` holds the same configurations run with other seeds
@@ -490,6 +503,108 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+# --- points inside the first epoch ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Partials:
+    """A recording of the first epoch's inner points (`record --fractions`), as arrays."""
+
+    params: list[dict[str, Any]]
+    fractions: np.ndarray  # (points,): the shares trained, the mean over configurations
+    dev_loss: np.ndarray  # (configs, points); not finite: as `Curves` fills a diverged run
+    eval_cost: float  # one dev evaluation, in epochs of training (see the module)
+
+    @classmethod
+    def load(cls, path: Path) -> Partials:
+        meta, records = load(path)
+        guess = math.log(_classes(meta))
+        points = len(meta["train"]["fractions"])
+        losses, shares, costs = [], [], []
+        for record in records:
+            inner = [e for e in record["epochs"] if float(e.get("fraction", 1.0)) < 1.0]
+            loss = [_number(e["dev_loss"]) for e in inner][:points]
+            finite = [v for v in loss if math.isfinite(v)]
+            fill = max(guess, finite[-1] if finite else guess)
+            loss = [v if math.isfinite(v) else fill for v in loss] + [fill] * (points - len(loss))
+            losses.append(loss)
+            if len(inner) == points and len(record["epochs"]) > points:
+                shares.append([float(e["fraction"]) for e in inner])
+                whole = record["epochs"][points]
+                done = np.array([0.0, *shares[-1], 1.0])
+                took = np.array([0.0, *(float(e["seconds"]) for e in inner), whole["seconds"]])
+                design = np.c_[np.diff(done), np.ones(len(done) - 1)]
+                epoch, evaluation = np.linalg.lstsq(design, np.diff(took), rcond=None)[0]
+                if epoch > 0:
+                    costs.append(max(0.0, evaluation / epoch))
+        return cls(
+            params=[dict(r["params"]) for r in records],
+            fractions=np.mean(shares, axis=0),
+            dev_loss=np.array(losses),
+            eval_cost=float(np.median(costs)),
+        )
+
+
+def fractions_path(path: Path, *, reruns: bool = False) -> Path:
+    """Where a recording's first-epoch points lie: `<name>-fractions[-reruns].jsonl.gz`."""
+    tail = "-fractions-reruns.jsonl.gz" if reruns else "-fractions.jsonl.gz"
+    return path.with_name(path.name.replace(".jsonl.gz", tail))
+
+
+class PointModel:
+    """The epoch model (`CurveModel`) plus a forest for the first epoch's inner points, and
+    joint noise rows over both (see the module)."""
+
+    def __init__(
+        self,
+        epochs: CurveModel,
+        curves: Curves,
+        partials: Partials,
+        *,
+        reruns: tuple[Curves, Partials] | None,
+        seed: int = 0,
+    ) -> None:
+        count = min(len(curves.params), len(partials.params))
+        if curves.params[:count] != partials.params[:count]:
+            raise ValueError(
+                "the first-epoch points are not of the recording's configurations: record "
+                "them with the same spec and sampler seed (record --epochs 1 --fractions ...)"
+            )
+        self.epochs, self.points = epochs, partials.fractions.shape[0]
+        x = epochs.encoder.matrix(partials.params[:count])
+        y = np.log(partials.dev_loss[:count])
+        forest = RandomForestRegressor(
+            n_estimators=epochs.trees, oob_score=True, random_state=seed, n_jobs=1
+        ).fit(x, y)
+        self._flat = FlatForest(forest)
+        residuals = y - forest.oob_prediction_.reshape(y.shape)
+        if reruns is None:
+            noise = np.c_[residuals, epochs.residuals[:count]]
+            where = np.c_[y, epochs._y[:count]]
+        else:
+            again, again_partials = reruns
+            both = min(len(again.params), len(again_partials.params), count)
+            keep = np.flatnonzero(~(curves.diverged[:both] | again.diverged[:both]))
+            first = np.log(np.c_[partials.dev_loss[keep], curves.dev_loss[keep]])
+            second = np.log(np.c_[again_partials.dev_loss[keep], again.dev_loss[keep]])
+            noise, where = (first - second) / math.sqrt(2), (first + second) / 2
+        bound = np.quantile(np.abs(noise), 0.99, axis=0)  # per column: see CurveModel.fit
+        self._noise = np.clip(noise, -bound, bound)
+        self._near = NearestNeighbors().fit(where)
+        self.noise_neighbours = epochs.noise_neighbours
+
+    def draw_log(self, x: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """Log dev loss at the inner points then every epoch, (rows, points + epochs)."""
+        mean = np.c_[self._flat.predict(x), self.epochs.predict_log(x)]
+        if rng is None:
+            return mean
+        count = min(self.noise_neighbours, len(self._noise))
+        _, near = self._near.kneighbors(mean, n_neighbors=count)
+        chosen = near[np.arange(len(x)), rng.integers(0, count, size=len(x))]
+        sign = rng.choice([-1.0, 1.0], size=(len(x), 1))
+        return np.asarray(mean + sign * self._noise[chosen])
+
+
 # --- what a search simulation calls ----------------------------------------------------------
 
 
@@ -509,6 +624,8 @@ class SurrogateTask:
         curves: Curves,
         *,
         reruns: Curves | None = None,
+        partials: Partials | None = None,
+        partial_reruns: Partials | None = None,
         model: str = "forest",
         seed: int = 0,
     ) -> None:
@@ -521,6 +638,17 @@ class SurrogateTask:
             curves.seconds,
             reruns=None if reruns is None else _pairs(curves, reruns),
         )
+        # the first epoch's inner points, where recorded (None: whole epochs only)
+        self.fractions: tuple[float, ...] = ()
+        self.eval_cost = 0.0
+        self._points: PointModel | None = None
+        if partials is not None:
+            joint = None
+            if reruns is not None and partial_reruns is not None:
+                joint = (reruns, partial_reruns)
+            self._points = PointModel(self.model, curves, partials, reruns=joint, seed=seed)
+            self.fractions = tuple(float(f) for f in partials.fractions)
+            self.eval_cost = partials.eval_cost
 
     @classmethod
     def load(cls, spec: str | Path, *, model: str = "forest", seed: int = 0) -> SurrogateTask:
@@ -529,7 +657,15 @@ class SurrogateTask:
         path = Path(spec) if str(spec).endswith(".gz") else default_path(str(spec))
         again = rerun_path(path)
         reruns = Curves.load(again) if again.exists() else None
-        return cls(Curves.load(path), reruns=reruns, model=model, seed=seed)
+        inner, inner_again = fractions_path(path), fractions_path(path, reruns=True)
+        return cls(
+            Curves.load(path),
+            reruns=reruns,
+            partials=Partials.load(inner) if inner.exists() else None,
+            partial_reruns=Partials.load(inner_again) if inner_again.exists() else None,
+            model=model,
+            seed=seed,
+        )
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         """A configuration drawn from the space by `trial` (conditional parameters as the
@@ -542,6 +678,22 @@ class SurrogateTask:
         """The configuration's dev loss per epoch, (epochs,): the model's mean, or with
         `rng` one noisy run (see the module)."""
         return np.exp(self.model.draw_log(self.model.encoder.matrix([params]), rng)[0])
+
+    def points(
+        self, params: Mapping[str, Any], *, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """The dev loss at the first epoch's inner points (`fractions`), then at every epoch,
+        (points + epochs,): one noisy run with `rng` (see the module).
+
+        Raises:
+            ValueError: the recording has no first-epoch points.
+        """
+        if self._points is None:
+            raise ValueError(
+                "no first-epoch points were recorded for this task: record them with "
+                "record --epochs 1 --fractions 1/27,1/9,1/3 --out <spec>-fractions.jsonl.gz"
+            )
+        return np.exp(self._points.draw_log(self.model.encoder.matrix([params]), rng)[0])
 
     def curves_of(
         self, configs: Sequence[Mapping[str, Any]], *, rng: np.random.Generator | None = None

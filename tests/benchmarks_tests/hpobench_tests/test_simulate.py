@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.hpobench.simulate import (
     SIDES,
+    InnerPolicy,
     OptunaPolicy,
     Outcome,
     Policy,
@@ -222,3 +223,60 @@ def test_summary_compares_sides_on_the_seeds_they_all_have(tmp_path: Path) -> No
     run_all(FakeTask(), results, sides=["top-k"], seeds=[2, 3, 4], spec=SPEC)
     table = summary(results)
     assert "| random | 2 |" in table and "| top-k | 2 |" in table
+
+
+class InnerTask(FakeTask):
+    """A fake task with points inside the first epoch (1/9 and 1/3 of it)."""
+
+    fractions = (1 / 9, 1 / 3)
+    eval_cost = 0.05
+
+    def points(
+        self, params: Mapping[str, Any], *, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        curve = self.curve(params, rng=rng)
+        return np.r_[curve[0] * 3, curve[0] * 2, curve]
+
+
+def _inner(pruner: optuna.pruners.BasePruner) -> Callable[..., Policy]:
+    def factory(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+        return InnerPolicy(task, sampler, pruner, rng=rng, inner=9)
+
+    return factory
+
+
+def test_a_trial_pruned_at_the_first_inner_point_costs_its_share_and_one_evaluation() -> None:
+    pruned = _inner(optuna.pruners.ThresholdPruner(upper=0.0))
+    outcome = _run(InnerTask(), "inner", budget=2, sides={"inner": pruned})
+    per_trial = 1 / 9 + InnerTask.eval_cost
+    assert outcome.trials == math.ceil(2 / per_trial)
+    assert outcome.epochs_per_trial == [round(1 / 9, 9)] * outcome.trials
+    assert outcome.epochs == pytest.approx(outcome.trials * per_trial)
+    assert outcome.best == math.inf  # no whole epoch was trained: no model to keep
+
+
+def test_inner_points_are_reported_at_steps_of_their_share_and_whole_epochs_count_alone() -> None:
+    task = InnerTask(noise=0.0)
+    policies: list[Policy] = []
+
+    def factory(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
+        policies.append(_inner(optuna.pruners.NopPruner())(task, spec, seed, rng))
+        return policies[-1]
+
+    budget = 2 * (EPOCHS + 2 * InnerTask.eval_cost)
+    outcome = _run(task, "inner", budget=math.ceil(budget), sides={"inner": factory})
+    first = policies[0].study.trials[0]
+    assert sorted(first.intermediate_values) == [1, 3] + [9 * e for e in range(1, EPOCHS + 1)]
+    assert outcome.epochs_per_trial[:2] == [EPOCHS, EPOCHS]
+    # the best is a whole epoch's loss, never the (here lower) inner points' ×2 and ×3 ones
+    trained = [t for t in policies[0].study.trials if t.intermediate_values]
+    assert outcome.best == pytest.approx(min(min(task.curve(t.params)) for t in trained))
+
+
+def test_ray_tunes_own_scheduler_and_searcher_decide_as_our_re_implementation() -> None:
+    pytest.importorskip("ray.tune")
+    ours = _run(FakeTask(), "tune-asha-like", budget=80, workers=2)
+    tune = _run(FakeTask(), "ray-tune-asha", budget=80, workers=2)
+    assert tune.epochs_per_trial == ours.epochs_per_trial
+    assert tune.curve == ours.curve

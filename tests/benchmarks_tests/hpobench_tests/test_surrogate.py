@@ -176,3 +176,57 @@ def test_the_target_is_a_quantile_of_the_surrogates_own_draws(tmp_path: Path) ->
 
     assert top5 < median
     assert task.target(0.95, noisy=False, draws=400) == pytest.approx(np.quantile(drawn, 0.05))
+
+
+def _inner_recording(path: Path, count: int, *, noise_seed: int = 0) -> None:
+    """The first epoch's points of `_recording`'s configurations: at 1/9 and 1/3 of it, the
+    loss 3 and 2 times the first epoch's; seconds = 2 * share + 0.1 per evaluation."""
+    rng = np.random.default_rng(noise_seed)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = SearchSpace.from_dict(SPACE)
+    from search_space import suggest
+
+    records = []
+    for index in range(count):
+        params = suggest(study.ask(), space)
+        first = _known(params, rng)[0]
+        epochs = [
+            {"epoch": 0, "dev_loss": 3 * first, "fraction": 1 / 9, "seconds": 2 / 9 + 0.1},
+            {"epoch": 0, "dev_loss": 2 * first, "fraction": 1 / 3, "seconds": 2 / 3 + 0.2},
+            {"epoch": 0, "dev_loss": first, "fraction": 1.0, "seconds": 2.0 + 0.3},
+        ]
+        records.append({"index": index, "params": params, "status": "completed", "epochs": epochs})
+    meta = {
+        "kind": "meta",
+        "spec": "known",
+        "space": SPACE,
+        "train": {"epochs": 1, "dataset": "digits", "fractions": [1 / 9, 1 / 3]},
+    }
+    write(path, meta, records)
+
+
+def test_inner_points_come_before_the_epochs_and_cost_their_share_and_an_evaluation(
+    tmp_path: Path,
+) -> None:
+    _recording(tmp_path / "known.jsonl.gz", 80)
+    _inner_recording(tmp_path / "known-fractions.jsonl.gz", 80)
+    task = SurrogateTask.load(tmp_path / "known.jsonl.gz")
+    params = {"lr": 1e-2, "optimizer": "adam", "batch_norm": True}
+
+    points = task.points(params)
+
+    assert task.fractions == pytest.approx((1 / 9, 1 / 3))
+    assert task.eval_cost == pytest.approx(0.1 / 2)  # 0.1 s per evaluation, 2 s per epoch
+    assert points.shape == (2 + EPOCHS,)
+    assert np.allclose(points[2:], task.curve(params))  # the epoch model is unchanged
+    assert points[0] > points[1] > points[2]  # 3x, 2x, 1x the first epoch's loss
+    noisy = np.array([task.points(params, rng=np.random.default_rng(i)) for i in range(50)])
+    assert np.std(np.log(noisy[:, 0])) > 0  # inner points are drawn with noise too
+
+
+def test_a_task_without_inner_points_says_how_to_record_them(tmp_path: Path) -> None:
+    _recording(tmp_path / "known.jsonl.gz", 30)
+    task = SurrogateTask.load(tmp_path / "known.jsonl.gz")
+
+    with pytest.raises(ValueError, match="--fractions"):
+        task.points({"lr": 1e-2, "optimizer": "adam", "batch_norm": True})

@@ -62,6 +62,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
         FileCheckpoint,
         FitResult,
         fit,
+        stratified_order,
         train_epoch,
     )
     from trainer._folds import CrossResult, cross_fit, fold_indices, member_seed
@@ -176,6 +177,7 @@ __all__ = [
     "resolve_data_path",
     "resolve_device",
     "save_weights",
+    "stratified_order",
     "train_epoch",
     "unpack_mnist_wheel",
     "weight_layers",

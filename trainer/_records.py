@@ -40,6 +40,22 @@ class EpochResult:
     finished_at: float = 0.0  # when the epoch ended, in Unix seconds (0 = not recorded)
     dev_rmse: float = math.nan  # regression: dev RMSE in the targets' original units
     dev_r2: float = math.nan  # regression: dev R², averaged over target columns
+    # share of the training split this epoch had trained on when it was measured: 1.0 for a
+    # whole epoch; less for a point inside the first epoch (`TrainConfig.fractions`), whose
+    # train_loss, accuracy and gradient norms cover the batches so far. Records written
+    # before partial epochs existed read back as 1.0.
+    fraction: float = 1.0
+
+    @property
+    def partial(self) -> bool:
+        """Whether this is a point inside an epoch (fraction < 1), not a whole epoch."""
+        return self.fraction < 1.0
+
+    @property
+    def epochs_trained(self) -> float:
+        """Epochs of the training split trained so far: epoch + fraction (1 after epoch 0,
+        about 0.11 at a first-epoch point with fraction 1/9)."""
+        return self.epoch + self.fraction
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

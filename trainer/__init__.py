@@ -31,7 +31,7 @@ from trainer._config import (
 )
 from trainer._errors import BadDataError, WeightsError
 from trainer._mnist import DataUnavailableError, fetch_mnist, has_mnist, unpack_mnist_wheel
-from trainer._records import EpochResult, LRRange
+from trainer._records import EpochResult, LRRange, training_seconds
 from trainer._refs import (
     UserCodeError,
     UserFunction,
@@ -179,6 +179,7 @@ __all__ = [
     "save_weights",
     "stratified_order",
     "train_epoch",
+    "training_seconds",
     "unpack_mnist_wheel",
     "weight_layers",
     "write_config_file",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 METRICS = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "dev_rmse", "dev_r2")
@@ -81,6 +82,16 @@ class EpochResult:
         return _same(self.to_dict(), other.to_dict())
 
     __hash__ = None  # type: ignore[assignment]  # equal by value, and it holds dicts
+
+
+def training_seconds(results: Sequence[EpochResult]) -> float:
+    """The wall time a run's results took: the sum over its whole epochs, or, for a run that
+    ended inside its first epoch, the seconds of its last point (a point's seconds count from
+    the start of its epoch, and the whole epoch's include its points)."""
+    whole = [r.seconds for r in results if not r.partial]
+    if whole:
+        return sum(whole)
+    return max((r.seconds for r in results), default=0.0)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -90,10 +90,13 @@ def trial_note(
     """The Markdown note of a trial: how it ended, where it trained ("host/cuda:0"), its best
     epoch, its folds' values (a trial of several networks, whose curve is their mean), and its
     diagnosis."""
-    lines = [f"### Trial {number}: {reason} after {len(epochs)} epochs", ""]
+    whole = sum(1 for e in epochs if not e.partial)
+    points = len(epochs) - whole
+    inside = f" and {points} point(s) inside the first" if points else ""
+    lines = [f"### Trial {number}: {reason} after {whole} epochs{inside}", ""]
     if where:
         lines += [f"Trained on {where}.", ""]
-    best = next((e for e in epochs if e.epoch == best_epoch), None)
+    best = next((e for e in epochs if e.epoch == best_epoch and not e.partial), None)
     if best is not None:
         lines += [f"Best epoch {best.epoch}: {epoch_scores(best.to_dict())}.", ""]
     if folds:

@@ -95,3 +95,18 @@ def test_a_hopeless_trial_stops_at_a_ninth_of_an_epoch(halved: tuple[optuna.Stud
     finally:
         engine.dispose()
     assert [round(r.fraction, 2) for r in stored] == [0.11]
+
+
+def test_the_api_reads_back_the_points_inside_the_first_epoch(
+    halved: tuple[optuna.Study, str],
+) -> None:
+    import studies
+
+    study, url = halved
+    curve = studies.epochs(study.study_name, trial=0, storage=url)
+    assert [(r.epoch, round(r.fraction, 2)) for r in curve] == [
+        (0, 0.11),
+        (0, 0.33),
+        (0, 1.0),
+        (1, 1.0),
+    ]

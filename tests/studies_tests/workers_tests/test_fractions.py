@@ -110,3 +110,47 @@ def test_the_api_reads_back_the_points_inside_the_first_epoch(
         (0, 1.0),
         (1, 1.0),
     ]
+
+
+def test_two_objectives_and_folds_halve_inside_the_first_epoch(tmp_path: Path) -> None:
+    import textwrap
+
+    import studies
+
+    path = tmp_path / "pair.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            [study]
+            name = "pair"
+            storage = "sqlite:///{tmp_path / "p.db"}"
+            objectives = {{ dev_loss = "min", params = "min" }}
+            n_trials = 2
+            seed = 1
+            sampler = {{ name = "random" }}
+            pruner = {{ name = "successive_halving", min_resource = 1, reduction_factor = 3 }}
+            enqueue = [{{ lr = 0.01 }}, {{ lr = 1e-6 }}]
+
+            [train]
+            dataset = "digits"
+            optimizer = "adam"
+            hidden = [32]
+            epochs = 2
+            folds = 2
+            fractions = [0.1111, 0.3333]
+
+            [space.lr]
+            low = 1e-6
+            high = 0.1
+            log = true
+            """
+        )
+    )
+    studies.run(str(path), workers=1, progress=False)
+    study = optuna.load_study(study_name="pair", storage=f"sqlite:///{tmp_path / 'p.db'}")
+    good, hopeless = study.trials
+    assert good.state == TrialState.COMPLETE and good.user_attrs["epochs_run"] == 2
+    # the same network, so only the loss decides: worse at 1/9 of an epoch, it stops there
+    assert hopeless.state == TrialState.PRUNED and hopeless.user_attrs["epochs_run"] == 0
+    curve = studies.epochs("pair", trial=0, storage=f"sqlite:///{tmp_path / 'p.db'}")
+    assert [round(r.epochs_trained, 2) for r in curve] == [0.11, 0.33, 1.0, 2.0]

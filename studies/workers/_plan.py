@@ -78,6 +78,13 @@ class Plan:
                 f"rungs inside the first epoch ([train] fractions; a trial's steps count "
                 f"{fractions[0]:.3g} of an epoch): {schedule_text(rungs)}"
             )
+        elif self.proposed and spec.fractions_auto:
+            rungs = rung_costs(self.proposed, train=self.train_seconds, dev=self.dev_seconds)
+            shown = ", ".join(f"{f:g}" for f in self.proposed)
+            out.append(
+                f'fractions = "auto" would choose [{shown}] of the first epoch (a run times '
+                f"them again with its workers): {schedule_text(rungs)}"
+            )
         elif self.proposed:
             rungs = rung_costs(self.proposed, train=self.train_seconds, dev=self.dev_seconds)
             shown = ", ".join(f"{f:g}" for f in self.proposed)

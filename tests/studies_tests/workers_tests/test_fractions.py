@@ -154,3 +154,46 @@ def test_two_objectives_and_folds_halve_inside_the_first_epoch(tmp_path: Path) -
     assert hopeless.state == TrialState.PRUNED and hopeless.user_attrs["epochs_run"] == 0
     curve = studies.epochs("pair", trial=0, storage=f"sqlite:///{tmp_path / 'p.db'}")
     assert [round(r.epochs_trained, 2) for r in curve] == [0.11, 0.33, 1.0, 2.0]
+
+
+def test_auto_fractions_are_chosen_once_and_trained_with(tmp_path: Path) -> None:
+    import textwrap
+
+    import studies
+    from studies.storage import StudyAttrs, TrialAttrs
+
+    path = tmp_path / "auto.toml"
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            [study]
+            name = "auto"
+            storage = "{url}"
+            n_trials = 1
+            pruner = {{ name = "successive_halving", min_resource = 1, reduction_factor = 3 }}
+
+            [train]
+            dataset = "digits"
+            hidden = [16]
+            epochs = 1
+            fractions = "auto"
+
+            [space.lr]
+            low = 0.001
+            high = 0.1
+            log = true
+            """
+        )
+    )
+    lines: list[str] = []
+    studies.run(str(path), workers=1, progress=False, echo=lines.append)
+    study = optuna.load_study(study_name="auto", storage=url)
+    chosen = StudyAttrs.of(study).fractions
+    assert chosen is not None  # () too is a choice: the dev evaluation was too dear
+    assert any(line.startswith("fractions = auto: ") for line in lines)
+    (trial,) = study.trials
+    config = TrialAttrs.of(trial).config
+    assert config is not None and config["fractions"] == list(chosen)
+    curve = studies.epochs("auto", trial=0, storage=url)
+    assert [r.fraction for r in curve if r.partial] == pytest.approx(list(chosen), abs=0.01)

@@ -106,3 +106,16 @@ def test_the_plan_proposes_fractions_to_a_spec_without_them(tmp_path: Path) -> N
     lines = plan_of(proposed=(0.1111, 0.3333)).rung_lines(spec(tmp_path, ""))
     assert "advice: fractions = [0.1111, 0.3333] in [train]" in lines[1]
     assert "min_resource = 1" in lines[1]
+
+
+def test_a_worker_before_any_run_chose_fractions_trains_whole_epochs(tmp_path: Path) -> None:
+    import optuna
+
+    from studies.storage import write_study_attrs
+    from studies.workers._fractions_auto import with_fractions
+
+    auto = spec(tmp_path, 'fractions = "auto"')
+    study = optuna.create_study()
+    assert with_fractions(auto, study).train.fractions == ()
+    write_study_attrs(study, fractions=(0.1111, 0.3333))
+    assert with_fractions(auto, study).train.fractions == (0.1111, 0.3333)

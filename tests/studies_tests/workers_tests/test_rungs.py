@@ -119,3 +119,23 @@ def test_a_worker_before_any_run_chose_fractions_trains_whole_epochs(tmp_path: P
     assert with_fractions(auto, study).train.fractions == ()
     write_study_attrs(study, fractions=(0.1111, 0.3333))
     assert with_fractions(auto, study).train.fractions == (0.1111, 0.3333)
+
+
+def test_the_dashboard_note_says_what_the_steps_count() -> None:
+    from studies.analysis import Diagnosis
+    from studies.workers import trial_note
+    from trainer import EpochResult
+
+    def at(epoch: int, fraction: float) -> EpochResult:
+        return EpochResult(epoch, 1.0, 0.5, 1.0, 0.5, 0.1, {}, {}, 0.1, fraction=fraction)
+
+    note = trial_note(
+        0,
+        [at(0, 0.1111), at(0, 0.3333), at(0, 1.0)],
+        "completed",
+        0,
+        Diagnosis.from_dict({"labels": [], "numbers": {}}),
+        fractions=(0.1111, 0.3333),
+    )
+    assert "completed after 1 epochs and 2 point(s) inside the first" in note
+    assert "steps count 0.111 of an epoch trained (step 9 ends epoch 0)" in note

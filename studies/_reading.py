@@ -77,14 +77,17 @@ def trials(name: str, *, storage: str | None = None, limit: int | None = None) -
 def epochs(name: str, *, trial: int | None = None, storage: str | None = None) -> list[EpochResult]:
     """The learning curve of study `name`'s best trial (or trial `trial`): one
     `trainer.EpochResult` per epoch, oldest first, with train and dev loss and metrics,
-    learning rate, gradient norms and seconds (as `hpstudy report` draws them).
+    learning rate, gradient norms and seconds (as `hpstudy report` draws them). A study with
+    `[train] fractions` also has the points scored inside the first epoch, each before the
+    whole epoch 0 and marked by its `fraction` (< 1; `partial` is true); `epochs_trained`
+    (epoch + fraction) places every result on one axis.
 
     Raises:
         StudyError: for a missing database, an unknown study or trial, or no finished trial.
     """
     opened = open_study(name, storage)
     number = best_trial(opened.study, trial).number
-    return opened.epochs([number])[number]
+    return opened.epochs([number], partials=True)[number]
 
 
 @user_errors

@@ -31,7 +31,7 @@ from trainer._config import (
 )
 from trainer._errors import BadDataError, WeightsError
 from trainer._mnist import DataUnavailableError, fetch_mnist, has_mnist, unpack_mnist_wheel
-from trainer._records import EpochResult, LRRange
+from trainer._records import EpochResult, LRRange, training_seconds
 from trainer._refs import (
     UserCodeError,
     UserFunction,
@@ -62,6 +62,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
         FileCheckpoint,
         FitResult,
         fit,
+        stratified_order,
         train_epoch,
     )
     from trainer._folds import CrossResult, cross_fit, fold_indices, member_seed
@@ -176,7 +177,9 @@ __all__ = [
     "resolve_data_path",
     "resolve_device",
     "save_weights",
+    "stratified_order",
     "train_epoch",
+    "training_seconds",
     "unpack_mnist_wheel",
     "weight_layers",
     "write_config_file",

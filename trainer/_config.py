@@ -96,6 +96,11 @@ class TrainConfig:
     epochs: int = 10  # upper bound on epochs
     batch_size: int = 64  # examples per optimiser step
     patience: int = 0  # early stopping: epochs without a better monitored metric; 0 = off
+    # points inside the first epoch, as shares of the training split in (0, 1), strictly
+    # increasing, where the dev split is scored too (e.g. [0.111, 0.333]): the first epoch's
+    # order is then stratified, so each point has trained on a stratified share of the data;
+    # () = score whole epochs only
+    fractions: tuple[float, ...] = ()
     monitor: str = "dev_loss"  # metric for early stopping and model selection
     # k-fold cross-validation: one network per fold of the training split (train and dev
     # together; stratified for classification), dev_fraction unused; 1 = one dev split
@@ -286,6 +291,7 @@ def validate(config: TrainConfig) -> list[str]:
         problems.append(f"batch_size must be >= 1, got {c.batch_size}")
     if c.patience < 0:
         problems.append(f"patience must be >= 0 (0 = no early stopping), got {c.patience}")
+    problems += _fraction_problems(c)
     if not (c.device in ("auto", "cpu", "cuda", "mps") or c.device.startswith("cuda:")):
         problems.append(f"device '{c.device}' is unknown; use auto, cpu, cuda or cuda:N")
     return problems
@@ -350,6 +356,16 @@ def _split_problems(c: TrainConfig) -> list[str]:
             "share, e.g. dev_fraction = 0.1"
         )
     return problems
+
+
+def _fraction_problems(c: TrainConfig) -> list[str]:
+    shares = list(c.fractions)
+    if all(0.0 < f < 1.0 for f in shares) and shares == sorted(set(shares)):
+        return []
+    return [
+        f"fractions must be strictly increasing shares of the training split in (0, 1), "
+        f"e.g. fractions = [0.111, 0.333] (or [] for whole epochs only), got {shares}"
+    ]
 
 
 def _transfer_problems(c: TrainConfig) -> list[str]:
@@ -418,6 +434,12 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise TypeError(f"target must be a column name or a list of them, got {value!r}")
         return tuple(value)
+    if key == "fractions":
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            raise TypeError(f"fractions must be a list of numbers, got {value!r}")
+        return tuple(float(v) for v in value)
     if key == "model_args":
         if not isinstance(value, Mapping):
             raise TypeError(f"model_args must be a table of keyword arguments, got {value!r}")

@@ -43,6 +43,8 @@ class FitResult:
     factory: dict[str, str] | None = None
     # what init_from loaded and freeze held fixed; None when the config sets neither
     transfer: Transfer | None = None
+    # the first epoch's partial points (`TrainConfig.fractions`), in order; not in `epochs`
+    partials: list[EpochResult] = dataclasses.field(default_factory=list)
 
     @property
     def best(self) -> EpochResult | None:
@@ -93,6 +95,9 @@ def fit(
 ) -> FitResult:
     """Trains `config`; after every epoch hands an `EpochResult` to `on_epoch`.
 
+    With `config.fractions`, `on_epoch` also gets a result at each of those points inside the
+    first epoch (`EpochResult.fraction` < 1; see `Training.step`).
+
     Args:
         config: the run.
         data: tensors to train on; loaded from the config when None.
@@ -125,7 +130,7 @@ def fit(
     data = (load_data(config, search_path=search_path) if data is None else data).to(device)
     training = Training(config, data, checkpoint=checkpoint, search_path=search_path)
     if on_epoch is not None:
-        for result in training.epochs:  # restored from the checkpoint: the whole curve
+        for result in training.history:  # restored from the checkpoint: the whole curve
             on_epoch(result)
     while training.status == Status.RUNNING:
         result = training.step()
@@ -182,6 +187,9 @@ class Training:
         )
         if saved is not None:
             self.run.restore(saved)
+        self.epoch: EpochPass | None = None  # the epoch in progress, between partial points
+        self.marks: list[int] = []  # its partial points still to score, as rows of its order
+        self.started = 0.0  # when it began (perf_counter)
 
     @property
     def status(self) -> Status:
@@ -192,34 +200,73 @@ class Training:
     def epochs(self) -> list[EpochResult]:
         return self.run.epochs
 
+    @property
+    def history(self) -> list[EpochResult]:
+        """Every result so far in order: the first epoch's partial points, then the epochs."""
+        return self.run.history
+
     def step(self) -> EpochResult:
-        """Trains and scores one more epoch, and saves the state to the checkpoint."""
+        """Trains and scores up to the next measurement, a whole epoch or, in the first
+        epoch, the next of `config.fractions`; a whole epoch is saved to the checkpoint.
+
+        A partial point is scored on the dev split and recorded in `history`, but it is no
+        epoch: it does not step the schedule, count for patience, take part in model
+        selection, or save a checkpoint.
+        """
         run, data, config = self.run, self.data, self.config
-        tic = time.perf_counter()
-        train = train_epoch(run.model, run.optimizer, data, config, run.order)
-        if self.scored:
-            dev = evaluate(
-                run.model, data.x_dev, data.y_dev, task=data.task, target_std=data.target_std
-            )
-        else:
-            dev = Evaluation(loss=math.nan)
-        result = EpochResult(
-            epoch=len(run.epochs),
-            dev_loss=dev.loss,
-            dev_accuracy=dev.accuracy,
-            dev_rmse=dev.rmse,
-            dev_r2=dev.r2,
-            lr=run.optimizer.param_groups[0]["lr"],
-            seconds=time.perf_counter() - tic,
-            finished_at=time.time(),
-            **train,
-        )
+        if self.epoch is None:
+            self.started = time.perf_counter()
+            if config.fractions and not run.epochs:
+                # every prefix of a stratified order is a stratified share of the split
+                perm = stratified_order(data.y_train, config.task, run.order)
+                n = len(data.y_train)
+                self.marks = [max(1, min(round(f * n), n - 1)) for f in config.fractions]
+            else:
+                n, device = len(data.y_train), data.x_train.device
+                perm = torch.randperm(n, generator=run.order, device=device)
+            self.epoch = EpochPass(run.model, run.optimizer, data, config, perm)
+        epoch = self.epoch
+        if self.marks:
+            epoch.train_to(self.marks.pop(0))
+            dev = self._score()
+            fraction = epoch.done / len(data.y_train)
+            partial = self._result(dev, epoch.summary(), fraction=fraction)
+            run.history.append(partial)
+            return partial
+        epoch.train_to(epoch.stop)
+        self.epoch = None
+        train = epoch.summary()
+        dev = self._score()
+        result = self._result(dev, train, fraction=1.0)
         run.record(result)
         # reduce_on_plateau watches the dev loss; without a dev split, the training loss
         step_schedule(self.schedule, dev.loss if self.scored else result.train_loss)
         if self.checkpoint is not None:
             self.checkpoint.save(run.state())
         return result
+
+    def _score(self) -> Evaluation:
+        if not self.scored:
+            return Evaluation(loss=math.nan)
+        data = self.data
+        return evaluate(
+            self.run.model, data.x_dev, data.y_dev, task=data.task, target_std=data.target_std
+        )
+
+    def _result(self, dev: Evaluation, train: dict[str, Any], *, fraction: float) -> EpochResult:
+        run = self.run
+        return EpochResult(
+            epoch=len(run.epochs),
+            dev_loss=dev.loss,
+            dev_accuracy=dev.accuracy,
+            dev_rmse=dev.rmse,
+            dev_r2=dev.r2,
+            lr=run.optimizer.param_groups[0]["lr"],
+            seconds=time.perf_counter() - self.started,
+            finished_at=time.time(),
+            fraction=fraction,
+            **train,
+        )
 
     def result(self, *, started: float) -> FitResult:
         """The run so far, its model set to the best epoch's weights."""
@@ -234,6 +281,7 @@ class Training:
             seconds=time.perf_counter() - started,
             factory=self.factory,
             transfer=self.transfer,
+            partials=[e for e in run.history if e.partial],
         )
 
 
@@ -256,6 +304,7 @@ class _Run:
         self.model, self.optimizer, self.schedule, self.order = model, optimizer, schedule, order
         self.transfer = transfer
         self.epochs: list[EpochResult] = []
+        self.history: list[EpochResult] = []  # the epochs and the first epoch's partial points
         self.best_epoch: int | None = None
         self.best_value = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -266,6 +315,7 @@ class _Run:
     def record(self, result: EpochResult) -> Status:
         """Adds an epoch; returns the run's status after it."""
         self.epochs.append(result)
+        self.history.append(result)
         if not (
             math.isfinite(result.train_loss) and (math.isfinite(result.dev_loss) or not self.scored)
         ):
@@ -289,6 +339,7 @@ class _Run:
         return {
             "config": self.config.to_dict(),
             "epochs": [e.to_dict() for e in self.epochs],
+            "partials": [e.to_dict() for e in self.history if e.partial],
             "status": self.status.value,  # a plain str: weights-only loading takes it
             "best_epoch": self.best_epoch,
             "best_value": self.best_value,
@@ -323,6 +374,9 @@ class _Run:
                 f"delete it to start afresh"
             )
         self.epochs = [EpochResult.from_dict(e) for e in state["epochs"]]
+        # partial points lie in the first epoch, before every whole one; none before they existed
+        partials = [EpochResult.from_dict(e) for e in state.get("partials", [])]
+        self.history = partials + self.epochs
         self.status = Status(state["status"])
         self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
         self.best_state = state["best_state"]
@@ -351,52 +405,122 @@ def train_epoch(
         train_loss, train_accuracy (NaN for regression), grad_norm_mean and grad_norm_max
         (EpochResult's fields).
     """
-    model.train()
-    device = data.x_train.device
-    n = len(data.y_train)
-    # Batches are gathered from one permutation; the permuted set is never copied whole.
-    perm = torch.randperm(n, generator=order, device=device)
-    layers = [(name, p) for name, p in weight_layers(model) if p.requires_grad]
-    weights = [p for _, p in layers]
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    norm_sum = torch.zeros(len(weights), device=device)
-    norm_max = torch.zeros(len(weights), device=device)
-    steps = 0
-    classify = config.task == "classification"
-    size = config.batch_size
-    # A last batch of one example breaks batch norm's statistics; it is dropped.
-    stop = n - 1 if config.batch_norm and n % size == 1 and n > 1 else n
-    for begin in range(0, stop, size):
-        index = perm[begin : begin + size]
-        # index_select: a third of the cost of x[index] for a batch of rows on a CPU
-        x, y = data.x_train.index_select(0, index), data.y_train.index_select(0, index)
-        output = model(layout(x, model))
-        loss = task_loss(output, y, config.task)
-        objective = loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        if weights:  # norms of the raw gradients, before clipping: explosions stay visible
-            norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in weights])
-            norm_sum += norms
-            torch.maximum(norm_max, norms, out=norm_max)
-        if config.clip_value:
-            nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
-        if config.clip_norm:
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-        optimizer.step()
-        loss_sum.add_(loss.detach(), alpha=len(y))
-        if classify:
-            correct += (output.argmax(dim=1) == y).sum()
-        steps += 1
-        if steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
-            break  # the rest of the epoch would only spread NaNs
-    seen = max(min(steps * size, stop), 1)
-    mean = (norm_sum / max(steps, 1)).tolist()
-    top = norm_max.tolist()
-    return {
-        "train_loss": loss_sum.item() / seen,
-        "train_accuracy": correct.item() / seen if classify else math.nan,
-        "grad_norm_mean": {name: m for (name, _), m in zip(layers, mean, strict=True)},
-        "grad_norm_max": {name: m for (name, _), m in zip(layers, top, strict=True)},
-    }
+    perm = torch.randperm(len(data.y_train), generator=order, device=data.x_train.device)
+    epoch = EpochPass(model, optimizer, data, config, perm)
+    epoch.train_to(epoch.stop)
+    return epoch.summary()
+
+
+def stratified_order(y: torch.Tensor, task: str, order: torch.Generator) -> torch.Tensor:
+    """A permutation of the rows of `y` each prefix of which is (nearly) a stratified sample.
+
+    Classification: row r of class c, at random rank k among the class's n_c rows, sorts by
+    (k + u) / n_c with u ~ U(0, 1), so the first m rows hold about m * n_c / n of class c.
+    Regression: a plain random permutation.
+    """
+    n = len(y)
+    perm = torch.randperm(n, generator=order, device=y.device)
+    if task != "classification":
+        return perm
+    labels = y.index_select(0, perm)
+    by_class = torch.sort(labels, stable=True).indices  # random order within each class
+    rows, sorted_labels = perm.index_select(0, by_class), labels.index_select(0, by_class)
+    counts = torch.bincount(sorted_labels)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(n, device=y.device) - starts.index_select(0, sorted_labels)
+    u = torch.rand(n, generator=order, device=y.device)
+    key = (rank + u) / counts.index_select(0, sorted_labels)
+    return rows.index_select(0, torch.sort(key, stable=True).indices)
+
+
+class EpochPass:
+    """One pass over the training tensors in the order `perm`, trained in stretches.
+
+    `train_to(end)` trains the batches of rows [done, end): batches are cut from where the
+    last stretch ended, so a stretch boundary inside the epoch gives one short batch. Sums
+    stay on the device; `summary()` reads them (one host sync).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data: Data,
+        config: TrainConfig,
+        perm: torch.Tensor,
+    ) -> None:
+        self.model, self.optimizer, self.data, self.config, self.perm = (
+            model,
+            optimizer,
+            data,
+            config,
+            perm,
+        )
+        device = data.x_train.device
+        self.layers = [(name, p) for name, p in weight_layers(model) if p.requires_grad]
+        self.weights = [p for _, p in self.layers]
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.norm_sum = torch.zeros(len(self.weights), device=device)
+        self.norm_max = torch.zeros(len(self.weights), device=device)
+        self.steps = 0
+        self.rows = 0  # rows trained on
+        self.done = 0  # rows of the order passed
+        self.diverged = False  # a divergence check failed: the rest would only spread NaNs
+        n, size = len(data.y_train), config.batch_size
+        # A last batch of one example breaks batch norm's statistics; it is dropped.
+        self.stop = n - 1 if config.batch_norm and n % size == 1 and n > 1 else n
+
+    def train_to(self, end: int) -> None:
+        """Trains the rows of the order up to `end` (at most `stop`)."""
+        self.model.train()  # a dev evaluation between stretches left it in eval mode
+        model, config, data, weights = self.model, self.config, self.data, self.weights
+        classify = config.task == "classification"
+        size = config.batch_size
+        end = min(end, self.stop)
+        for begin in range(self.done, end, size):
+            if self.diverged:
+                break
+            index = self.perm[begin : min(begin + size, end)]
+            if config.batch_norm and len(index) == 1 and size > 1:
+                continue  # a one-row batch at a stretch's end: batch norm cannot train on it
+            # index_select: a third of the cost of x[index] for a batch of rows on a CPU
+            x, y = data.x_train.index_select(0, index), data.y_train.index_select(0, index)
+            output = model(layout(x, model))
+            loss = task_loss(output, y, config.task)
+            objective = (
+                loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            if weights:  # norms of the raw gradients, before clipping: explosions stay visible
+                norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in weights])
+                self.norm_sum += norms
+                torch.maximum(self.norm_max, norms, out=self.norm_max)
+            if config.clip_value:
+                nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
+            if config.clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            self.optimizer.step()
+            self.loss_sum.add_(loss.detach(), alpha=len(y))
+            if classify:
+                self.correct += (output.argmax(dim=1) == y).sum()
+            self.steps += 1
+            self.rows += len(y)
+            if self.steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(self.loss_sum):
+                self.diverged = True
+        self.done = max(self.done, end)
+
+    def summary(self) -> dict[str, Any]:
+        """train_loss, train_accuracy (NaN for regression), grad_norm_mean and grad_norm_max
+        over the batches trained so far."""
+        seen = max(self.rows, 1)
+        mean = (self.norm_sum / max(self.steps, 1)).tolist()
+        top = self.norm_max.tolist()
+        classify = self.config.task == "classification"
+        return {
+            "train_loss": self.loss_sum.item() / seen,
+            "train_accuracy": self.correct.item() / seen if classify else math.nan,
+            "grad_norm_mean": {name: m for (name, _), m in zip(self.layers, mean, strict=True)},
+            "grad_norm_max": {name: m for (name, _), m in zip(self.layers, top, strict=True)},
+        }

@@ -90,11 +90,13 @@ class CrossResult:
     """
 
     status: Status  # diverged if a member diverged, completed if all did, else early_stopped
-    epochs: list[EpochResult]  # the merged curve, one entry per lock-step round
+    epochs: list[EpochResult]  # the merged curve, one entry per lock-step round of an epoch
     members: list[FitResult]
     folds: int
     repeats: int
     seconds: float
+    # the merged partial points of the first epoch (`TrainConfig.fractions`); not in `epochs`
+    partials: list[EpochResult] = dataclasses.field(default_factory=list)
 
     def values(self, metric: str) -> list[float]:
         """Each member's `metric` at its best epoch (model selection); NaN for a member
@@ -176,17 +178,17 @@ def cross_fit(
     while True:
         row, stepped = [], False
         for i, training in enumerate(trainings):
-            if len(merged) < len(training.epochs):  # restored from the checkpoint
-                row.append(training.epochs[len(merged)])
+            if len(merged) < len(training.history):  # restored from the checkpoint
+                row.append(training.history[len(merged)])
             elif training.status == Status.RUNNING:
                 with rng.own(i):
                     row.append(training.step())
                 stepped = True
         if not row:
             break
-        if stepped:
+        merged.append(merge_epochs(row[0].epoch, row))
+        if stepped and not merged[-1].partial:  # members save whole epochs only
             store.flush()
-        merged.append(merge_epochs(len(merged), row))
         if on_epoch is not None:
             on_epoch(merged[-1])
         if any(t.status == Status.DIVERGED for t in trainings):
@@ -202,17 +204,19 @@ def cross_fit(
     )
     return CrossResult(
         status=status,
-        epochs=merged,
+        epochs=[e for e in merged if not e.partial],
         members=members,
         folds=config.folds,
         repeats=config.repeats,
         seconds=time.perf_counter() - started,
+        partials=[e for e in merged if e.partial],
     )
 
 
 def merge_epochs(epoch: int, results: Sequence[EpochResult]) -> EpochResult:
-    """One `EpochResult` for a round: the members' mean of every metric and of lr and gradient
-    norms, the largest gradient norm, the summed seconds, the latest finish."""
+    """One `EpochResult` for a round: the members' mean of every metric, of lr, of gradient
+    norms and of the fraction trained (partial points: the folds differ by a row or so), the
+    largest gradient norm, the summed seconds, the latest finish."""
 
     def mean(name: str) -> float:
         return statistics.fmean(float(getattr(r, name)) for r in results)
@@ -231,6 +235,7 @@ def merge_epochs(epoch: int, results: Sequence[EpochResult]) -> EpochResult:
         grad_norm_max={k: max(r.grad_norm_max[k] for r in results) for k in layers},
         seconds=sum(r.seconds for r in results),
         finished_at=max(r.finished_at for r in results),
+        fraction=mean("fraction"),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 METRICS = ("train_loss", "train_accuracy", "dev_loss", "dev_accuracy", "dev_rmse", "dev_r2")
@@ -40,6 +41,22 @@ class EpochResult:
     finished_at: float = 0.0  # when the epoch ended, in Unix seconds (0 = not recorded)
     dev_rmse: float = math.nan  # regression: dev RMSE in the targets' original units
     dev_r2: float = math.nan  # regression: dev R², averaged over target columns
+    # share of the training split this epoch had trained on when it was measured: 1.0 for a
+    # whole epoch; less for a point inside the first epoch (`TrainConfig.fractions`), whose
+    # train_loss, accuracy and gradient norms cover the batches so far. Records written
+    # before partial epochs existed read back as 1.0.
+    fraction: float = 1.0
+
+    @property
+    def partial(self) -> bool:
+        """Whether this is a point inside an epoch (fraction < 1), not a whole epoch."""
+        return self.fraction < 1.0
+
+    @property
+    def epochs_trained(self) -> float:
+        """Epochs of the training split trained so far: epoch + fraction (1 after epoch 0,
+        about 0.11 at a first-epoch point with fraction 1/9)."""
+        return self.epoch + self.fraction
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -65,6 +82,16 @@ class EpochResult:
         return _same(self.to_dict(), other.to_dict())
 
     __hash__ = None  # type: ignore[assignment]  # equal by value, and it holds dicts
+
+
+def training_seconds(results: Sequence[EpochResult]) -> float:
+    """The wall time a run's results took: the sum over its whole epochs, or, for a run that
+    ended inside its first epoch, the seconds of its last point (a point's seconds count from
+    the start of its epoch, and the whole epoch's include its points)."""
+    whole = [r.seconds for r in results if not r.partial]
+    if whole:
+        return sum(whole)
+    return max((r.seconds for r in results), default=0.0)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -9,7 +9,7 @@ from studies.analysis._ablation import (
     mean_interval,
     plot_ablation,
 )
-from studies.analysis._curves import plot_learning_curves, plot_lr_ranges
+from studies.analysis._curves import curve_axis, plot_learning_curves, plot_lr_ranges
 from studies.analysis._diagnosis import (
     LABELS,
     Diagnosis,
@@ -36,6 +36,7 @@ __all__ = [
     "ablation_table",
     "chance_error",
     "chance_loss",
+    "curve_axis",
     "diagnose",
     "epoch_scores",
     "holm",

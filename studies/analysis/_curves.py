@@ -13,6 +13,8 @@ from typing import Any
 
 from trainer import EpochResult, LRRange
 
+# the legend entry of the hollow points inside the first epoch
+PARTIAL_LEGEND = "inside epoch 0: a share of the training data"
 LOG_SCALE_RATIO = 50.0  # losses spanning more than this factor get a log axis (diverged runs)
 
 
@@ -25,8 +27,13 @@ def plot_learning_curves(
     """A PNG with two panels: train/dev loss and train/dev accuracy (a regression: dev R²)
     against the epoch.
 
+    A curve with points inside the first epoch (`EpochResult.fraction` < 1) is drawn against
+    the epochs trained instead (epoch + fraction: 0.11, 0.33, then 1, 2, ...), its partial
+    points hollow, and the axis and the legend say so.
+
     Args:
-        epochs: the trial's epochs, oldest first; non-finite values leave gaps.
+        epochs: the trial's epochs, oldest first (a partial point before the epoch it lies
+            in); non-finite values leave gaps.
         best_epoch: the epoch model selection kept, marked in both panels.
         title: the picture's title, e.g. the trial number and its diagnosis.
     """
@@ -34,7 +41,9 @@ def plot_learning_curves(
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    x = [record.epoch for record in epochs]
+    x, xlabel = curve_axis(epochs)
+    partial = any(record.partial for record in epochs)
+    shift = 1 if partial else 0  # epoch e ends at e + 1 epochs trained
     # Fixed margins: a layout engine would double the drawing time, paid once per trial.
     figure = Figure(figsize=(9, 3.4), dpi=100)
     FigureCanvasAgg(figure)  # Agg draws without a display, and leaves pyplot's backend alone
@@ -49,13 +58,25 @@ def plot_learning_curves(
         for split in ("dev",) if kind == "r2" else ("train", "dev"):
             values = [_finite(record.metric(f"{split}_{kind}")) for record in epochs]
             shown = "R²" if kind == "r2" else kind
-            axes.plot(x, values, marker="o", markersize=3, label=f"{split} {shown}")
-        if best_epoch is not None and best_epoch in x:
-            axes.axvline(best_epoch, color="grey", linestyle="--", linewidth=1)
-            value = _finite(epochs[x.index(best_epoch)].metric(f"dev_{kind}"))
+            (line,) = axes.plot(x, values, marker="o", markersize=3, label=f"{split} {shown}")
+            if partial:
+                inside = [(a, v) for a, v, r in zip(x, values, epochs, strict=True) if r.partial]
+                axes.plot(
+                    [a for a, _ in inside],
+                    [v for _, v in inside],
+                    "o",
+                    markersize=7,
+                    markerfacecolor="white",
+                    color=line.get_color(),
+                    zorder=3,
+                )
+        best_x = None if best_epoch is None else best_epoch + shift
+        if best_x is not None and best_x in x:
+            axes.axvline(best_x, color="grey", linestyle="--", linewidth=1)
+            value = _finite(epochs[x.index(best_x)].metric(f"dev_{kind}"))
             if not math.isnan(value):
-                axes.plot([best_epoch], [value], "*", color="black", markersize=11, zorder=3)
-        axes.set_xlabel("epoch")
+                axes.plot([best_x], [value], "*", color="black", markersize=11, zorder=3)
+        axes.set_xlabel(xlabel)
         axes.set_ylabel("R²" if kind == "r2" else kind)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
@@ -74,6 +95,8 @@ def plot_learning_curves(
         accuracy_axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     if best_epoch is not None:
         loss_axes.plot([], [], "*", color="black", label=f"best epoch ({best_epoch})")
+    if partial:
+        loss_axes.plot([], [], "o", color="grey", markerfacecolor="white", label=PARTIAL_LEGEND)
     loss_axes.legend(fontsize="small")
     accuracy_axes.legend(fontsize="small")
     if title:
@@ -81,6 +104,15 @@ def plot_learning_curves(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def curve_axis(epochs: Sequence[EpochResult]) -> tuple[list[float], str]:
+    """Where the learning-curve picture puts each result, and what its axis says: the epoch
+    (from 0), or, for a curve with points inside the first epoch, the epochs trained (epoch +
+    fraction: 0.11, 0.33, 1, 2, ...), so that a point at 1/9 lies before the first epoch."""
+    if not any(record.partial for record in epochs):
+        return [float(record.epoch) for record in epochs], "epoch"
+    return [record.epochs_trained for record in epochs], "epochs trained"
 
 
 def _finite(value: Any) -> float:

@@ -41,15 +41,20 @@ class OpenStudy:
         folders = [f for f in (folder, source and str(Path(source).parent)) if f]
         return tuple(dict.fromkeys(folders))
 
-    def epochs(self, numbers: Iterable[int]) -> dict[int, list[EpochResult]]:
-        """The stored per-epoch records of the trials `numbers`, oldest epoch first."""
+    def epochs(
+        self, numbers: Iterable[int], *, partials: bool = False
+    ) -> dict[int, list[EpochResult]]:
+        """The stored per-epoch records of the trials `numbers`, oldest epoch first; with
+        `partials`, also the points scored inside the first epoch (`fraction` < 1), each
+        before the whole epoch."""
         study_id = self.storage.get_study_id_from_name(self.study.study_name)
         engine = create_engine(self.url)
         try:
             store = EpochStore(engine)
             return {
                 number: store.epochs(
-                    self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+                    self.storage.get_trial_id_from_study_id_trial_number(study_id, number),
+                    partials=partials,
                 )
                 for number in numbers
             }

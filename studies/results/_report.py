@@ -157,7 +157,7 @@ def _image(png: bytes, *, alt: str, anchor: str = "") -> str:
 
 def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metric: str) -> str:
     parts = [f"<h2>Learning curves of the {len(top)} best trials</h2>"]
-    epochs = opened.epochs(t.number for t in top)
+    epochs = opened.epochs((t.number for t in top), partials=True)
     for trial in top:
         attrs = TrialAttrs.of(trial)
         labels = ", ".join(attrs.diagnosis)

@@ -66,7 +66,8 @@ class Reproduction:
 
 
 def compare_curves(stored: Sequence[EpochResult], new: Sequence[EpochResult]) -> Comparison:
-    """Compares the dev curves epoch by epoch; NaN matches NaN (a diverged epoch).
+    """Compares the dev curves epoch by epoch (and point by point inside the first epoch,
+    with `fractions`); NaN matches NaN (a diverged epoch).
 
     Raises:
         ValueError: when nothing is stored.
@@ -82,7 +83,8 @@ def compare_curves(stored: Sequence[EpochResult], new: Sequence[EpochResult]) ->
                 continue
             difference = abs(a - b) if math.isfinite(a) and math.isfinite(b) else math.inf
             if difference > worst:
-                worst, where = difference, f"{key} at epoch {i}"
+                inside = f" ({old.fraction:.3g} of it)" if old.partial else ""
+                worst, where = difference, f"{key} at epoch {old.epoch}{inside}"
     return Comparison(epochs=len(stored), max_abs_difference=worst, where=where)
 
 
@@ -175,7 +177,7 @@ def reproduce(
     trial = best_trial(opened.study, number)
     config = trial_config(trial)  # refuses an unfinished trial before anything is read
     restore_kept(opened.url, config, study=name)  # a factory or data kept with the study
-    stored = opened.epochs([trial.number])[trial.number]
+    stored = opened.epochs([trial.number], partials=True)[trial.number]
     outcome = reproduce_trial(trial, stored, search_path=opened.search_path(trial), echo=echo)
     c = outcome.comparison
     verdict = "reproduced" if c.equal else "NOT reproduced"

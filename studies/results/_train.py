@@ -38,8 +38,10 @@ def format_epoch(result: EpochResult, epochs: int) -> str:
             f"train loss {result.train_loss:.4f} acc {100 * result.train_accuracy:6.2f}%  "
             f"dev loss {result.dev_loss:.4f} acc {100 * result.dev_accuracy:6.2f}%"
         )
+    # a point inside the first epoch (`fractions`): the share of it trained so far
+    share = f"{result.fraction:.0%} of " if result.partial else ""
     return (
-        f"epoch {result.epoch:>3} [{result.epoch + 1}/{epochs}]  {scores}  "
+        f"epoch {result.epoch:>3} [{share}{result.epoch + 1}/{epochs}]  {scores}  "
         f"lr {result.lr:.3g}  {result.seconds:.1f}s"
     )
 

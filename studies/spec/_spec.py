@@ -96,6 +96,9 @@ class StudySpec:
     target: Target | None = None
     # [space.lr] auto = true: search lr inside bounds a range test proposes, per optimiser.
     lr_auto: bool = False
+    # [train] fractions = "auto": `hpstudy run` times training and a dev evaluation once per
+    # study and chooses the points inside the first epoch (`train.fractions` stays empty here)
+    fractions_auto: bool = False
     # The best-epoch weights of the best this many complete trials stay in the database.
     keep_weights: int = KEEP_WEIGHTS
     # An ablation: its factors and seeds per cell; the space's `repeat` picks each seed.
@@ -148,7 +151,10 @@ class StudySpec:
         space = self.space.to_dict()
         if self.lr_auto:
             space["lr"] = {**space["lr"], "auto": True}
-        return {"study": study, "train": self.train.to_dict(), "space": space}
+        train = self.train.to_dict()
+        if self.fractions_auto:
+            train["fractions"] = "auto"
+        return {"study": study, "train": train, "space": space}
 
     def replace(self, **changes: Any) -> StudySpec:
         """The spec with fields changed, as they are (not validated again)."""
@@ -165,7 +171,8 @@ class StudySpec:
         # 1. The three tables, each checked on its own.
         tables = _tables(data, problems)
         study = _read_study(tables["study"], problems, train=tables["train"])
-        train = _read_train(tables["train"], tables["space"], study["metric"], problems)
+        train_table, fractions_auto = _auto_fractions(tables["train"], problems)
+        train = _read_train(train_table, tables["space"], study["metric"], problems)
         space_table, lr_auto = _auto_lr(tables["space"], problems)
         space = _read_space(space_table, problems, ablation=study["ablation"] is not None)
         # 2. What only the tables together can tell.
@@ -181,7 +188,14 @@ class StudySpec:
         if problems or train is None or space is None:
             raise SpecError(problems, source=source)
         fields = {key.name: key.keep(study[key.name]) for key in STUDY if key.field}
-        return cls(**fields, train=train, space=space, source=source, lr_auto=lr_auto)
+        return cls(
+            **fields,
+            train=train,
+            space=space,
+            source=source,
+            lr_auto=lr_auto,
+            fractions_auto=fractions_auto,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,6 +520,19 @@ def _init_from_problems(init_from: str) -> list[str]:
                 "where the database driver finds it"
             ]
     return []
+
+
+def _auto_fractions(train: dict[str, Any], problems: list[str]) -> tuple[dict[str, Any], bool]:
+    """`[train] fractions = "auto"` taken out of the table the config reads."""
+    fractions = train.get("fractions")
+    if not isinstance(fractions, str):
+        return train, False
+    if fractions != "auto":
+        problems.append(
+            f"train.fractions: a list of shares of the first epoch such as [0.1111, 0.3333], "
+            f'or "auto" (hpstudy run times the costs and chooses), got {fractions!r}'
+        )
+    return {k: v for k, v in train.items() if k != "fractions"}, fractions == "auto"
 
 
 def _auto_lr(space: dict[str, Any], problems: list[str]) -> tuple[dict[str, Any], bool]:

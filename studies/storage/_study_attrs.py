@@ -73,6 +73,9 @@ class StudyAttrs:
     heartbeat: Heartbeat | None = None  # None: the defaults
     # `[space.lr] auto = true`: each optimiser's range test, by optimiser
     lr_range: dict[str, LRRange] | None = None
+    # `[train] fractions = "auto"`: the points inside the first epoch the run chose (() when
+    # none paid; None before it chose)
+    fractions: tuple[float, ...] | None = None
     ablation: AblationTable | None = None  # `hpstudy ablate`'s table, best cell first
     learning_curve: LearningCurve | None = None  # the last `hpstudy learning-curve`
     # `strip_stored_passwords` has cleaned the study once: later runs skip its scan
@@ -176,6 +179,7 @@ def _ranges(raw: Mapping[str, Any]) -> dict[str, LRRange]:
 _DECODE: dict[str, Callable[[Any], Any]] = {
     "heartbeat": Heartbeat.from_dict,
     "lr_range": _ranges,
+    "fractions": lambda raw: tuple(float(f) for f in raw),
     "ablation": AblationTable.from_dict,
     "learning_curve": LearningCurve.from_dict,
 }
@@ -183,6 +187,7 @@ _ENCODE: dict[str, Callable[[Any], Any]] = {
     "spec": lambda spec: json.dumps(storable_spec(spec)),
     "heartbeat": Heartbeat.to_dict,
     "lr_range": lambda ranges: {name: found.to_dict() for name, found in ranges.items()},
+    "fractions": list,
     "ablation": AblationTable.to_dict,
     "learning_curve": LearningCurve.to_dict,
 }

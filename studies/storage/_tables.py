@@ -1,6 +1,7 @@
 """The project's own tables, beside Optuna's in the same database.
 
-`hpstudy_epochs` holds one row per trial and epoch, keyed to Optuna's `trials.trial_id`.
+`hpstudy_epochs` holds one row per trial and epoch, keyed to Optuna's `trials.trial_id`;
+`hpstudy_partial_epochs` one per trial and scored point inside its first epoch.
 `hpstudy_budget` holds, per study, how many trials have been claimed against its budget, so
 that parallel workers start exactly as many trials as the spec asks for.
 `hpstudy_checkpoints` holds the training state of unfinished trials, so that a trial re-queued
@@ -14,26 +15,50 @@ reached a study's target; `hpstudy_weights` indexes the kept weights of the best
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 METADATA = sa.MetaData()
+
+
+def _metric_columns() -> list[sa.Column[Any]]:
+    """The columns of an `EpochResult`'s metrics, shared by the two epoch tables."""
+    return [
+        sa.Column("train_loss", sa.Float),  # NULL when not finite (a diverged epoch)
+        sa.Column("train_accuracy", sa.Float),
+        sa.Column("dev_loss", sa.Float),
+        sa.Column("dev_accuracy", sa.Float),  # NULL for a regression
+        sa.Column("dev_rmse", sa.Float),  # regression only, in the target's units
+        sa.Column("dev_r2", sa.Float),  # regression only
+        sa.Column("lr", sa.Float),
+        sa.Column("grad_norm_mean", sa.JSON),  # weight layer -> mean gradient L2 norm per step
+        sa.Column("grad_norm_max", sa.JSON),  # weight layer -> largest gradient L2 norm
+        sa.Column("seconds", sa.Float),
+        sa.Column("finished_at", sa.Float),  # Unix seconds at the end of the epoch
+    ]
+
 
 EPOCHS = sa.Table(
     "hpstudy_epochs",
     METADATA,
     sa.Column("trial_id", sa.Integer, primary_key=True),  # Optuna's trials.trial_id
     sa.Column("epoch", sa.Integer, primary_key=True),  # from 0
-    sa.Column("train_loss", sa.Float),  # NULL when not finite (a diverged epoch)
-    sa.Column("train_accuracy", sa.Float),
-    sa.Column("dev_loss", sa.Float),
-    sa.Column("dev_accuracy", sa.Float),  # NULL for a regression
-    sa.Column("dev_rmse", sa.Float),  # regression only, in the target's units
-    sa.Column("dev_r2", sa.Float),  # regression only
-    sa.Column("lr", sa.Float),
-    sa.Column("grad_norm_mean", sa.JSON),  # weight layer -> mean gradient L2 norm per step
-    sa.Column("grad_norm_max", sa.JSON),  # weight layer -> largest gradient L2 norm
-    sa.Column("seconds", sa.Float),
-    sa.Column("finished_at", sa.Float),  # Unix seconds at the end of the epoch
+    *_metric_columns(),
+)
+
+# The points inside the first epoch (`TrainConfig.fractions`): a table of their own, keyed by
+# the fraction too, so that they never replace each other or the whole epoch, and so that a
+# database of an older hpstudy (whose `hpstudy_epochs` is keyed by trial and epoch) gains
+# them by a CREATE TABLE, with nothing to migrate.
+PARTIAL_EPOCHS = sa.Table(
+    "hpstudy_partial_epochs",
+    METADATA,
+    sa.Column("trial_id", sa.Integer, primary_key=True),  # Optuna's trials.trial_id
+    sa.Column("epoch", sa.Integer, primary_key=True),  # the epoch it lies in: 0
+    # the share of the training split trained on when it was scored, in (0, 1)
+    sa.Column("fraction", sa.Float, primary_key=True),
+    *_metric_columns(),
 )
 
 BUDGET = sa.Table(

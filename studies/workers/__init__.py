@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # these import torch: see __getattr__
         Objective,
         Reporter,
         TrialFinisher,
+        report_step,
         store_diagnosis,
         trial_seed,
     )
@@ -45,6 +46,7 @@ _LAZY = {
     "plan": "studies.workers._plan",
     "Objective": "studies.workers._objective",
     "Reporter": "studies.workers._objective",
+    "report_step": "studies.workers._objective",
     "TrialFinisher": "studies.workers._objective",
     "store_diagnosis": "studies.workers._objective",
     "trial_seed": "studies.workers._objective",
@@ -104,6 +106,7 @@ __all__ = [
     "progress_line",
     "promotable",
     "recover_dead_workers",
+    "report_step",
     "requeue",
     "run_range_tests",
     "run_study",

@@ -4,8 +4,11 @@ Optuna refuses `trial.report` in a study of several objectives, so none of its p
 judge such a trial. hpstudy prunes it itself, by the rule of Optuna's asynchronous successive
 halving (`optuna.pruners.SuccessiveHalvingPruner`) with Pareto ranks in place of values:
 
-- the rungs are the epochs `min_resource * reduction_factor ** (min_early_stopping_rate + k)`
-  (epochs count from 0, as the steps a single-objective trial reports);
+- the rungs are the steps `min_resource * reduction_factor ** (min_early_stopping_rate + k)`,
+  in the units a single-objective trial reports (`report_step`: the epoch from 0, or with
+  `fractions` the epochs trained in units of the smallest fraction); a trial is judged at the
+  first step it reports at or past a rung (without fractions, at the rung itself), which is
+  the same epoch, or point inside one, for every trial of the study;
 - at a rung, a trial is a point: the study's learning metric at that epoch (the first
   learning objective, else dev_loss), plus each objective measured on the network before it
   trains (params, flops, latency_ms, model_bytes); objectives known only at the end
@@ -97,19 +100,36 @@ class EpochHalving:
             bootstrap_count=int(pruner.get("bootstrap_count", 0)),
         )
 
-    def is_rung(self, epoch: int) -> bool:
-        """Whether `epoch` (from 0) is one at which trials are compared."""
-        step = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
-        while step < epoch:
-            step *= self.reduction_factor
-        return step == epoch
+    def is_rung(self, step: int, *, previous: int | None = None) -> bool:
+        """Whether trials are compared at `step`: a rung lies after `previous` (the step
+        reported before; default `step` - 1) and at or before `step`."""
+        after = step - 1 if previous is None else previous
+        rung = self.min_resource * self.reduction_factor**self.min_early_stopping_rate
+        while rung <= after:
+            rung *= self.reduction_factor
+        return rung <= step
 
     def should_prune(
-        self, trial_id: int, epoch: int, value: float, measured: Mapping[str, float]
+        self,
+        trial_id: int,
+        epoch: int,
+        value: float,
+        measured: Mapping[str, float],
+        *,
+        step: int | None = None,
+        previous: int | None = None,
+        fraction: float = 1.0,
     ) -> bool:
         """Whether the trial, with `value` of the metric at `epoch` and its network's
-        `measured` properties, stops here."""
-        if not self.is_rung(epoch):
+        `measured` properties, stops here.
+
+        Args:
+            step: the step of this result (`report_step`); default `epoch`.
+            previous: the step the trial reported before; default `step` - 1.
+            fraction: below 1, the result is a point inside the epoch, compared with the
+                other trials' points at that fraction.
+        """
+        if not self.is_rung(epoch if step is None else step, previous=previous):
             return False
         if not math.isfinite(value):
             return True
@@ -118,7 +138,7 @@ class EpochHalving:
         if own is None:  # its network was not measured: compare on the metric alone
             compared = {self.metric: compared[self.metric]}
             own = (value,)
-        values = self.store.values_at(self.study_id, epoch, self.metric)
+        values = self.store.values_at(self.study_id, epoch, self.metric, fraction=fraction)
         values.pop(trial_id, None)  # its own row may or may not be written yet
         others_measured = self.store.measured(self.study_id) if len(compared) > 1 else {}
         points = [

@@ -88,11 +88,25 @@ TrialFinisher: TypeAlias = (
 CheckpointFactory: TypeAlias = "Callable[[optuna.Trial, int], CheckpointStore | None]"
 
 
+def report_step(result: EpochResult, fractions: Sequence[float] = ()) -> int:
+    """The step at which a result is reported to Optuna (and judged by `EpochHalving`).
+
+    Without `fractions` (the config's): the epoch, from 0, as it always was. With them: the
+    epochs trained (epoch + fraction) in units of the smallest fraction, rounded, so that
+    fractions (1/9, 1/3) report steps 1 and 3 inside the first epoch, then 9, 18, 27, ...
+    at the ends of epochs 0, 1, 2, ...: a `SuccessiveHalvingPruner` with min_resource = 1 and
+    reduction_factor = 3 then has its rungs at 1/9, 1/3, 1, 3 and 9 epochs.
+    """
+    if not fractions:
+        return result.epoch
+    return round(result.epochs_trained / fractions[0])
+
+
 class Reporter:
     """Stores each epoch, reports `metric` to the trial, and prunes when told to.
 
     The reported metric is the study's own (dev loss by default), so that the pruner compares
-    trials in the direction the study optimises.
+    trials in the direction the study optimises; the step is `report_step`'s.
     """
 
     def __init__(
@@ -104,12 +118,16 @@ class Reporter:
         *,
         halving: EpochHalving | None = None,
         several: bool = False,
+        fractions: Sequence[float] = (),
     ):
         self.trial, self.trial_id, self.store, self.metric = trial, trial_id, store, metric
         # A study of several objectives: Optuna refuses `report`; `halving` (or nothing) prunes.
         self.halving, self.several = halving, several
+        self.fractions = tuple(fractions)  # the config's: the unit of the steps
+        # every result, in order: the first epoch's points (`fractions`), then the epochs
         self.epochs: list[EpochResult] = []
         self.measured: dict[str, float] = {}  # the network's, once measured (halving uses it)
+        self.step: int | None = None  # the last step reported
 
     def __call__(self, result: EpochResult) -> None:
         self.epochs.append(result)
@@ -117,17 +135,26 @@ class Reporter:
         if not (math.isfinite(result.train_loss) and math.isfinite(result.dev_loss)):
             return  # diverged: `fit` ends the run here, and the objective prunes it as such
         value = result.metric(self.metric)
+        step, previous = report_step(result, self.fractions), self.step
+        self.step = step
         if self.several or self.halving is not None:
             pruned = self.halving is not None and self.halving.should_prune(
-                self.trial_id, result.epoch, value, self.measured
+                self.trial_id,
+                result.epoch,
+                value,
+                self.measured,
+                step=step,
+                previous=previous,
+                fraction=result.fraction,
             )
         else:
-            self.trial.report(value, result.epoch)
+            self.trial.report(value, step)
             pruned = self.trial.should_prune()
         if pruned:
-            raise optuna.TrialPruned(
-                f"pruned after epoch {result.epoch}: {self.metric} {value:.4g}"
-            )
+            where = f"epoch {result.epoch}"
+            if result.partial:
+                where = f"{result.fraction:.3g} of epoch {result.epoch}"
+            raise optuna.TrialPruned(f"pruned after {where}: {self.metric} {value:.4g}")
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -207,6 +234,7 @@ class Objective:
             self.spec.metric,
             halving=self.halving,
             several=self.spec.multi,
+            fractions=config.fractions,
         )
         measured: dict[str, float] = {}
         on_epoch = reporter if self.target is None else _watching(self.target, trial, reporter)
@@ -334,9 +362,10 @@ class Objective:
         reason: StopReason,
         measured: dict[str, float],
     ) -> None:
-        write_attrs(trial, stop_reason=reason, epochs_run=len(epochs))
+        whole = [e for e in epochs if not e.partial]
+        write_attrs(trial, stop_reason=reason, epochs_run=len(whole))
         if measured:
-            measured["train_seconds"] = sum(e.seconds for e in epochs)
+            measured["train_seconds"] = trainer.training_seconds(epochs)
             write_attrs(trial, measured=measured)
         for finisher in self.finishers:
             try:
@@ -426,7 +455,8 @@ def _stopping(stop: Stop, on_epoch: Callable[[EpochResult], None]) -> Callable[[
 
     def stopping(result: EpochResult) -> None:
         on_epoch(result)
-        stop.end_of_epoch()
+        if not result.partial:  # a point inside an epoch is not checkpointed: train on
+            stop.end_of_epoch()
 
     return stopping
 
@@ -434,7 +464,9 @@ def _stopping(stop: Stop, on_epoch: Callable[[EpochResult], None]) -> Callable[[
 def store_diagnosis(
     trial: optuna.Trial, config: TrainConfig, epochs: Sequence[EpochResult], reason: StopReason
 ) -> None:
-    """A `TrialFinisher`: the learning-curve diagnosis and the best epoch as user attributes."""
+    """A `TrialFinisher`: the learning-curve diagnosis and the best epoch as user attributes
+    (of the whole epochs: the points inside the first one are left out)."""
+    epochs = [e for e in epochs if not e.partial]
     if not epochs:
         return
     records = [e.to_dict() for e in epochs]

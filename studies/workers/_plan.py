@@ -6,7 +6,12 @@ epoch, and to the folds x repeats networks each trial of a cross-validated spec 
 From it: the epochs the budget holds over all workers, and how many trials that makes
 without pruning and with the spec's pruner, whose expected epochs per trial follow from its
 settings (successive halving: a trial stopped at rung k trained min_resource * eta^k + 1
-epochs, and about eta^-k of the trials reach rung k).
+epochs, and about eta^-k of the trials reach rung k; with `[train] fractions`, whose steps
+count the smallest fraction, min_resource * eta^k of those).
+
+The probe's dev evaluation is timed apart from its training, so that the plan can show what
+each rung inside the first epoch costs (`[train] fractions`), or propose fractions whose dev
+evaluations stay a small share of each rung's cost (see `_rungs`).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from typing import Any
 from studies.spec import StudySpec
 from studies.workers._preflight import one_sample
 from studies.workers._processes import threads_per_worker
+from studies.workers._rungs import DEV_SHARE, propose_fractions, rung_costs, schedule_text
 
 STARTUP = 15.0  # seconds a worker process needs before its first epoch (imports, data)
 PROBE_SHARE = 0.2  # share of the training set the probe epoch trains on (at least 50 batches)
+DEV_REPEATS = 3  # dev evaluations timed after the probe, for a steadier figure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +45,12 @@ class Plan:
     epochs_per_trial: float  # expected with the spec's pruner
     pruner: str
     networks: int = 1  # networks a trial trains in lock-step: folds x repeats
+    # one network's epoch, apart: training the split once, and one dev evaluation
+    train_seconds: float = 0.0
+    dev_seconds: float = 0.0
+    # fractions of the first epoch whose rungs keep their dev evaluations small (for a spec
+    # without `fractions`); () when none does
+    proposed: tuple[float, ...] = ()
 
     @property
     def trials_unpruned(self) -> int:
@@ -51,12 +64,51 @@ class Plan:
         epochs = trials * self.epochs_per_trial
         return (epochs * self.epoch_seconds / self.workers + STARTUP) / 60
 
+    def rung_lines(self, spec: StudySpec) -> list[str]:
+        """The dev evaluation's cost, and the rungs inside the first epoch: the spec's
+        `fractions` with their costs, or proposed ones."""
+        out = [
+            f"of it, training takes {self.train_seconds:.2f} s and one dev evaluation "
+            f"{self.dev_seconds:.2f} s (one network)"
+        ]
+        fractions = spec.train.fractions
+        if fractions:
+            rungs = rung_costs(fractions, train=self.train_seconds, dev=self.dev_seconds)
+            out.append(
+                f"rungs inside the first epoch ([train] fractions; a trial's steps count "
+                f"{fractions[0]:.3g} of an epoch): {schedule_text(rungs)}"
+            )
+        elif self.proposed and spec.fractions_auto:
+            rungs = rung_costs(self.proposed, train=self.train_seconds, dev=self.dev_seconds)
+            shown = ", ".join(f"{f:g}" for f in self.proposed)
+            out.append(
+                f'fractions = "auto" would choose [{shown}] of the first epoch (a run times '
+                f"them again with its workers): {schedule_text(rungs)}"
+            )
+        elif self.proposed:
+            rungs = rung_costs(self.proposed, train=self.train_seconds, dev=self.dev_seconds)
+            shown = ", ".join(f"{f:g}" for f in self.proposed)
+            out.append(
+                f"advice: fractions = [{shown}] in [train] puts the pruner's lowest rungs inside "
+                f"the first epoch, each rung's dev evaluations at most {DEV_SHARE:.0%} of its "
+                f"cost: {schedule_text(rungs)}; with min_resource = 1 the first rung is at "
+                f"{self.proposed[0]:g} of an epoch"
+            )
+        else:
+            out.append(
+                "no rungs inside the first epoch are proposed: a dev evaluation would be more "
+                f"than {DEV_SHARE:.0%} of the cost of even 1/3 of an epoch (or 1/3 of the "
+                f"training split is less than a batch)"
+            )
+        return out
+
     def lines(self, spec: StudySpec) -> list[str]:
         out = [
             f"a probe epoch of '{spec.name}' ({spec.train.dataset}, model {spec.train.model}) "
             f"takes about {self.epoch_seconds:.1f} s with {self.threads} torch thread(s) per "
             f"worker",
         ]
+        out += self.rung_lines(spec)
         if self.networks > 1:
             out.append(
                 f"that is {self.networks} networks' epochs: each trial trains folds x repeats = "
@@ -84,9 +136,19 @@ def plan(spec: StudySpec, *, budget: float, workers: int) -> Plan:
     """Times a probe epoch here and says what `budget` seconds with `workers` workers hold."""
     threads = threads_per_worker(workers)
     networks = spec.train.folds * spec.train.repeats
-    seconds = probe_epoch(spec, threads=threads) * networks
+    probe = probe_costs(spec, threads=threads)
+    seconds = probe.epoch * networks
     usable = max(0.0, budget - STARTUP) * workers
     epochs = int(usable // seconds)
+    fractions = spec.train.fractions
+    eta = int(spec.pruner.get("reduction_factor", 3))
+    proposed = propose_fractions(
+        train=probe.train,
+        dev=probe.dev,
+        reduction_factor=max(eta, 2),
+        rows=probe.rows,
+        batch_size=spec.train.batch_size,
+    )
     return Plan(
         epoch_seconds=seconds,
         threads=threads,
@@ -94,22 +156,44 @@ def plan(spec: StudySpec, *, budget: float, workers: int) -> Plan:
         workers=workers,
         epochs=epochs,
         max_epochs=spec.train.epochs,
-        epochs_per_trial=expected_epochs(spec.pruner, spec.train.epochs),
+        epochs_per_trial=expected_epochs(
+            spec.pruner, spec.train.epochs, unit=fractions[0] if fractions else None
+        ),
         pruner=describe_pruner(spec.pruner),
         networks=networks,
+        train_seconds=probe.train,
+        dev_seconds=probe.dev,
+        proposed=() if fractions else proposed,
     )
 
 
-def probe_epoch(spec: StudySpec, *, threads: int) -> float:
-    """Seconds one whole epoch of one network of a sampled config takes, scaled from a timed
-    share of one (with folds, of one fold's training rows)."""
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """What one network's epoch costs, from a timed probe."""
+
+    train: float  # seconds to train the whole training split once
+    dev: float  # seconds of one dev evaluation
+    rows: int  # training rows of one network
+
+    @property
+    def epoch(self) -> float:
+        """An epoch with its dev evaluation (the first epoch's extra evaluations at its
+        fractions are left out: spread over a trial's epochs they are small)."""
+        return self.train + self.dev
+
+
+def probe_costs(spec: StudySpec, *, threads: int) -> Probe:
+    """Seconds one whole epoch of one network of a sampled config takes to train, scaled
+    from a timed share of one (with folds, of one fold's training rows), and seconds of one
+    evaluation of its dev split (with folds, of one fold's)."""
     import torch
 
-    from trainer import fit, load_data
+    from trainer import evaluate, fit, load_data
 
     config = one_sample(spec)
     data = load_data(config, search_path=spec.search_path)
     full = len(data.y_train)  # with folds > 1: the whole training split the folds cut
+    dev_rows = full // config.folds if config.folds > 1 else len(data.y_dev)
     full -= full // config.folds if config.folds > 1 else 0
     share = min(full, max(50 * config.batch_size, int(full * PROBE_SHARE)))
     probe = config.replace(epochs=1, patience=0, train_size=share, folds=1, repeats=1)
@@ -117,22 +201,45 @@ def probe_epoch(spec: StudySpec, *, threads: int) -> float:
     torch.set_num_threads(threads)
     try:
         fit(probe, load_data(probe, search_path=spec.search_path), search_path=spec.search_path)
+        probe_data = load_data(probe, search_path=spec.search_path)
         started = time.perf_counter()
-        fit(probe, load_data(probe, search_path=spec.search_path), search_path=spec.search_path)
+        result = fit(probe, probe_data, search_path=spec.search_path)
         seconds = time.perf_counter() - started
+        dev = 0.0
+        if len(probe_data.y_dev):
+            started = time.perf_counter()
+            for _ in range(DEV_REPEATS):
+                evaluate(
+                    result.model,
+                    probe_data.x_dev,
+                    probe_data.y_dev,
+                    task=probe_data.task,
+                    target_std=probe_data.target_std,
+                )
+            dev = (time.perf_counter() - started) / DEV_REPEATS
     finally:
         torch.set_num_threads(before)
-    return seconds * full / share
+    train = max(seconds - dev, 0.0) * full / share
+    if len(probe_data.y_dev):
+        dev *= dev_rows / len(probe_data.y_dev)
+    return Probe(train=train, dev=dev, rows=full)
 
 
-def expected_epochs(pruner: Mapping[str, Any], max_epochs: int) -> float:
-    """Epochs a trial trains on average under `pruner` (the spec's entry), roughly."""
+def expected_epochs(
+    pruner: Mapping[str, Any], max_epochs: int, *, unit: float | None = None
+) -> float:
+    """Epochs a trial trains on average under `pruner` (the spec's entry), roughly.
+
+    Args:
+        unit: with `[train] fractions`, the smallest one: a step then counts that share of an
+            epoch trained (`report_step`), not an epoch.
+    """
     name = pruner.get("name")
     if name in ("successive_halving", "hyperband"):
         eta = int(pruner.get("reduction_factor", 4 if name == "successive_halving" else 3))
         low = pruner.get("min_resource", 1)
         low = 1 if not isinstance(low, int) else low
-        return _halving_epochs(max_epochs, low, eta)
+        return _halving_epochs(max_epochs, low, eta, unit=unit)
     if name in ("median", "percentile"):
         # Half the trials stopped just after the warm-up, once the first few have finished.
         warmup = int(pruner.get("n_warmup_steps", 0)) + 1
@@ -140,15 +247,17 @@ def expected_epochs(pruner: Mapping[str, Any], max_epochs: int) -> float:
     return float(max_epochs)
 
 
-def _halving_epochs(max_epochs: int, low: int, eta: int) -> float:
+def _halving_epochs(max_epochs: int, low: int, eta: int, *, unit: float | None = None) -> float:
     expected, reach = 0.0, 1.0
     rung = 0
     while True:
-        step = low * eta**rung  # the epoch index at which rung `rung` decides
-        if step >= max_epochs - 1:
+        step = low * eta**rung  # the step at which rung `rung` decides
+        # epochs trained then: step + 1 when steps are epochs from 0, else steps of `unit`
+        trained = step + 1 if unit is None else step * unit
+        if trained >= max_epochs:
             return expected + reach * max_epochs
         stop = reach * (1 - 1 / eta)  # stopped at this rung
-        expected += stop * (step + 1)
+        expected += stop * trained
         reach /= eta
         rung += 1
 

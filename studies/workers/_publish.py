@@ -43,12 +43,19 @@ class TrialPublisher:
         if not epochs:
             return
         try:
-            self.publish(trial, epochs, reason)
+            self.publish(trial, epochs, reason, fractions=config.fractions)
         except Exception as exc:
             _log.warning("trial %d: no learning-curve artifact or note: %r", trial.number, exc)
 
-    def publish(self, trial: optuna.Trial, epochs: Sequence[EpochResult], reason: str) -> None:
-        """Uploads the picture and saves the note."""
+    def publish(
+        self,
+        trial: optuna.Trial,
+        epochs: Sequence[EpochResult],
+        reason: str,
+        *,
+        fractions: Sequence[float] = (),
+    ) -> None:
+        """Uploads the picture and saves the note (`fractions`: the config's)."""
         from optuna_dashboard import save_note
 
         attrs = TrialAttrs.of(trial)
@@ -73,6 +80,7 @@ class TrialPublisher:
             diagnosis,
             folds=attrs.folds,
             where=attrs.where,
+            fractions=fractions,
         )
         save_note(trial, f"{note}\n\n![learning curves]({artifact_url(trial, artifact_id)})\n")
 
@@ -86,18 +94,31 @@ def trial_note(
     *,
     folds: Mapping[str, Any] | None = None,
     where: str | None = None,
+    fractions: Sequence[float] = (),
 ) -> str:
     """The Markdown note of a trial: how it ended, where it trained ("host/cuda:0"), its best
-    epoch, its folds' values (a trial of several networks, whose curve is their mean), and its
-    diagnosis."""
-    lines = [f"### Trial {number}: {reason} after {len(epochs)} epochs", ""]
+    epoch, its folds' values (a trial of several networks, whose curve is their mean), what
+    its steps count (with `fractions`, the config's), and its diagnosis."""
+    whole = sum(1 for e in epochs if not e.partial)
+    points = len(epochs) - whole
+    inside = f" and {points} point(s) inside the first" if points else ""
+    lines = [f"### Trial {number}: {reason} after {whole} epochs{inside}", ""]
     if where:
         lines += [f"Trained on {where}.", ""]
-    best = next((e for e in epochs if e.epoch == best_epoch), None)
+    best = next((e for e in epochs if e.epoch == best_epoch and not e.partial), None)
     if best is not None:
         lines += [f"Best epoch {best.epoch}: {epoch_scores(best.to_dict())}.", ""]
     if folds:
         lines += [f"Networks ({folds_text(folds)}); the curves are their mean.", ""]
+    if fractions:
+        shares = ", ".join(f"{f:g}" for f in fractions)
+        end = round(1 / fractions[0])
+        lines += [
+            f"Scored inside the first epoch too, at {shares} of it (hollow in the picture); "
+            f"the intermediate values' steps count {fractions[0]:.3g} of an epoch trained "
+            f"(step {end} ends epoch 0).",
+            "",
+        ]
     if diagnosis.labels:
         lines += [diagnosis.note(), ""]
     return "\n".join(lines).rstrip()

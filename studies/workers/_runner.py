@@ -37,6 +37,7 @@ from studies.storage import (
     stored_heartbeat,
     strip_stored_passwords,
 )
+from studies.workers._fractions_auto import ensure_fractions
 from studies.workers._lr_auto import ensure_ranges
 from studies.workers._pool import WorkerOutcome, WorkerPool
 from studies.workers._preflight import Code, preflight
@@ -130,6 +131,7 @@ def _run_study(
     if _said_done(spec, study, storage, held, echo=echo):
         return study
     ensure_ranges(spec, study, echo=echo)  # [space.lr] auto = true: once per study
+    ensure_fractions(spec, study, workers=workers, echo=echo)  # [train] fractions = "auto"
     if spec.timeout is not None:
         from studies.workers._plan import plan  # a probe epoch: torch, seconds
 

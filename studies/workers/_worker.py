@@ -51,6 +51,7 @@ from studies.storage import (
     write_attrs,
 )
 from studies.storage._checkpoints import MIN_INTERVAL
+from studies.workers._fractions_auto import with_fractions
 from studies.workers._halving import EpochHalving
 from studies.workers._lr_auto import searched_space, stored_ranges
 from studies.workers._objective import Objective, TrialFinisher, store_diagnosis
@@ -158,6 +159,7 @@ class _Worker:
         restore_kept(url, self.spec.train, study=name)
         study = load_study(self.storage, name, url=url)
         check_code(study, user_code(self.spec))  # the same model code as the other workers
+        self.spec = with_fractions(self.spec, study)  # [train] fractions = "auto"
         self.study = load_study(
             self.storage,
             name,

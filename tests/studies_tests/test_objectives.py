@@ -193,6 +193,17 @@ def test_halving_rungs_grow_by_the_reduction_factor() -> None:
     assert [e for e in range(40) if halving.is_rung(e)] == [2, 6, 18]
 
 
+def test_halving_judges_sparse_steps_at_the_first_step_past_a_rung() -> None:
+    # fractions (1/9, 1/3) report steps 1, 3, 9, 18, 27, ...; rungs at 1, 4, 16, 64
+    halving = EpochHalving(
+        EpochStore(create_engine("sqlite://")), 1, "dev_loss", maximize=False, reduction_factor=4
+    )
+    steps = [1, 3, 9, 18, 27, 36, 45, 54, 63, 72]
+    previous = [-1, *steps[:-1]]
+    judged = [s for s, p in zip(steps, previous, strict=True) if halving.is_rung(s, previous=p)]
+    assert judged == [1, 9, 18, 72]
+
+
 # --- real studies: two objectives, a constraint, two worker processes ----------------------
 
 

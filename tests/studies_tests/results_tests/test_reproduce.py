@@ -108,3 +108,32 @@ def test_an_unknown_study(study_url: str, capsys: pytest.CaptureFixture[str]) ->
 def test_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="no study database at"):
         reproduce(NAME, url=f"sqlite:///{tmp_path / 'none.db'}")
+
+
+def test_a_difference_inside_the_first_epoch_says_where() -> None:
+    stored = [EpochResult(0, 2.0, 0.3, 2.0, 0.3, 0.1, {}, {}, 0.01, fraction=0.25), *curve(1.0)]
+    new = [EpochResult(0, 2.0, 0.3, 2.5, 0.3, 0.1, {}, {}, 0.01, fraction=0.25), *curve(1.0)]
+    assert compare_curves(stored, new).where == "dev_loss at epoch 0 (0.25 of it)"
+
+
+def test_a_trial_with_fractions_is_reproduced_point_by_point(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    spec = StudySpec.from_dict(
+        {
+            "study": {"name": "f", "n_trials": 1, "seed": 4, "sampler": {"name": "random"}},
+            "train": {
+                "dataset": "digits",
+                "hidden": [16],
+                "epochs": 2,
+                "device": "cpu",
+                "fractions": [0.25, 0.5],
+            },
+            "space": {"lr": {"low": 0.01, "high": 0.5, "log": True}},
+        },
+        source="test",
+    ).replace(storage=url)
+    create_or_resume(spec, open_storage(url))
+    run_worker("f", url, options=WorkerOptions(flush_interval=0))
+    outcome = reproduce("f", url=url, echo=lambda _line: None)
+    assert outcome.comparison.epochs == 4  # two points inside the first epoch, two epochs
+    assert outcome.comparison.max_abs_difference <= TOLERANCE

@@ -53,6 +53,15 @@ def test_overrides_apply(config_file: Path, capsys: pytest.CaptureFixture) -> No
     assert "epoch   0 [1/1]" in capsys.readouterr().out
 
 
+def test_train_prints_the_points_inside_the_first_epoch(
+    config_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["train", str(config_file), "--set", "epochs=1", "--set", "fractions=[0.5]"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch   0 [50% of 1/1]" in out and "epoch   0 [1/1]" in out
+    assert re.search(r"completed after 1 epochs", out)
+
+
 def test_a_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[train]\ndataset = "digits"\nlr = 0\n')

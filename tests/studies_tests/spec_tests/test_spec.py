@@ -165,7 +165,7 @@ def test_each_study_key_is_declared_once() -> None:
     assert len(STUDY_KEYS) == len(set(STUDY_KEYS))
     kept = {key.name for key in STUDY if key.field}
     fields = {f.name for f in dataclasses.fields(StudySpec)}
-    assert kept == fields - {"train", "space", "source", "lr_auto"}
+    assert kept == fields - {"train", "space", "source", "lr_auto", "fractions_auto"}
 
 
 @pytest.mark.parametrize("key", STUDY_KEYS)
@@ -326,3 +326,27 @@ def test_a_fixed_trial_for_sgd_needs_its_momentum() -> None:
 def test_builtin_specs_ship_as_package_files() -> None:
     for name, path in builtin_specs().items():
         assert tomllib.loads(path.read_text())["study"]["name"] == name
+
+
+def test_fractions_auto_is_kept_apart_from_the_config(tmp_path: Path) -> None:
+    spec = load_spec(str(write(tmp_path, changed(train={"fractions": "auto"}))))
+    assert spec.fractions_auto and spec.train.fractions == ()
+    assert spec.to_dict()["train"]["fractions"] == "auto"
+    assert StudySpec.from_dict(spec.to_dict()).fractions_auto
+
+
+def test_fractions_in_a_spec_are_the_configs(tmp_path: Path) -> None:
+    spec = load_spec(str(write(tmp_path, changed(train={"fractions": [0.25, 0.5]}))))
+    assert not spec.fractions_auto and spec.train.fractions == (0.25, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("soon", "train.fractions: a list of shares of the first epoch such as [0.1111, 0.3333]"),
+        ([0.5, 0.25], "train.fractions: fractions must be strictly increasing shares"),
+    ],
+)
+def test_bad_fractions_name_the_key(tmp_path: Path, value: Any, message: str) -> None:
+    text, _ = problems_of(tmp_path, changed(train={"fractions": value}))
+    assert message in text

@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from studies.analysis import plot_learning_curves
+from studies.analysis import curve_axis, plot_learning_curves
 from studies.storage import DatabaseArtifactStore, create_engine, open_storage
 from trainer import EpochResult
 
@@ -91,8 +91,9 @@ class TestDatabaseArtifactStore:
             other.dispose()
 
 
-def epoch(i: int, train_loss: float, dev_loss: float) -> EpochResult:
+def epoch(i: int, train_loss: float, dev_loss: float, fraction: float = 1.0) -> EpochResult:
     return EpochResult(
+        fraction=fraction,
         epoch=i,
         train_loss=train_loss,
         train_accuracy=1 - train_loss / 3,
@@ -119,3 +120,16 @@ def test_learning_curves_survive_a_diverged_run() -> None:
 
 def test_learning_curves_without_a_best_epoch() -> None:
     assert plot_learning_curves([epoch(0, math.nan, math.nan)]).startswith(PNG_MAGIC)
+
+
+def test_points_inside_the_first_epoch_are_drawn_at_the_epochs_trained() -> None:
+    records = [epoch(0, 2.2, 2.2, 1 / 9), epoch(0, 2.0, 2.0, 1 / 3), epoch(0, 1.0, 1.1)]
+    records += [epoch(1, 0.8, 0.9)]
+    x, label = curve_axis(records)
+    assert [round(v, 2) for v in x] == [0.11, 0.33, 1.0, 2.0]
+    assert label == "epochs trained"
+    assert plot_learning_curves(records, best_epoch=1).startswith(PNG_MAGIC)
+
+
+def test_a_curve_of_whole_epochs_is_drawn_at_the_epoch() -> None:
+    assert curve_axis([epoch(0, 1.0, 1.0), epoch(1, 0.5, 0.5)]) == ([0.0, 1.0], "epoch")

@@ -35,8 +35,9 @@ from trainer import EpochResult
 TrialState = optuna.trial.TrialState
 
 
-def epoch(number: int, loss: float = 1.0) -> EpochResult:
+def epoch(number: int, loss: float = 1.0, fraction: float = 1.0) -> EpochResult:
     return EpochResult(
+        fraction=fraction,
         epoch=number,
         train_loss=loss,
         train_accuracy=0.5,
@@ -190,6 +191,66 @@ def test_buffered_epoch_store_writes_rows_when_flushed(tmp_path: Path) -> None:
     writes.close()
 
 
+def test_points_inside_the_first_epoch_keep_their_own_rows(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    store = EpochStore(engine)
+    third = 80 / 240
+    store.add_many(7, [epoch(0, 3.0, 27 / 240), epoch(0, 2.0, third), epoch(0), epoch(1)])
+    store.add(7, epoch(0, 1.5, third))  # a replayed point replaces its earlier row only
+    assert store.epochs(7) == [epoch(0), epoch(1)]  # whole epochs, as before
+    assert store.epochs(7, partials=True) == [
+        epoch(0, 3.0, 27 / 240),
+        epoch(0, 1.5, third),
+        epoch(0),
+        epoch(1),
+    ]
+    assert store.counts([7]) == {7: 2}
+
+
+def test_the_buffer_keeps_points_inside_an_epoch_apart(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    writes = WriteBehind(interval=60)
+    store = BufferedEpochStore(engine, writes)
+    for result in (epoch(0, 3.0, 0.25), epoch(0, 2.0, 0.5), epoch(0)):
+        store.add(7, result)
+    writes.flush()
+    assert [r.fraction for r in EpochStore(engine).epochs(7, partials=True)] == [0.25, 0.5, 1.0]
+    writes.close()
+
+
+def test_values_at_a_point_inside_the_first_epoch(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="v")
+    study.optimize(lambda t: 0.0, n_trials=2)
+    engine = create_engine(url)
+    store = EpochStore(engine)
+    ids = [storage.get_trial_id_from_study_id_trial_number(1, n) for n in (0, 1)]
+    store.add_many(ids[0], [epoch(0, 3.0, 1 / 9), epoch(0, 1.0)])
+    store.add_many(ids[1], [epoch(0, 4.0, 1 / 9)])
+    at = store.values_at(1, 0, "dev_loss", fraction=1 / 9)
+    assert at == {ids[0]: 3.0, ids[1]: 4.0}
+    assert store.values_at(1, 0, "dev_loss") == {ids[0]: 1.0}
+    engine.dispose()
+
+
+def test_a_database_of_an_older_hpstudy_gains_the_table_of_partial_points(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:  # hpstudy_epochs as an older hpstudy made it
+        connection.execute(
+            sa.text(
+                "CREATE TABLE hpstudy_epochs (trial_id INTEGER, epoch INTEGER, train_loss FLOAT,"
+                " PRIMARY KEY (trial_id, epoch))"
+            )
+        )
+    store = EpochStore(engine)
+    store.add_many(7, [epoch(0, 2.0, 0.5), epoch(0)])
+    assert [r.fraction for r in store.epochs(7, partials=True)] == [0.5, 1.0]
+
+
 # Heartbeat settings -------------------------------------------------------------------------
 
 
@@ -262,7 +323,8 @@ def test_checkpoint_table_on_postgresql(postgres_url: str) -> None:
 
 
 def make_study_with_rows(url: str) -> None:
-    """A finished trial with two epoch rows, and a waiting retry with a checkpoint."""
+    """A finished trial with two epoch rows and a point inside the first, and a waiting retry
+    with a checkpoint."""
     storage = open_storage(url)
     study = optuna.create_study(storage=storage, study_name="moved")
     study.set_user_attr("hpstudy_spec", "{}")
@@ -270,7 +332,8 @@ def make_study_with_rows(url: str) -> None:
     study.enqueue_trial({"x": 0.5}, user_attrs={"root_trial": 1})
     engine = create_engine(url)
     store = EpochStore(engine)
-    store.add_many(storage.get_trial_id_from_study_id_trial_number(1, 1), [epoch(0), epoch(1)])
+    trial_id = storage.get_trial_id_from_study_id_trial_number(1, 1)
+    store.add_many(trial_id, [epoch(0, fraction=0.5), epoch(0), epoch(1)])
     CheckpointTable(engine, study_id=1).save(1, 2, b"state")
     engine.dispose()
 
@@ -293,7 +356,8 @@ def check_copied(url: str) -> None:
     study_id = storage.get_study_id_from_name("moved")
     engine = create_engine(url)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, 1)
-    assert [r.epoch for r in EpochStore(engine).epochs(trial_id)] == [0, 1]
+    stored = EpochStore(engine).epochs(trial_id, partials=True)
+    assert [(r.epoch, r.fraction) for r in stored] == [(0, 0.5), (0, 1.0), (1, 1.0)]
     assert CheckpointTable(engine, study_id).load(1) == (2, b"state")
     from studies.storage import Budget
 

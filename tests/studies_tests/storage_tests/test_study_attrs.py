@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -92,6 +93,7 @@ def every_field() -> StudyAttrs:
                 "adam", (1e-4, 1e-3, 1e-2), (2.0, 1.0, 3.0), 1e-4, 1e-2, 1e-3, 1e-3, None
             )
         },
+        fractions=(0.1111, 0.3333),
         ablation=AblationTable(
             ("init", "hidden"),
             (
@@ -168,7 +170,9 @@ def test_a_study_written_by_the_previous_version_reads_back(tmp_path: Path) -> N
     study.set_user_attr("hpstudy_ablation", ABLATION)
     study.set_user_attr("hpstudy_learning_curve", CURVE)
     storage.set_study_system_attr(study_id, "hpstudy:heartbeat", {"interval": 2, "grace": 9})
-    assert same(StudyAttrs.read(storage, study_id), every_field())
+    # fractions = "auto" came later: the previous version wrote none
+    previous = dataclasses.replace(every_field(), fractions=None)
+    assert same(StudyAttrs.read(storage, study_id), previous)
     assert stored_heartbeat(storage, study_id) == (2, 9)
     assert stored_spec(storage, "kept") == spec.replace(source="the spec stored with 'kept'")
 

@@ -236,6 +236,8 @@ def test_plan_times_a_probe_and_counts_what_fits(tmp_path: Path, capsys: Any) ->
     assert main(["plan", str(tmp_path / "digits.toml"), "--budget", "10m", "--workers", "2"]) == 0
     shown = capsys.readouterr().out
     assert "a probe epoch of 'sooner'" in shown and "trials of 10 epochs without pruning" in shown
+    assert fits.train_seconds > 0 and fits.dev_seconds > 0
+    assert "one dev evaluation" in shown
     assert main(["plan", str(tmp_path / "digits.toml"), "--budget", "soon"]) == 2
 
 

@@ -119,10 +119,11 @@ class Task(Protocol):
 class Run:
     """One trial's training: its drawn curve and how far it has gone.
 
-    The curve's points are whole epochs, or (a side with first-epoch points, `Policy.inner`)
-    the task's inner points of the first epoch and then whole epochs; `shares[i]` is the
-    epochs trained at point i (0.111, 0.333, 1, 2, ...) and `costs[i]` what reaching it costs,
-    in epochs (an inner point's share of the epoch plus one dev evaluation).
+    The curve's points are whole epochs, or (a side with first-epoch points,
+    `Policy.fractions`) those inner points of the first epoch and then whole epochs;
+    `shares[i]` is the epochs trained at point i (0.111, 0.333, 1, 2, ...) and `costs[i]`
+    what reaching it costs, in epochs (an inner point's share of the epoch plus one dev
+    evaluation).
     """
 
     trial: optuna.Trial
@@ -168,10 +169,11 @@ class Policy:
             study_name="simulation", sampler=sampler, pruner=self.pruner()
         )
 
-    # Report steps per epoch where a side reports the first epoch's inner points too (the
-    # task's `fractions`): step = round(epochs trained * inner); 0 = whole epochs only, whose
-    # step is the number of epochs trained.
-    inner = 0
+    # The shares of the first epoch where a side's trials score the dev split too, as
+    # `[train] fractions` does (each taken at the task's nearest recorded point); a point is
+    # reported at step round(epochs trained / fractions[0]), as hpstudy's `report_step`
+    # does; () = whole epochs only, reported at the number of epochs trained.
+    fractions: tuple[float, ...] = ()
 
     def pruner(self) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
@@ -181,20 +183,23 @@ class Policy:
         trial = self.study.ask()
         params = self.task.suggest(trial)
         until = self.task.epochs if until is None else until
-        if not self.inner:
+        if not self.fractions:
             losses = np.asarray(self.task.curve(params, rng=self.rng), dtype=float)
             return Run(trial, params, losses, until=until)
         task: Any = self.task
-        losses = np.asarray(task.points(params, rng=self.rng), dtype=float)
-        inner = np.asarray(task.fractions, dtype=float)
+        recorded = np.asarray(task.fractions, dtype=float)
+        chosen = [int(np.argmin(np.abs(np.log(recorded / f)))) for f in self.fractions]
+        drawn = np.asarray(task.points(params, rng=self.rng), dtype=float)
+        losses = np.r_[drawn[chosen], drawn[len(recorded) :]]
+        inner = recorded[chosen]
         shares = np.r_[inner, np.arange(1, self.task.epochs + 1)]
         evaluations = np.r_[np.full(len(inner), task.eval_cost), np.zeros(self.task.epochs)]
         costs = np.diff(np.r_[0.0, shares]) + evaluations
         return Run(trial, params, losses, until=until, shares=shares, costs=costs)
 
     def step(self, run: Run) -> int:
-        """The step a point is reported at (see `inner`)."""
-        return round(run.share * self.inner) if self.inner else run.trained
+        """The step a point is reported at (see `fractions`)."""
+        return round(run.share / self.fractions[0]) if self.fractions else run.trained
 
     def next_run(self) -> Run:
         """What a free worker trains next (a new trial, or one to continue)."""
@@ -233,8 +238,8 @@ class OptunaPolicy(Policy):
 
 
 class InnerPolicy(OptunaPolicy):
-    """An Optuna pruner that also sees the first epoch's inner points (the task's
-    `fractions`), reported at step round(epochs trained * `inner`)."""
+    """An Optuna pruner that also sees points inside the first epoch (`fractions`, see
+    `Policy`)."""
 
     def __init__(
         self,
@@ -243,9 +248,9 @@ class InnerPolicy(OptunaPolicy):
         pruner: optuna.pruners.BasePruner,
         *,
         rng: np.random.Generator,
-        inner: int,
+        fractions: Sequence[float],
     ) -> None:
-        self.inner = inner
+        self.fractions = tuple(fractions)
         super().__init__(task, sampler, pruner, rng=rng)
 
 
@@ -412,6 +417,9 @@ def _plain_tpe(seed: int) -> optuna.samplers.BaseSampler:
 
 def _hpstudy(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
     sampler = make_sampler(spec.sampler, seed=seed, space=spec.space)
+    if spec.train.fractions:  # the spec's rungs inside the first epoch
+        pruner = make_pruner(spec.pruner)
+        return InnerPolicy(task, sampler, pruner, rng=rng, fractions=spec.train.fractions)
     return OptunaPolicy(task, sampler, make_pruner(spec.pruner), rng=rng)
 
 
@@ -475,13 +483,13 @@ def spec_side(
     return factory
 
 
-def inner_side(pruner: Mapping[str, Any], *, inner: int = 27) -> SideFactory:
-    """hpstudy's sampler with a pruner that sees the first epoch's inner points, in steps of
-    1 / `inner` epoch."""
+def inner_side(pruner: Mapping[str, Any], fractions: Sequence[float]) -> SideFactory:
+    """hpstudy's sampler with a pruner that also sees the first epoch at `fractions`, in
+    steps of fractions[0] of an epoch."""
 
     def factory(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
         built = make_sampler(dict(spec.sampler), seed=seed, space=spec.space)
-        return InnerPolicy(task, built, make_pruner(dict(pruner)), rng=rng, inner=inner)
+        return InnerPolicy(task, built, make_pruner(dict(pruner)), rng=rng, fractions=fractions)
 
     return factory
 
@@ -500,11 +508,15 @@ CANDIDATES: dict[str, SideFactory] = {
         pruner={"name": "hyperband", "min_resource": 1, "reduction_factor": 3}
     ),
     # rungs at 1/27, 1/9, 1/3, 1, 3, 9 epochs
-    "frac27-sh-rf3": inner_side({"name": _SH, "min_resource": 1, "reduction_factor": 3}),
+    "frac27-sh-rf3": inner_side(
+        {"name": _SH, "min_resource": 1, "reduction_factor": 3}, (1 / 27, 1 / 9, 1 / 3)
+    ),
     # rungs at 1/9, 1/3, 1, 3, 9 epochs
-    "frac9-sh-rf3": inner_side({"name": _SH, "min_resource": 3, "reduction_factor": 3}),
+    "frac9-sh-rf3": inner_side(
+        {"name": _SH, "min_resource": 1, "reduction_factor": 3}, (1 / 9, 1 / 3)
+    ),
     # rungs at 1/3, 1, 3, 9 epochs
-    "frac3-sh-rf3": inner_side({"name": _SH, "min_resource": 9, "reduction_factor": 3}),
+    "frac3-sh-rf3": inner_side({"name": _SH, "min_resource": 1, "reduction_factor": 3}, (1 / 3,)),
 }
 
 SIDES: dict[str, SideFactory] = {

@@ -91,15 +91,16 @@ CheckpointFactory: TypeAlias = "Callable[[optuna.Trial, int], CheckpointStore | 
 def report_step(result: EpochResult, fractions: Sequence[float] = ()) -> int:
     """The step at which a result is reported to Optuna (and judged by `EpochHalving`).
 
-    Without `fractions` (the config's): the epoch, from 0, as it always was. With them: the
-    epochs trained (epoch + fraction) in units of the smallest fraction, rounded, so that
-    fractions (1/9, 1/3) report steps 1 and 3 inside the first epoch, then 9, 18, 27, ...
+    The step is the epochs trained (epoch + fraction) in units of the smallest of the
+    config's `fractions`, rounded; without fractions, in epochs: 1 after the first epoch, so
+    a pruner's `min_resource = 1` judges a trial after one epoch (before issue 28 the step
+    was the epoch counted from 0, and a pruner could judge no earlier than after two). With
+    fractions (1/9, 1/3) the steps are 1 and 3 inside the first epoch, then 9, 18, 27, ...
     at the ends of epochs 0, 1, 2, ...: a `SuccessiveHalvingPruner` with min_resource = 1 and
     reduction_factor = 3 then has its rungs at 1/9, 1/3, 1, 3 and 9 epochs.
     """
-    if not fractions:
-        return result.epoch
-    return round(result.epochs_trained / fractions[0])
+    unit = fractions[0] if fractions else 1.0
+    return round(result.epochs_trained / unit)
 
 
 class Reporter:

@@ -41,7 +41,7 @@ def write_digits_spec(
     name: str = "digits-test",
     n_trials: int = 5,
     epochs: int = EPOCHS,
-    pruner: str = '{ name = "median", n_startup_trials = 3, n_warmup_steps = 1 }',
+    pruner: str = '{ name = "median", n_startup_trials = 3, n_warmup_steps = 2 }',
     sampler: str = '{ name = "tpe", n_startup_trials = 3 }',
     storage: str | None = None,
 ) -> Path:

@@ -49,6 +49,7 @@ def test_a_second_run_trains_only_the_missing_configurations(tmp_path: Path) -> 
         "dev_accuracy",
         "lr",
         "seconds",
+        "fraction",
     }
 
 
@@ -82,3 +83,23 @@ def test_a_recording_of_another_budget_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="another recording"):
         record(spec, out, configs=1, processes=0, epochs=2, nice=0, echo=lambda _: None)
     assert load(out)[1] == []
+
+
+def test_fractions_record_the_first_epochs_inner_points(tmp_path: Path) -> None:
+    spec = load_spec("digits-mlp")
+    out = tmp_path / "inner.jsonl.gz"
+
+    (only,) = record(
+        spec,
+        out,
+        configs=1,
+        processes=0,
+        epochs=1,
+        fractions=(1 / 9, 1 / 3),
+        nice=0,
+        echo=lambda _: None,
+    )
+
+    shares = [e["fraction"] for e in only["epochs"]]
+    assert shares[:2] == pytest.approx([1 / 9, 1 / 3], abs=0.01) and shares[2] == 1.0
+    assert [e["epoch"] for e in only["epochs"]] == [0, 0, 0]

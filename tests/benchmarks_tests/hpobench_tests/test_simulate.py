@@ -241,7 +241,7 @@ class InnerTask(FakeTask):
 def _inner(pruner: optuna.pruners.BasePruner) -> Callable[..., Policy]:
     def factory(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
         sampler = optuna.samplers.RandomSampler(seed=seed)
-        return InnerPolicy(task, sampler, pruner, rng=rng, inner=9)
+        return InnerPolicy(task, sampler, pruner, rng=rng, fractions=(1 / 9, 1 / 3))
 
     return factory
 

@@ -103,7 +103,7 @@ def test_one_epoch_row_and_one_report_per_lock_step_round(
 ) -> None:
     for trial in study.trials:
         stored = rows(study_url, study, trial.number)
-        assert {r.epoch: r.dev_loss for r in stored} == pytest.approx(trial.intermediate_values)
+        assert {r.epoch + 1: r.dev_loss for r in stored} == pytest.approx(trial.intermediate_values)
 
 
 def test_the_hopeless_trial_is_pruned_before_its_last_epoch(study: optuna.Study) -> None:

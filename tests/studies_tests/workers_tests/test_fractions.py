@@ -31,8 +31,8 @@ def result(epoch: int, fraction: float = 1.0) -> EpochResult:
     )
 
 
-def test_without_fractions_the_step_is_the_epoch() -> None:
-    assert [report_step(result(e)) for e in range(3)] == [0, 1, 2]
+def test_without_fractions_the_step_is_the_epochs_trained() -> None:
+    assert [report_step(result(e)) for e in range(3)] == [1, 2, 3]
 
 
 def test_with_fractions_the_step_counts_the_smallest_fraction() -> None:

@@ -60,7 +60,9 @@ def test_a_diverged_trial_ends_pruned_with_its_reason(digits_study: FinishedStud
 def test_epoch_rows_match_the_intermediate_values(digits_study: FinishedStudy) -> None:
     rows = epoch_rows(digits_study)
     for trial in digits_study.study.trials:
-        finite = {r.epoch: r.dev_loss for r in rows[trial.number] if math.isfinite(r.dev_loss)}
+        finite = {  # reported at the epochs trained: epoch + 1
+            r.epoch + 1: r.dev_loss for r in rows[trial.number] if math.isfinite(r.dev_loss)
+        }
         assert finite == pytest.approx(trial.intermediate_values), trial.number
         assert len(rows[trial.number]) == trial.user_attrs["epochs_run"]
 

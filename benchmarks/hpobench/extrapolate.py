@@ -72,7 +72,7 @@ RULES: dict[str, PrunerFactory] = {
         f"extrapolate min {m}{' + halving' if h else ''} p {p}": _extrapolating(m, p, halving=h)
         for m in (1, 2)
         for h in (False, True)
-        for p in (0.01, 0.05, 0.2)
+        for p in (0.01, 0.05, 0.2, 0.5)
     },
 }
 

@@ -8,15 +8,15 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from studies.spec._extrapolate import forecast
+from studies.spec._extrapolate import MIN_VALUES, forecast
 
 
 class ExtrapolatingPruner(optuna.pruners.BasePruner):
     """Successive halving's rungs, deciding by each trial's forecast final value.
 
     At a rung (steps `min_resource * reduction_factor**i`), the trial's partial curve is
-    extrapolated to `max_resource` (`forecast`: an ensemble of curve families fitted to its
-    running best). The trial stops when the probability that its final best beats the k-th
+    extrapolated to `max_resource` (`forecast`: an ensemble of curve families with noise);
+    a rung before its third report keeps every trial (too few points to forecast). The trial stops when the probability that its final best beats the k-th
     best of the other trials is below `probability`. The k-th best is taken over every other
     trial, running or pruned ones by their best reported value so far: that value can only
     improve, so the reference is never better than the k-th best final value will be, and the
@@ -102,14 +102,11 @@ class ExtrapolatingPruner(optuna.pruners.BasePruner):
             for best in [_best(other, sign)]
             if best is not None
         )
-        if horizon is None or len(bests) < self.k:
+        if horizon is None or len(bests) < self.k or len(values) < MIN_VALUES:
             return False
         predicted = forecast(values, horizon=horizon, steps=steps)
         if self.bound is not None:
-            floor = sign * self.bound
-            predicted = type(predicted)(
-                predicted.means.clip(min=floor), predicted.scales, predicted.weights
-            )
+            predicted = predicted.clipped(sign * self.bound)
         return predicted.probability_below(bests[self.k - 1]) < self.probability
 
     def _is_rung(self, step: int) -> bool:

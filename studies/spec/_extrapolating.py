@@ -104,7 +104,10 @@ class ExtrapolatingPruner(optuna.pruners.BasePruner):
         )
         if horizon is None or len(bests) < self.k or len(values) < MIN_VALUES:
             return False
-        predicted = forecast(values, horizon=horizon, steps=steps)
+        shift = 1 - steps[0] if steps[0] < 1 else 0  # the forecast counts steps from 1
+        predicted = forecast(
+            values, horizon=horizon + shift, steps=[step + shift for step in steps]
+        )
         if self.bound is not None:
             predicted = predicted.clipped(sign * self.bound)
         return predicted.probability_below(bests[self.k - 1]) < self.probability

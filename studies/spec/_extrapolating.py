@@ -16,8 +16,9 @@ class ExtrapolatingPruner(optuna.pruners.BasePruner):
 
     At a rung (steps `min_resource * reduction_factor**i`), the trial's partial curve is
     extrapolated to `max_resource` (`forecast`: an ensemble of curve families with noise);
-    a rung before its third report keeps every trial (too few points to forecast). The trial stops when the probability that its final best beats the k-th
-    best of the other trials is below `probability`. The k-th best is taken over every other
+    a rung before its third report keeps every trial (too few points to forecast).
+    The trial stops when the probability that its final best beats the k-th best of the
+    other trials is below `probability`. The k-th best is taken over every other
     trial, running or pruned ones by their best reported value so far: that value can only
     improve, so the reference is never better than the k-th best final value will be, and the
     rule errs towards keeping a trial. Other trials are read from the study, so the pruner

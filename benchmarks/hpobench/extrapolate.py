@@ -133,7 +133,7 @@ def score(curves: np.ndarray, rule: str, seeds: Sequence[int]) -> Score:
     tic = time.perf_counter()
     saved, stops, kept = [], 0, 0
     for seed in seeds:
-        order = np.random.default_rng(seed).permutation(configs)
+        order = [int(i) for i in np.random.default_rng(seed).permutation(configs)]
         result = replay(curves, order, RULES[rule](epochs))
         saved.append(1 - result.trained.sum() / (configs * epochs))
         stops += int(result.stopped[top].sum())

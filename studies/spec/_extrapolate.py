@@ -94,6 +94,7 @@ class Forecast:
 
 
 MIN_VALUES = 3  # fewer give no estimate of the noise, and no forecast
+NOISE_FLOOR = 1e-3  # the least noise, as a share of the curve's range
 
 
 def forecast(
@@ -135,7 +136,7 @@ def forecast(
     trends = np.vstack([c[:, None] + a[:, None] * _bases(future), np.full(len(future), y.mean())])
     # 3. Weights by profile likelihood; a floor keeps exact fits comparable.
     scale = max(float(np.ptp(y)), abs(now) * 1e-3, 1e-12)
-    floor = (1e-3 * scale) ** 2
+    floor = (NOISE_FLOOR * scale) ** 2
     log_weights = -0.5 * n * np.log(rss / n + floor)
     weights = np.exp(log_weights - log_weights.max())
     sigma = np.sqrt(rss / max(n - 2, 1) + floor)

@@ -34,7 +34,7 @@ Sides (`SIDES`; each a factory of a fresh `Policy` per seed):
   successive halving, min_resource 2, reduction_factor 3. The spec's `enqueue` is left out.
 - `hpstudy-lc`: the spec's sampler, as `hpstudy`, with the `extrapolate` pruner (issue 28,
   part 3) as `LC_PRUNER` sets it: halving's rungs from epoch 1 (reduction factor 3), a trial
-  stopped where halving would stop it and its forecast final best has under a 50% chance of
+  stopped where halving would stop it and its forecast final best has under a 5% chance of
   beating the 3rd best so far; `max_resource` the task's epochs, `bound` 0.
 - `optuna-hyperband`: plain Optuna 5, TPESampler(multivariate=True, constant_liar=True),
   HyperbandPruner(min_resource=1, max_resource=epochs).
@@ -351,7 +351,7 @@ LC_PRUNER = {
     "min_resource": 1,
     "reduction_factor": 3,
     "k": 3,
-    "probability": 0.5,
+    "probability": 0.05,
     "halving": True,
     "bound": 0.0,
 }

@@ -47,7 +47,7 @@ class ExtrapolatingPruner(optuna.pruners.BasePruner):
         min_resource: int = 1,
         reduction_factor: int = 3,
         k: int = 3,
-        probability: float = 0.5,
+        probability: float = 0.05,
         max_resource: int | str = "auto",
         halving: bool = True,
         bound: float | None = None,
@@ -58,7 +58,7 @@ class ExtrapolatingPruner(optuna.pruners.BasePruner):
         if isinstance(probability, bool) or not isinstance(probability, (int, float)):
             raise ValueError(f"probability must be a number in (0, 1), got {probability!r}")
         if not 0 < probability < 1:
-            raise ValueError(f"probability must be in (0, 1), e.g. 0.5; got {probability}")
+            raise ValueError(f"probability must be in (0, 1), e.g. 0.05; got {probability}")
         if max_resource != "auto":
             _check_int("max_resource", max_resource, 2, hint='or "auto"')
         if not isinstance(halving, bool):

@@ -30,8 +30,9 @@ class ExtrapolatingPruner(optuna.pruners.BasePruner):
         reduction_factor: the next rung is this many times further.
         k: the rank a trial must be able to reach to go on (3: the top three).
         probability: stop below this chance of beating the k-th best.
-        max_resource: the step whose best value is forecast (the last epoch), or "auto": the
-            largest last step of a completed trial (nothing stops before one completes).
+        max_resource: how many reports a whole trial makes (its epochs), the last of which
+            is forecast, or "auto": the most a completed trial made (nothing stops before
+            one completes).
         halving: also require successive halving's rule (worse than the best
             1/`reduction_factor` at the rung): stop only a trial that both rules stop.
         bound: the best value the metric can reach (0 for a loss, 1 for accuracy), or None:
@@ -105,10 +106,10 @@ class ExtrapolatingPruner(optuna.pruners.BasePruner):
         )
         if horizon is None or len(bests) < self.k or len(values) < MIN_VALUES:
             return False
-        shift = 1 - steps[0] if steps[0] < 1 else 0  # the forecast counts steps from 1
-        predicted = forecast(
-            values, horizon=horizon + shift, steps=[step + shift for step in steps]
-        )
+        # Reports are counted from 1 (hpstudy reports epoch e at step e - 1): the forecast
+        # runs to the `horizon`-th report.
+        counted = [step - steps[0] + 1 for step in steps]
+        predicted = forecast(values, horizon=horizon, steps=counted)
         if self.bound is not None:
             predicted = predicted.clipped(sign * self.bound)
         return predicted.probability_below(bests[self.k - 1]) < self.probability
@@ -123,7 +124,7 @@ class ExtrapolatingPruner(optuna.pruners.BasePruner):
         if self.max_resource != "auto":
             return int(self.max_resource)
         done = [
-            t.last_step
+            t.last_step - min(t.intermediate_values) + 1
             for t in trials
             if t.state == TrialState.COMPLETE and t.last_step is not None
         ]

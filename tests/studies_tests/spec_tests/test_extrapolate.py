@@ -76,10 +76,13 @@ def learning(final: float) -> list[float]:
     return [final + 0.9 / (step + 1) for step in range(STEPS)]
 
 
-def run(study: optuna.Study, values: list[float], *, sign: float = 1.0) -> int | None:
-    """Reports `values` (times `sign`) at epochs 1, 2, ...; the epoch it is stopped at."""
+def run(
+    study: optuna.Study, values: list[float], *, sign: float = 1.0, first: int = 1
+) -> int | None:
+    """Reports `values` (times `sign`) at steps `first`, `first` + 1, ...; the step it is
+    stopped at."""
     trial = study.ask()
-    for epoch, value in enumerate(values, start=1):
+    for epoch, value in enumerate(values, start=first):
         trial.report(sign * value, epoch)
         if trial.should_prune():
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -89,21 +92,22 @@ def run(study: optuna.Study, values: list[float], *, sign: float = 1.0) -> int |
     return None
 
 
+@pytest.mark.parametrize("first", [0, 1])  # hpstudy reports epoch e at step e - 1
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
 @pytest.mark.parametrize("halving", [True, False])
 def test_the_pruner_stops_a_hopeless_trial_and_keeps_a_good_one(
-    direction: str, halving: bool
+    direction: str, halving: bool, first: int
 ) -> None:
     sign = 1.0 if direction == "minimize" else -1.0
     pruner = make_pruner({"name": "extrapolate", "halving": halving, "max_resource": STEPS})
     study = optuna.create_study(direction=direction, pruner=pruner)
     for final in (0.30, 0.32, 0.34, 0.36, 0.38):
-        run(study, learning(final), sign=sign)
-    stopped = run(study, [2.0 - 0.001 * step for step in range(STEPS)], sign=sign)
+        run(study, learning(final), sign=sign, first=first)
+    stopped = run(study, [2.0 - 0.001 * step for step in range(STEPS)], sign=sign, first=first)
     assert stopped is not None and stopped < 10
     # It starts behind the others but falls fast towards 0.1: it goes on.
     late = [0.1 + 3.0 * math.exp(-0.4 * step) for step in range(STEPS)]
-    assert run(study, late, sign=sign) is None
+    assert run(study, late, sign=sign, first=first) is None
 
 
 def test_the_pruner_waits_for_k_other_trials_and_a_completed_one() -> None:

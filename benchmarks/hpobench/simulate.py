@@ -32,6 +32,10 @@ Sides (`SIDES`; each a factory of a fresh `Policy` per seed):
 - `hpstudy`: the spec's own sampler and pruner as hpstudy builds them (`make_sampler`,
   `make_pruner`): TPE multivariate + group + constant liar, `n_startup_trials` from the spec;
   successive halving, min_resource 2, reduction_factor 3. The spec's `enqueue` is left out.
+- `hpstudy-lc`: the spec's sampler, as `hpstudy`, with the `extrapolate` pruner (issue 28,
+  part 3) as `LC_PRUNER` sets it: halving's rungs from epoch 1 (reduction factor 3), a trial
+  stopped where halving would stop it and its forecast final best has under a 5% chance of
+  beating the 3rd best so far; `max_resource` the task's epochs, `bound` 0.
 - `optuna-hyperband`: plain Optuna 5, TPESampler(multivariate=True, constant_liar=True),
   HyperbandPruner(min_resource=1, max_resource=epochs).
 - `optuna-median`: the same TPE, MedianPruner().
@@ -423,6 +427,12 @@ def _hpstudy(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -
     return OptunaPolicy(task, sampler, make_pruner(spec.pruner), rng=rng)
 
 
+def _hpstudy_lc(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
+    sampler = make_sampler(spec.sampler, seed=seed, space=spec.space)
+    entry = {**LC_PRUNER, "max_resource": task.epochs}
+    return OptunaPolicy(task, sampler, make_pruner(entry), rng=rng)
+
+
 def _optuna_hyperband(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
     pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=task.epochs)
     return OptunaPolicy(task, _plain_tpe(seed), pruner, rng=rng)
@@ -519,8 +529,20 @@ CANDIDATES: dict[str, SideFactory] = {
     "frac3-sh-rf3": inner_side({"name": _SH, "min_resource": 1, "reduction_factor": 3}, (1 / 3,)),
 }
 
+# The extrapolate pruner as chosen on tuning orders (benchmarks/hpobench/extrapolate.py).
+LC_PRUNER = {
+    "name": "extrapolate",
+    "min_resource": 1,
+    "reduction_factor": 3,
+    "k": 3,
+    "probability": 0.05,
+    "halving": True,
+    "bound": 0.0,
+}
+
 SIDES: dict[str, SideFactory] = {
     "hpstudy": _hpstudy,
+    "hpstudy-lc": _hpstudy_lc,
     "optuna-hyperband": _optuna_hyperband,
     "optuna-median": _optuna_median,
     "optuna-wilcoxon": _optuna_wilcoxon,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from studies.spec._extrapolate import Forecast, forecast
+from studies.spec._extrapolating import ExtrapolatingPruner
 from studies.spec._objectives import (
     CONSTRAINED_SAMPLERS,
     MEASURES,
@@ -57,6 +59,8 @@ __all__ = [
     "AblationTable",
     "CellRow",
     "Constraint",
+    "ExtrapolatingPruner",
+    "Forecast",
     "LearningCurve",
     "Objectives",
     "RaySettings",
@@ -72,6 +76,7 @@ __all__ = [
     "check_sampler",
     "default_storage",
     "dominates",
+    "forecast",
     "load_spec",
     "make_pruner",
     "make_sampler",

@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 
 from search_space import SearchSpace
+from studies.spec._extrapolating import ExtrapolatingPruner
 
 
 class GridSampler(optuna.samplers.GridSampler):
@@ -45,6 +46,8 @@ PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
     "percentile": optuna.pruners.PercentilePruner,
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
     "hyperband": optuna.pruners.HyperbandPruner,
+    # forecasts each trial's final value from its curve at halving's rungs (issue 28)
+    "extrapolate": ExtrapolatingPruner,
     "none": optuna.pruners.NopPruner,
 }
 

@@ -5,8 +5,10 @@ of its own). `simulate` runs one side against a task (a `SurrogateTask`, or anyt
 `space`, `epochs`, `suggest` and `curve`) for one seed, with `workers` parallel workers, as
 hpstudy's live benchmark runs 2 worker processes:
 
-- Asynchronous and event-driven in epoch time: every epoch costs 1 on its worker's clock; the
-  next event is the earliest epoch end (ties: the lower worker). Each worker trains its trial
+- Asynchronous and event-driven in epoch time: every epoch costs 1 on its worker's clock (a
+  side with points inside the first epoch, `Policy.fractions`: each point costs its share of
+  the epoch plus one dev evaluation, the task's measured `eval_cost`); the next event is the
+  earliest end (ties: the lower worker). Each worker trains its trial
   epoch by epoch; a trial that ends (completed, stopped early, pruned) frees its worker, which
   at once asks the side for the next (Optuna ask/tell on one in-memory study, so the trials in
   flight are visible to constant liar; one sampler serves every worker).
@@ -15,9 +17,13 @@ hpstudy's live benchmark runs 2 worker processes:
   `studies/workers/_objective.py`): the run records the epoch (the best so far is the lowest
   dev loss, strictly lower replaces it; early stopping when `epoch - best_epoch >= patience`,
   patience from the spec's [train], 0 = off: `digits-mlp` has none, `mnist-mlp` 3); then the
-  epoch's own dev loss is reported to the pruner at step `epoch` (1-based), which may prune
-  the trial even at an epoch where it completes or stops early. A completed trial is told its
-  best dev loss (model selection); a pruned one is told PRUNED (Optuna keeps its reports).
+  epoch's own dev loss is reported to the pruner at step `epoch` (1-based: the epochs trained,
+  as hpstudy's `report_step` counts since issue 28; with fractions, in units of the smallest,
+  the points inside the first epoch too), which may prune the trial even at an epoch where it
+  completes or stops early. Points inside an epoch are not epochs: they neither count for
+  early stopping nor hold a model to keep, so the anytime best is over whole epochs. A
+  completed trial is told its best dev loss (model selection); a pruned one is told PRUNED
+  (Optuna keeps its reports).
 - Cost: `epochs`, the epochs trained summed over trials; `wall`, the latest worker clock
   (epochs of wall time with `workers` in parallel). The search stops when `budget_epochs`
   have been trained; runs in flight are dropped.
@@ -29,9 +35,9 @@ hpstudy's live benchmark runs 2 worker processes:
 
 Sides (`SIDES`; each a factory of a fresh `Policy` per seed):
 
-- `hpstudy`: the spec's own sampler and pruner as hpstudy builds them (`make_sampler`,
-  `make_pruner`): TPE multivariate + group + constant liar, `n_startup_trials` from the spec;
-  successive halving, min_resource 2, reduction_factor 3. The spec's `enqueue` is left out.
+- `hpstudy`: the spec's own sampler, pruner and `[train] fractions` as hpstudy builds them
+  (`make_sampler`, `make_pruner`): TPE multivariate + group + constant liar,
+  `n_startup_trials` from the spec, and the spec's pruner. The spec's `enqueue` is left out.
 - `hpstudy-lc`: the spec's sampler, as `hpstudy`, with the `extrapolate` pruner (issue 28,
   part 3) as `LC_PRUNER` sets it: halving's rungs from epoch 1 (reduction factor 3), a trial
   stopped where halving would stop it and its forecast final best has under a 5% chance of
@@ -50,13 +56,18 @@ Sides (`SIDES`; each a factory of a fresh `Policy` per seed):
   configuration) to the end; repeated until the budget is spent. N = 20, K = 3, as issue 28's
   brief proposed: not tuned yet (`top_k_side(n, k)` makes others; tune on seeds 0-19).
 - `random-asha`: RandomSampler, SuccessiveHalvingPruner(min_resource=1, reduction_factor=3).
-- `tune-asha-like`: NOT Ray Tune (not installed here): a re-implementation of its
-  AsyncHyperBandScheduler's rule (one bracket, grace_period 1, reduction_factor 4, rungs at
-  1, 4, 16 ... below max_t = epochs; at a rung a trial stops if its loss is worse than the
-  1/4 quantile of the losses recorded at that rung before it) with a plain
-  TPESampler() searcher, as Ray's OptunaSearch uses by default; a trial is told its last
+- `ray-tune-asha`: Ray Tune's own `AsyncHyperBandScheduler` (its defaults) and `OptunaSearch`
+  (its default plain TPE) decide, driven by this event loop (`RayTuneAsha`); needs the
+  `bench` extra. On every seed tried it decides exactly as `tune-asha-like` (a test checks it).
+- `tune-asha-like`: our re-implementation of AsyncHyperBandScheduler's rule (one bracket,
+  grace_period 1, reduction_factor 4, rungs at 1, 4, 16 ... below max_t = epochs; at a rung
+  a trial stops if its loss is worse than the 1/4 quantile of the losses recorded at that
+  rung before it) with a plain TPESampler() searcher, as Ray's OptunaSearch uses by default; a trial is told its last
   reported loss as COMPLETE, as OptunaSearch does.
 - `random`: RandomSampler, every trial trained to the end (or stopped early): the floor.
+
+`CANDIDATES` holds settings tried for hpstudy's default (`spec_side`, `inner_side`), on the
+tuning seeds only.
 
 Seeds: the seed of a simulation seeds its sampler and its noise draws. Reporting seeds are
 1000-1099 (`REPORT_SEEDS`); seeds 0-19 (`TUNING_SEEDS`) are for choosing a side's settings

@@ -62,8 +62,8 @@ Sides (`SIDES`; each a factory of a fresh `Policy` per seed):
 - `tune-asha-like`: our re-implementation of AsyncHyperBandScheduler's rule (one bracket,
   grace_period 1, reduction_factor 4, rungs at 1, 4, 16 ... below max_t = epochs; at a rung
   a trial stops if its loss is worse than the 1/4 quantile of the losses recorded at that
-  rung before it) with a plain TPESampler() searcher, as Ray's OptunaSearch uses by default; a trial is told its last
-  reported loss as COMPLETE, as OptunaSearch does.
+  rung before it) with a plain TPESampler() searcher, as Ray's OptunaSearch uses by
+  default; a trial is told its last reported loss as COMPLETE, as OptunaSearch does.
 - `random`: RandomSampler, every trial trained to the end (or stopped early): the floor.
 
 `CANDIDATES` holds settings tried for hpstudy's default (`spec_side`, `inner_side`), on the

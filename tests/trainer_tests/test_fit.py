@@ -73,6 +73,16 @@ def test_fit_is_repeatable(tiny_data: Data) -> None:
     assert curve(third.epochs) != curve(first.epochs)
 
 
+def test_fit_flushes_subnormal_floats_on_the_cpu(tiny_data: Data) -> None:
+    # A subnormal float (below ~1.2e-38 in float32) is slow microcode arithmetic: with flushing
+    # it reads as zero. Turned off first, so that only `fit` can have turned it on.
+    torch.set_flush_denormal(False)
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
+    assert (tiny * 1.0).item() != 0.0
+    fit(cfg(), tiny_data)
+    assert (tiny * 1.0).item() == 0.0
+
+
 def test_fit_loads_the_data_of_its_config() -> None:
     result = fit(TrainConfig(dataset="digits", hidden=(8,), lr=0.1, momentum=0.9, epochs=1))
     assert result.status == "completed" and result.epochs[0].dev_accuracy > 0.5

@@ -27,6 +27,20 @@ configurations again with seeds 1000 + i, for the surrogate's noise):
     PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.record mnist-mlp --configs 400
 
 The same command again resumes a recording that was stopped.
+
+Subnormal floats: configurations 0-141 of `mnist-mlp` were recorded before the trainer (and
+this recorder's workers) flushed them; from configuration 142 on they are flushed. Flushing
+changes results only where a value fell below about 1e-38 (a configuration's weights or
+gradients settling near zero), and there it made epochs 15-20x faster.
+
+Points inside the first epoch (`--fractions`, issue 28's rungs cheaper than an epoch) are
+recorded apart, one epoch of each configuration with the same seed:
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.record digits-mlp --configs 400 \
+        --epochs 1 --fractions 1/27,1/9,1/3 --processes 1 \
+        --out benchmarks/hpobench/digits-mlp-fractions.jsonl.gz
+    (the same with --configs 100 --seed-offset 1000 --out ...-fractions-reruns.jsonl.gz, and
+    for mnist-mlp with --configs 400 --out benchmarks/hpobench/mnist-mlp-fractions.jsonl.gz)
 """
 
 from __future__ import annotations

@@ -280,3 +280,17 @@ def test_ray_tunes_own_scheduler_and_searcher_decide_as_our_re_implementation() 
     tune = _run(FakeTask(), "ray-tune-asha", budget=80, workers=2)
     assert tune.epochs_per_trial == ours.epochs_per_trial
     assert tune.curve == ours.curve
+
+
+def test_a_harder_target_is_read_off_the_anytime_curves(tmp_path: Path) -> None:
+    meta = {"target": 0.1, "budget_epochs": 60, "workers": 2, "patience": 0}
+    results = Results(tmp_path / "r.json", meta)
+    outcome = _run(FakeTask(), "random", budget=60, workers=2)
+    results.add(outcome)
+    harder = (outcome.curve[0][2] + outcome.best) / 2  # reached after the first improvement
+
+    table = summary(results, reference="random", target=harder)
+
+    expected = next(spent for spent, _, best in outcome.curve if best <= harder)
+    assert f"target {harder:.4g}" in table
+    assert f"| random | 1 | {expected:.0f} ({expected:.0f}-{expected:.0f}) | 100% |" in table

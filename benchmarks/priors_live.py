@@ -7,7 +7,7 @@ For each new study: the epochs trained until the best dev loss first reached `--
 worker, so the trials' epochs add up in trial order; the epoch itself counts), and the best
 dev loss at the end (the spec's 30 trials).
 
-From the repository root (niced; about 2-5 minutes per study on this machine):
+From the repository root (niced; 10-25 minutes per study on the shared 2-core machine):
 
     PYTHONPATH=. nice .venv/bin/python -m benchmarks.priors_live --seeds 1,2,3 \\
         --out benchmarks/priors_live.json

@@ -55,7 +55,7 @@ from __future__ import annotations
 from search_space._errors import SpaceError
 from search_space._names import GROUPS, nest
 from search_space._params import PARAM_TYPES, Categorical, Fixed, Float, Int, Param, param_from_dict
-from search_space._points import encode_point
+from search_space._points import encode_point, project_point
 from search_space._space import SearchSpace
 from search_space._suggest import suggest
 
@@ -72,5 +72,6 @@ __all__ = [
     "encode_point",
     "nest",
     "param_from_dict",
+    "project_point",
     "suggest",
 ]

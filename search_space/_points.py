@@ -4,12 +4,16 @@ A warm start names values for some of a space's parameters (a configuration that
 work, perhaps partial). `encode_point` checks each against its parameter (a name the space
 searches, a value inside its range or among its choices, a condition that holds) and returns
 the values as Optuna's `enqueue_trial` takes them; every problem is reported, none dropped.
+
+`project_point` is the lenient form, for a configuration found in another space (an earlier
+study's trial): it keeps the values that are valid here and drops the others, which the
+sampler then draws.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from search_space._conditions import is_active
@@ -76,6 +80,47 @@ def encode_point(
     if problems:
         raise SpaceError(at(prefix, problems) if prefix else [f"{n}: {p}" for n, p in problems])
     return encoded
+
+
+def project_point(
+    space: SearchSpace,
+    values: Mapping[str, Any],
+    *,
+    base: Mapping[str, Any] | None = None,
+    only: Collection[str] | None = None,
+) -> dict[str, Scalar]:
+    """The values of `values` that are valid in `space`, encoded for `enqueue_trial`.
+
+    A value is kept when the space searches its name, it lies in the range (on the step) or
+    among the choices, and its parameter's condition holds for the values kept before it
+    (in dependency order) or, for a name the space does not search, for `base`. A parameter
+    whose condition names a dropped value is dropped too: the sampler draws both.
+
+    Args:
+        space: The search space.
+        values: Parameter names (flat or nested tables) to values, e.g. an earlier config.
+        base: The config the parameters are laid over, as for `encode_point`.
+        only: Take only these names (flat) from `values`, e.g. those another study searched
+            (its fixed values say nothing about where good values lie); None: every name.
+    """
+    given = {
+        name: normalise(value)
+        for name, value in flatten(values).items()
+        if not (name in GROUPS and isinstance(value, Mapping)) and (only is None or name in only)
+    }
+    known = {
+        name: normalise(value) for name, value in flatten(base or {}).items() if name not in space
+    }
+    kept: dict[str, Scalar] = {}
+    for name, param in space.items():
+        if not is_active(param, known):
+            continue
+        if isinstance(param, Fixed):  # not enqueued, but a condition may read it
+            known[name] = normalise(param.value)
+        elif name in given and _value_problem(param, given[name]) is None:
+            known[name] = given[name]
+            kept[name] = encode(given[name])
+    return kept
 
 
 def _value_problem(param: Param, value: Any) -> str | None:

@@ -137,7 +137,8 @@ def run(
             gpus_per_worker); None keeps the spec's.
         cpus_per_worker: CPUs (and torch threads) of each Ray worker; None keeps the spec's.
         gpus_per_worker: GPUs of each Ray worker (0.25 packs four on a device).
-        **overrides: `[study]` keys: name, storage, n_trials, timeout, seed, sampler, pruner.
+        **overrides: `[study]` keys: name, storage, n_trials, timeout, seed, sampler, pruner,
+            priors (False: no first trials from earlier studies of the same task).
 
     Returns:
         The Optuna study, loaded from its storage.

@@ -147,6 +147,15 @@ class Run(Command):
             help="try known configurations first, once per study: an exported config file, "
             "or a study as NAME@URL (its best trials); repeatable",
         )
+        parser.add_argument(
+            "--no-priors",
+            dest="priors",
+            action="store_const",
+            const=False,
+            default=None,
+            help="do not start from the best trials of earlier studies of the same task in "
+            "the storage (sets study.priors = false)",
+        )
         _add_heartbeat_arguments(parser, "10, kept with the study", "60, kept with the study")
         parser.add_argument(
             "--ray",
@@ -182,6 +191,7 @@ class Run(Command):
             n_trials=args.n_trials,
             timeout=args.timeout,
             seed=args.seed,
+            priors=args.priors,
         )
         console = _print.console()
         studies.run(
@@ -564,6 +574,8 @@ def _flags_given(args: argparse.Namespace) -> str:
         )
         if value is not None
     ]
+    if args.priors is False:
+        flags.append("--no-priors")
     return " ".join(flags + [f"--set {pair}" for pair in args.train_fields])
 
 

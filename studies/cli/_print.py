@@ -25,11 +25,13 @@ def echo_to(out: Console) -> Callable[[str], None]:
 
 def trials_table(trials: studies.TrialRows, *, title: str | None = None) -> Table:
     """A table of trials, in the order given; with several objectives a column per objective
-    and one marking the Pareto front (and trials that break a constraint)."""
+    and one marking the Pareto front (and trials that break a constraint); with enqueued
+    trials (priors, warm starts) a column saying where each came from."""
     table = Table(title=title, title_justify="left")
     names = trials.objectives if trials.several else (trials.metric,)
     marked = trials.several or trials.constrained
     crossed = trials.crossed  # a trial of several networks (folds, repeats): their spread
+    sourced = trials.sourced  # enqueued trials (priors, warm starts): where each came from
     columns = (
         "#",
         "state",
@@ -40,6 +42,7 @@ def trials_table(trials: studies.TrialRows, *, title: str | None = None) -> Tabl
         "stop",
         "where",
         "diagnosis",
+        *(("from",) if sourced else ()),
         "hyperparameters" if "params" in names else "params",
     )
     for column in columns:
@@ -63,6 +66,7 @@ def trials_table(trials: studies.TrialRows, *, title: str | None = None) -> Tabl
             _or_dash(row.stop),
             row.where or "-",
             ", ".join(row.diagnosis) or "-",
+            *((row.source or "-",) if sourced else ()),
             " ".join(f"{k}={_fmt(v)}" for k, v in row.params.items()),
         )
     return table

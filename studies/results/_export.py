@@ -100,6 +100,7 @@ def provenance(
         data=data_identity(trial, config),
         model=attrs.model,
         transfer=attrs.transfer,
+        prior=attrs.prior,
         folder=_spec_folder(study),
     )
 

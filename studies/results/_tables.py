@@ -30,6 +30,8 @@ class TrialRow:
     front: bool = False  # on the Pareto front (one objective: the best feasible trial)
     feasible: bool = True  # meets the study's constraints (as far as they are known)
     measured: dict[str, float] = dataclasses.field(default_factory=dict)  # params, latency_ms...
+    # an enqueued configuration's origin: "study NAME #N" (a prior), a warm start's source
+    source: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,11 @@ class TrialRows:
     def constrained(self) -> bool:
         """Whether any trial breaks a constraint."""
         return not all(row.feasible for row in self.rows)
+
+    @property
+    def sourced(self) -> bool:
+        """Whether any trial was enqueued (a prior, a warm start): the table says from where."""
+        return any(row.source for row in self.rows)
 
     @property
     def crossed(self) -> bool:
@@ -91,6 +98,7 @@ def trial_rows(
                 front=trial.number in front,
                 feasible=feasible(trial),
                 measured=dict(attrs.measured or {}),
+                source=attrs.source,
             )
         )
     names = tuple(study.metric_names or [f"value{i}" for i in range(len(study.directions))])

@@ -92,6 +92,9 @@ class StudySpec:
     folder: str = ""
     # Known configurations tried first (possibly partial): parameter name -> value.
     enqueue: tuple[dict[str, Any], ...] = ()
+    # A new study's first trials come from the best trials of earlier studies of the same
+    # task in its storage (`studies.workers._priors`); False: the sampler alone.
+    priors: bool = True
     # Stop starting trials once a finished epoch reaches this.
     target: Target | None = None
     # [space.lr] auto = true: search lr inside bounds a range test proposes, per optimiser.
@@ -314,6 +317,17 @@ STUDY = (
         keep=lambda v: tuple(dict(point) for point in v),
         dump=lambda v: [dict(point) for point in v],
         omit=lambda v: not v,
+    ),
+    StudyKey(
+        "priors",
+        default=lambda: True,
+        check=_problem(
+            lambda v: isinstance(v, bool),
+            "study.priors: true (start from the best trials of earlier studies of the same "
+            "task) or false, got {got}",
+        ),
+        keep=bool,
+        omit=lambda v: v is True,
     ),
     StudyKey(
         "target",

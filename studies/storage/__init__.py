@@ -19,6 +19,7 @@ from studies.storage._provenance import Provenance
 from studies.storage._queue import (
     Reached,
     TargetRecord,
+    claim_once,
     enqueue_once,
     is_warm_start,
     reached_target,
@@ -120,6 +121,7 @@ __all__ = [
     "WriteBehind",
     "chain_root",
     "check_code",
+    "claim_once",
     "copy_study",
     "create_engine",
     "create_or_resume",

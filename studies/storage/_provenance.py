@@ -42,6 +42,8 @@ class Provenance:
     data: dict[str, Any] | None = None  # the data set's identity: name, fingerprint, sizes
     model: dict[str, str] | None = None  # a user factory's ref, source file and sha256
     transfer: dict[str, Any] | None = None  # init_from: the weights' source, what loaded, froze
+    # a prior: the earlier study and trial its configuration came from ({"study", "trial"})
+    prior: dict[str, Any] | None = None
     folder: str | None = None  # where the spec's relative paths resolved
     # a trial of several networks: their values, best epochs (-1: none) and the refit's epochs
     folds: dict[str, Any] | None = None

@@ -3,6 +3,7 @@
 `enqueue_once` puts a configuration in the queue once per study: its values' hash is claimed in
 `hpstudy_enqueued` first, so two `hpstudy run` started at the same moment, or a study resumed
 ten times, enqueue it once; the worker storage then hands each waiting trial to one worker.
+`claim_once` is the same claim for a step done once per study (its priors).
 
 `TargetRecord` records the first epoch whose metric reached the study's target (a
 `studies.spec.Target`), in one insert that only one worker can win; workers start no new
@@ -15,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -27,32 +29,56 @@ from studies.storage._trial_attrs import TrialAttrs
 
 
 def enqueue_once(
-    study: optuna.Study, engine: sa.Engine, study_id: int, params: dict[str, Any], *, source: str
+    study: optuna.Study,
+    engine: sa.Engine,
+    study_id: int,
+    params: dict[str, Any],
+    *,
+    source: str,
+    prior: Mapping[str, Any] | None = None,
 ) -> bool:
     """Enqueues `params` (encoded for Optuna) unless this study enqueued them before.
+
+    Args:
+        source: where they came from, kept as the trial's `warm_start`.
+        prior: the earlier study's trial they came from, kept as the trial's `prior` in
+            place of `source`.
 
     Returns:
         True when this call put them in the queue.
     """
-    ensure_tables(engine)
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:64]
+    if not claim_once(engine, study_id, key, source=source):
+        return False
+    attrs = {"prior": dict(prior)} if prior is not None else {"warm_start": source}
+    study.enqueue_trial(params, user_attrs={TrialAttrs.key(k): v for k, v in attrs.items()})
+    return True
+
+
+def claim_once(engine: sa.Engine, study_id: int, key: str, *, source: str = "") -> bool:
+    """Claims `key` (at most 64 characters) for the study; True for the one call that did.
+
+    Any number of processes may race for it, on SQLite or PostgreSQL: the primary key lets
+    one insert win.
+    """
+    ensure_tables(engine)
 
     def claim() -> None:
         with engine.begin() as connection:
             connection.execute(
-                ENQUEUED.insert().values(study_id=study_id, key=key, source=source[:500])
+                ENQUEUED.insert().values(study_id=study_id, key=key[:64], source=source[:500])
             )
 
     try:
         retry_locked(claim)
     except sa.exc.IntegrityError:
         return False
-    study.enqueue_trial(params, user_attrs={TrialAttrs.key("warm_start"): source})
     return True
 
 
 def is_warm_start(trial: optuna.trial.FrozenTrial) -> bool:
-    return TrialAttrs.of(trial).warm_start is not None
+    """Whether the trial was enqueued by hpstudy: a warm start or a prior."""
+    return TrialAttrs.of(trial).source is not None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,6 +91,9 @@ class TrialAttrs:
     host: str | None = None  # the machine (Ray node) that trained it
     device: str | None = None  # where it trained: "cpu", "cuda:0" (the node's device number)
     warm_start: str | None = None  # where an enqueued configuration came from
+    # a prior: the earlier study and trial whose configuration (the part valid in this
+    # study's space) was enqueued, {"study": name, "trial": number}
+    prior: dict[str, Any] | None = None
     transfer: dict[str, Any] | None = None  # init_from and freeze: what was loaded, from where
     # --- how its run ended ---
     stop_reason: StopReason | str | None = None  # a str only for a reason this version lacks
@@ -106,6 +109,20 @@ class TrialAttrs:
     diagnosis: tuple[str, ...] = ()  # labels from `studies.analysis.LABELS`
     diagnosis_numbers: dict[str, float] = dataclasses.field(default_factory=dict)
     resumed_from_epoch: int | None = None  # a retry that continued from a checkpoint
+
+    @property
+    def source(self) -> str | None:
+        """Where an enqueued configuration came from: "study NAME #N" for a prior, the warm
+        start's source otherwise; None for a configuration the sampler drew."""
+        if self.prior is not None:
+            return f"study {self.prior.get('study')} #{self.prior.get('trial')}"
+        return self.warm_start
+
+    @property
+    def data_fingerprint(self) -> str | None:
+        """The content hash of the data the trial trained on, when the worker stored it."""
+        found = (self.data or {}).get("fingerprint")
+        return str(found) if found else None
 
     @property
     def where(self) -> str | None:

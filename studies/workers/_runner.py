@@ -41,6 +41,7 @@ from studies.workers._fractions_auto import ensure_fractions
 from studies.workers._lr_auto import ensure_ranges
 from studies.workers._pool import WorkerOutcome, WorkerPool
 from studies.workers._preflight import Code, preflight
+from studies.workers._priors import enqueue_priors
 from studies.workers._processes import ProcessPool, log_dir, threads_per_worker
 from studies.workers._progress import count, format_duration, progress_line
 from studies.workers._recovery import MAX_RETRY, recover_dead_workers
@@ -244,9 +245,11 @@ def prepare_study(
 ) -> tuple[optuna.Study, optuna.storages.RDBStorage, int]:
     """Creates or resumes the study, stores its heartbeat, and settles earlier runs' leftovers.
 
-    Trials of workers that died on this machine are re-queued, the budget is recounted from
-    the trials that hold a claim, checkpoints of chains that ended are deleted, and a database
-    password an earlier hpstudy stored with the study is removed (saying so).
+    A study without trials gets `points` (the spec's `enqueue`, the warm starts) and then its
+    priors (`_priors`: the best configurations of earlier studies of the same task), each once
+    per study. Trials of workers that died on this machine are re-queued, the budget is
+    recounted from the trials that hold a claim, checkpoints of chains that ended are deleted,
+    and a database password an earlier hpstudy stored with the study is removed (saying so).
 
     Returns:
         The study, its storage, and the number of trials that hold a claim on its budget.
@@ -260,6 +263,7 @@ def prepare_study(
             f"(optuna-dashboard, copies of it) could read the password: change it"
         )
     study = create_or_resume(spec, storage, code=code)
+    fresh = not study.get_trials(deepcopy=False)
     study_id = storage.get_study_id_from_name(spec.name)
     if heartbeat is not None or grace is not None:
         interval, period = stored_heartbeat(storage, study_id)
@@ -272,6 +276,13 @@ def prepare_study(
         more = f"; and {len(enqueued) - 3} more" if len(enqueued) > 3 else ""
         shown = "; ".join(enqueued[:3]) + more
         echo(f"warm start: {len(enqueued)} known configuration(s) first: {shown}")
+    priors = enqueue_priors(spec, study, storage, fresh=fresh)
+    if priors:
+        shown = "; ".join(prior.source for prior in priors)
+        echo(
+            f"priors: {len(priors)} configuration(s) from earlier studies of the same task "
+            f"first: {shown} (off: study.priors = false, or --no-priors)"
+        )
     engine = create_engine(spec.storage)
     try:
         held = Budget(engine, study_id).reconcile(study)

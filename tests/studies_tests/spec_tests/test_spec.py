@@ -151,6 +151,7 @@ CHANGED: dict[str, Any] = {
     "description": "why this study",
     "folder": "/somewhere",
     "enqueue": [{"lr": 0.01}],
+    "priors": False,
     "target": {"dev_accuracy": 0.9},
     "keep_weights": 0,
     "ablation": {"factors": ["optimizer"], "repeats": 2},
@@ -180,6 +181,13 @@ def test_each_study_key_survives_the_round_trip(key: str) -> None:
     spec = StudySpec.from_dict(data)
     assert spec.to_dict()["study"][key] == CHANGED[key]
     assert StudySpec.from_dict(spec.to_dict()) == spec
+
+
+def test_priors_is_true_or_false() -> None:
+    assert StudySpec.from_dict(changed()).priors is True
+    with pytest.raises(SpecError) as caught:
+        StudySpec.from_dict(changed(study={"priors": "no"}))
+    assert caught.value.problems[0].startswith("study.priors: true (start from the best")
 
 
 def test_an_unknown_study_key_is_refused_with_the_closest_one() -> None:

@@ -23,7 +23,8 @@ from trainer._data import Data, load_data, resolve_device
 from trainer._evaluate import Evaluation, evaluate, layout, task_loss
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
-from trainer._records import EpochResult
+from trainer._pretrain import pretrain
+from trainer._records import EpochResult, PretrainEpoch
 from trainer._status import Status
 from trainer._transfer import Transfer, apply_transfer
 
@@ -45,6 +46,8 @@ class FitResult:
     transfer: Transfer | None = None
     # the first epoch's partial points (`TrainConfig.fractions`), in order; not in `epochs`
     partials: list[EpochResult] = dataclasses.field(default_factory=list)
+    # the unsupervised pre-training before `epochs` (`TrainConfig.pretrain_epochs`), in order
+    pretraining: list[PretrainEpoch] = dataclasses.field(default_factory=list)
 
     @property
     def best(self) -> EpochResult | None:
@@ -182,6 +185,9 @@ class Training:
         model, self.factory = model_for(config, data, search_path=search_path)
         restored = None if saved is None else saved.get("transfer")
         self.transfer = apply_transfer(model, config, search_path=search_path, restored=restored)
+        # a resumed run's weights, pre-trained ones included, come from the checkpoint
+        fresh = saved is None and config.pretrain_epochs > 0
+        pretraining = pretrain(model, data, config) if fresh else []
         optimizer = make_optimizer(model, config)  # without the frozen parameters
         self.schedule = make_schedule(optimizer, config)
         order = torch.Generator(device=device).manual_seed(config.seed)
@@ -196,8 +202,11 @@ class Training:
             transfer=self.transfer,
             scored=self.scored,
         )
+        self.run.pretraining = pretraining
         if saved is not None:
             self.run.restore(saved)
+        elif fresh and checkpoint is not None:
+            checkpoint.save(self.run.state())
         self.epoch: EpochPass | None = None  # the epoch in progress, between partial points
         self.marks: list[int] = []  # its partial points still to score, as rows of its order
         self.started = 0.0  # when it began (perf_counter)
@@ -210,6 +219,11 @@ class Training:
     @property
     def epochs(self) -> list[EpochResult]:
         return self.run.epochs
+
+    @property
+    def pretraining(self) -> list[PretrainEpoch]:
+        """The pre-training epochs, layer by layer (restored from a checkpoint too)."""
+        return self.run.pretraining
 
     @property
     def history(self) -> list[EpochResult]:
@@ -293,6 +307,7 @@ class Training:
             factory=self.factory,
             transfer=self.transfer,
             partials=[e for e in run.history if e.partial],
+            pretraining=run.pretraining,
         )
 
 
@@ -316,6 +331,7 @@ class _Run:
         self.transfer = transfer
         self.epochs: list[EpochResult] = []
         self.history: list[EpochResult] = []  # the epochs and the first epoch's partial points
+        self.pretraining: list[PretrainEpoch] = []  # before the epochs, apart from them
         self.best_epoch: int | None = None
         self.best_value = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -351,6 +367,7 @@ class _Run:
             "config": self.config.to_dict(),
             "epochs": [e.to_dict() for e in self.epochs],
             "partials": [e.to_dict() for e in self.history if e.partial],
+            "pretraining": [e.to_dict() for e in self.pretraining],
             "status": self.status.value,  # a plain str: weights-only loading takes it
             "best_epoch": self.best_epoch,
             "best_value": self.best_value,
@@ -388,6 +405,7 @@ class _Run:
         # partial points lie in the first epoch, before every whole one; none before they existed
         partials = [EpochResult.from_dict(e) for e in state.get("partials", [])]
         self.history = partials + self.epochs
+        self.pretraining = [PretrainEpoch.from_dict(e) for e in state.get("pretraining", [])]
         self.status = Status(state["status"])
         self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
         self.best_state = state["best_state"]

@@ -72,7 +72,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
     from trainer._measure import count_params, flops_per_example, latency_ms, measure, model_bytes
     from trainer._models import ACTIVATIONS, build_model, check_model, weight_layers
     from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule
-    from trainer._pretrain import linear_stack, pretrain
+    from trainer._pretrain import Pretraining, linear_stack, pretrain
     from trainer._transfer import Transfer, apply_transfer
     from trainer._weights import evaluate_state, load_model, load_weights, save_weights
 
@@ -131,6 +131,7 @@ __all__ = [
     "LRRange",
     "ModelArgs",
     "PretrainEpoch",
+    "Pretraining",
     "Status",
     "TrainConfig",
     "Transfer",

@@ -23,7 +23,7 @@ from trainer._data import Data, load_data, resolve_device
 from trainer._evaluate import Evaluation, evaluate, layout, task_loss
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
-from trainer._pretrain import pretrain
+from trainer._pretrain import Pretraining
 from trainer._records import EpochResult, PretrainEpoch
 from trainer._status import Status
 from trainer._transfer import Transfer, apply_transfer
@@ -186,8 +186,11 @@ class Training:
         restored = None if saved is None else saved.get("transfer")
         self.transfer = apply_transfer(model, config, search_path=search_path, restored=restored)
         # a resumed run's weights, pre-trained ones included, come from the checkpoint
-        fresh = saved is None and config.pretrain_epochs > 0
-        pretraining = pretrain(model, data, config) if fresh else []
+        progress = None if saved is None else saved.get("pretraining_progress")
+        fresh = config.pretrain_epochs > 0 and (saved is None or progress is not None)
+        pretraining = self._pretrain(model, saved) if fresh else []
+        if fresh:
+            saved = None  # fine-tuning starts afresh after pre-training
         optimizer = make_optimizer(model, config)  # without the frozen parameters
         self.schedule = make_schedule(optimizer, config)
         order = torch.Generator(device=device).manual_seed(config.seed)
@@ -210,6 +213,29 @@ class Training:
         self.epoch: EpochPass | None = None  # the epoch in progress, between partial points
         self.marks: list[int] = []  # its partial points still to score, as rows of its order
         self.started = 0.0  # when it began (perf_counter)
+
+    def _pretrain(self, model: nn.Module, saved: dict[str, Any] | None) -> list[PretrainEpoch]:
+        """Pre-trains `model` (see `Pretraining`), going on from a checkpoint saved in the
+        middle of it; saves one after each pre-training epoch but the last."""
+        config, checkpoint = self.config, self.checkpoint
+        progress = None
+        if saved is not None:
+            check_same_config(config, saved)
+            model.load_state_dict(saved["model"])
+            progress = saved["pretraining_progress"]
+        run = Pretraining(model, self.data, config, restored=progress)
+        while not run.done:
+            run.step()
+            if checkpoint is not None and not run.done:
+                progress = run.state()
+                checkpoint.save(
+                    {
+                        "config": config.to_dict(),
+                        "model": model.state_dict(),
+                        "pretraining_progress": progress,
+                    }
+                )
+        return run.records
 
     @property
     def status(self) -> Status:
@@ -390,17 +416,7 @@ class _Run:
         Raises:
             ValueError: the state was saved by a run of another config.
         """
-        mine = self.config.to_dict()
-        theirs = {**TrainConfig().to_dict(), **state["config"]}
-        differ = sorted(k for k in {*mine, *theirs} if theirs.get(k) != mine.get(k))
-        if differ:
-            changes = ", ".join(
-                f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differ
-            )
-            raise ValueError(
-                f"the checkpoint belongs to a different config ({changes}); "
-                f"delete it to start afresh"
-            )
+        check_same_config(self.config, state)
         self.epochs = [EpochResult.from_dict(e) for e in state["epochs"]]
         # partial points lie in the first epoch, before every whole one; none before they existed
         partials = [EpochResult.from_dict(e) for e in state.get("partials", [])]
@@ -416,6 +432,23 @@ class _Run:
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def check_same_config(config: TrainConfig, state: dict[str, Any]) -> None:
+    """A checkpoint's config must be `config`; a field it lacks (it was written before the
+    field existed) counts as its default.
+
+    Raises:
+        ValueError: naming each field that differs.
+    """
+    mine = config.to_dict()
+    theirs = {**TrainConfig().to_dict(), **state["config"]}
+    differ = sorted(k for k in {*mine, *theirs} if theirs.get(k) != mine.get(k))
+    if differ:
+        changes = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differ)
+        raise ValueError(
+            f"the checkpoint belongs to a different config ({changes}); delete it to start afresh"
+        )
 
 
 def train_epoch(

@@ -189,11 +189,48 @@ def test_a_run_stopped_after_pretraining_resumes_from_the_pretrained_state(
 
     with pytest.raises(Stop):
         fit(config, digits, on_epoch=stop_at_once, checkpoint=store)
-    first = store.saved[0]  # saved when pre-training ended, before any supervised epoch
+    first = store.saved[3]  # saved when pre-training ended, before any supervised epoch
     assert first["epochs"] == [] and len(first["pretraining"]) == 4
     store.saved = [first]
     resumed = fit(config, digits, checkpoint=store)
     assert [r.to_dict() for r in resumed.pretraining] == first["pretraining"]  # not run again
+    assert losses(resumed.pretraining) == losses(whole.pretraining)
+    assert curve(resumed.epochs) == curve(whole.epochs)
+    assert same_weights(resumed.model, whole.model)
+
+
+class Killed(Exception):
+    pass
+
+
+class KilledAfter(MemoryCheckpoint):
+    """A store whose process dies right after its `saves`-th save."""
+
+    def __init__(self, saves: int) -> None:
+        super().__init__()
+        self.saves = saves
+
+    def save(self, state: dict[str, Any]) -> None:
+        super().save(state)
+        if len(self.saved) == self.saves:
+            raise Killed
+
+
+@pytest.mark.parametrize("saves", [1, 2, 4])  # in layer 1, between the layers, in layer 2
+def test_a_run_stopped_during_pretraining_goes_on_from_its_last_epoch(
+    digits: Data, saves: int
+) -> None:
+    config = cfg(epochs=2, pretrain_epochs=3, dropout=0.2)
+    whole = fit(config, digits)
+    store = KilledAfter(saves)
+    with pytest.raises(Killed):
+        fit(config, digits, checkpoint=store)
+    assert "pretraining_progress" in store.saved[-1]
+    done = store.saved[-1]["pretraining_progress"]["records"]
+    assert len(done) == saves
+    store.saves = 0
+    resumed = fit(config, digits, checkpoint=store)
+    assert [r.to_dict() for r in resumed.pretraining[:saves]] == done  # not run again
     assert losses(resumed.pretraining) == losses(whole.pretraining)
     assert curve(resumed.epochs) == curve(whole.epochs)
     assert same_weights(resumed.model, whole.model)

@@ -86,6 +86,7 @@ class FileCheckpoint:
 
 
 OnEpoch = Callable[[EpochResult], None]
+OnPretrain = Callable[[PretrainEpoch], None]
 
 
 def fit(
@@ -95,6 +96,7 @@ def fit(
     on_epoch: OnEpoch | None = None,
     checkpoint: CheckpointStore | None = None,
     search_path: Sequence[str | Path] = (),
+    on_pretrain: OnPretrain | None = None,
 ) -> FitResult:
     """Trains `config`; after every epoch hands an `EpochResult` to `on_epoch`.
 
@@ -112,6 +114,8 @@ def fit(
             run takes its weights from the checkpoint, not from `init_from` again.
         search_path: folders where a factory's (or loader's) file or module, or a relative
             `init_from`, is looked for (before the current folder).
+        on_pretrain: called after each pre-training epoch (`pretrain_epochs`), before the
+            first supervised one; a resumed run hands it the restored ones first.
 
     Returns:
         The epochs run, why the run ended, and the model with the best epoch's weights.
@@ -140,7 +144,9 @@ def fit(
     start = time.perf_counter()
     device = resolve_device(config.device)
     data = (load_data(config, search_path=search_path) if data is None else data).to(device)
-    training = Training(config, data, checkpoint=checkpoint, search_path=search_path)
+    training = Training(
+        config, data, checkpoint=checkpoint, search_path=search_path, on_pretrain=on_pretrain
+    )
     if on_epoch is not None:
         for result in training.history:  # restored from the checkpoint: the whole curve
             on_epoch(result)
@@ -165,6 +171,7 @@ class Training:
         *,
         checkpoint: CheckpointStore | None = None,
         search_path: Sequence[str | Path] = (),
+        on_pretrain: OnPretrain | None = None,
     ) -> None:
         if data.task != config.task:
             raise ValueError(
@@ -177,6 +184,7 @@ class Training:
                 f"{config.repeats} trains several: use cross_fit"
             )
         self.config, self.data, self.checkpoint = config, data, checkpoint
+        self.on_pretrain = on_pretrain
         device = data.x_train.device
         if device.type == "cpu":
             torch.set_flush_denormal(True)  # subnormal floats crawl: see `fit`
@@ -208,6 +216,9 @@ class Training:
         self.run.pretraining = pretraining
         if saved is not None:
             self.run.restore(saved)
+            if on_pretrain is not None:  # restored with the run: the whole pre-training
+                for record in self.run.pretraining:
+                    on_pretrain(record)
         elif fresh and checkpoint is not None:
             checkpoint.save(self.run.state())
         self.epoch: EpochPass | None = None  # the epoch in progress, between partial points
@@ -224,13 +235,19 @@ class Training:
             model.load_state_dict(saved["model"])
             progress = saved["pretraining_progress"]
         run = Pretraining(model, self.data, config, restored=progress)
+        if self.on_pretrain is not None:
+            for record in run.records:  # restored from the checkpoint
+                self.on_pretrain(record)
         while not run.done:
-            run.step()
+            record = run.step()
+            if self.on_pretrain is not None:
+                self.on_pretrain(record)
             if checkpoint is not None and not run.done:
                 progress = run.state()
                 checkpoint.save(
                     {
                         "config": config.to_dict(),
+                        "epochs": [],  # no supervised epoch yet (stores count them)
                         "model": model.state_dict(),
                         "pretraining_progress": progress,
                     }

@@ -313,3 +313,15 @@ def test_a_factory_that_is_not_a_sequential_is_refused_with_the_fix(
         fit(cfg(model="nets.py:build"), digits, search_path=[tmp_path])
     assert "nets.py:build" in str(info.value)
     assert "pretrain_epochs = 0" in str(info.value)
+
+
+def test_on_pretrain_sees_every_pretraining_epoch_before_the_first_epoch(digits: Data) -> None:
+    seen: list[Any] = []
+    config = cfg(epochs=1)
+    result = fit(config, digits, on_pretrain=seen.append, on_epoch=seen.append)
+    assert seen[:4] == result.pretraining and seen[4:] == result.epochs
+    store = MemoryCheckpoint()
+    fit(config, digits, checkpoint=store)
+    again: list[Any] = []
+    fit(config, digits, checkpoint=store, on_pretrain=again.append)  # resumed: restored ones
+    assert losses(again) == losses(result.pretraining)

@@ -18,6 +18,7 @@ from trainer import (
     PretrainEpoch,
     TrainConfig,
     build_model,
+    cross_fit,
     fit,
     load_data,
     pretrain,
@@ -325,3 +326,23 @@ def test_on_pretrain_sees_every_pretraining_epoch_before_the_first_epoch(digits:
     again: list[Any] = []
     fit(config, digits, checkpoint=store, on_pretrain=again.append)  # resumed: restored ones
     assert losses(again) == losses(result.pretraining)
+
+
+def test_cross_fit_pretrains_each_network_on_its_own_training_rows(tmp_path: Path) -> None:
+    config = cfg(folds=2, epochs=2, pretrain_epochs=1)
+    digits = load_data(config)
+    whole = cross_fit(config, digits)
+    n = len(digits.y_train)
+    rows = [[(r.layer, r.rows) for r in member.pretraining] for member in whole.members]
+    assert rows == [[("fc1.weight", k), ("fc2.weight", k)] for k in (n - n // 2, n // 2)]
+
+    def stop_at_zero(result: EpochResult) -> None:
+        raise Stop
+
+    store = FileCheckpoint(str(tmp_path / "folds.pt"))
+    with pytest.raises(Stop):
+        cross_fit(config, digits, on_epoch=stop_at_zero, checkpoint=store)
+    resumed = cross_fit(config, digits, checkpoint=store)
+    for a, b in zip(resumed.members, whole.members, strict=True):
+        assert losses(a.pretraining) == losses(b.pretraining)
+        assert same_weights(a.model, b.model)

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from trainer._config import MODELS, TrainConfig
-from trainer._data import Data
 from trainer._errors import ConfigError
 from trainer._records import PretrainEpoch
+
+if TYPE_CHECKING:
+    from trainer._data import Data
 
 PRETRAIN_LR = 1e-3  # Adam's step for every layer's autoencoder
 # modules that keep their place in a pre-trained stack but take no part in pre-training

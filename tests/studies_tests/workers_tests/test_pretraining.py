@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import optuna
+import pytest
 import torch
 
-from studies import StudySpec
+from studies import SpecError, StudySpec
 from studies.analysis import plot_learning_curves
 from studies.storage import TrialAttrs, create_or_resume, open_storage
-from studies.workers import WorkerOptions, run_worker
+from studies.workers import WorkerOptions, preflight, run_worker
 
 
 def test_each_trial_keeps_its_pretraining_apart_from_its_epochs(tmp_path: Path) -> None:
@@ -75,3 +77,43 @@ def test_the_learning_curve_picture_has_a_pretraining_panel() -> None:
     assert with_it[:8] == b"\x89PNG\r\n\x1a\n"
     width = int.from_bytes(with_it[16:20], "big")
     assert width > int.from_bytes(plain[16:20], "big")  # the third panel widens the picture
+
+
+def spec_with(**train: Any) -> StudySpec:
+    return StudySpec.from_dict(
+        {
+            "study": {"name": "pre", "n_trials": 1},
+            "train": {"dataset": "digits", "hidden": [16], "epochs": 1, **train},
+            "space": {"lr": {"low": 0.01, "high": 0.1, "log": True}},
+        },
+        source="spec.toml",
+    )
+
+
+NOT_SEQUENTIAL = """
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.a, self.b = nn.Linear(64, 12), nn.Linear(12, num_classes)
+
+    def forward(self, x):
+        return self.b(self.a(x.flatten(1)).relu())
+
+def build(input_shape, num_classes):
+    return Net(num_classes)
+"""
+
+
+def test_a_factory_that_cannot_pretrain_fails_before_the_study_starts(tmp_path: Path) -> None:
+    (tmp_path / "nets.py").write_text(NOT_SEQUENTIAL)
+    spec = spec_with(model=str(tmp_path / "nets.py:build"), pretrain_epochs=2)
+    with pytest.raises(SpecError, match=r"(?s)train\.model: .*pretrain_epochs: ") as caught:
+        preflight(spec)
+    assert "nn.Sequential" in str(caught.value) and "pretrain_epochs = 0" in str(caught.value)
+
+
+def test_more_labels_than_rows_fail_before_the_study_starts() -> None:
+    with pytest.raises(SpecError, match=r"train\.dataset: labels = 100000"):
+        preflight(spec_with(labels=100_000))

@@ -119,9 +119,10 @@ def run(
         model: the model factory itself, in place of [train] model: called with keyword
             arguments as a factory named there is (input_shape, num_classes, model_args).
         data: the data itself, in place of [train] dataset: a mapping with x_train and
-            y_train (optionally x_test and y_test), an `(x_train, y_train)` tuple, a map-style
-            torch `Dataset` of (x, y) items (numpy arrays or tensors), or a loader function
-            (as [train] dataset names one). Arrays are used with their shapes as given.
+            y_train (optionally x_test and y_test, and x_unlabeled: inputs without labels,
+            which pre-training uses), an `(x_train, y_train)` tuple, a map-style torch
+            `Dataset` of (x, y) items (numpy arrays or tensors), or a loader function (as
+            [train] dataset names one). Arrays are used with their shapes as given.
         workers: worker processes on this machine, or Ray tasks with `ray`.
         train_fields: `[train]` fields to override for every trial, e.g. {"epochs": 5}.
         progress: show progress: one line redrawn in place in a notebook, lines otherwise.

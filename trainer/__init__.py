@@ -31,7 +31,7 @@ from trainer._config import (
 )
 from trainer._errors import BadDataError, WeightsError
 from trainer._mnist import DataUnavailableError, fetch_mnist, has_mnist, unpack_mnist_wheel
-from trainer._records import EpochResult, LRRange, training_seconds
+from trainer._records import EpochResult, LRRange, PretrainEpoch, training_seconds
 from trainer._refs import (
     UserCodeError,
     UserFunction,
@@ -72,6 +72,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
     from trainer._measure import count_params, flops_per_example, latency_ms, measure, model_bytes
     from trainer._models import ACTIVATIONS, build_model, check_model, weight_layers
     from trainer._optim import OPTIMIZERS, SCHEDULES, elastic_net, make_optimizer, make_schedule
+    from trainer._pretrain import Pretraining, linear_stack, pretrain
     from trainer._transfer import Transfer, apply_transfer
     from trainer._weights import evaluate_state, load_model, load_weights, save_weights
 
@@ -88,6 +89,7 @@ _TORCH_MODULES = (
     "trainer._measure",
     "trainer._models",
     "trainer._optim",
+    "trainer._pretrain",
     "trainer._transfer",
     "trainer._weights",
 )
@@ -128,6 +130,8 @@ __all__ = [
     "FitResult",
     "LRRange",
     "ModelArgs",
+    "PretrainEpoch",
+    "Pretraining",
     "Status",
     "TrainConfig",
     "Transfer",
@@ -158,6 +162,7 @@ __all__ = [
     "kept_function",
     "kept_reference",
     "latency_ms",
+    "linear_stack",
     "load_data",
     "load_factory",
     "load_loader",
@@ -171,6 +176,7 @@ __all__ = [
     "metric_direction",
     "model_bytes",
     "parse_reference",
+    "pretrain",
     "propose_bounds",
     "read_arrays",
     "read_config_file",

@@ -23,3 +23,5 @@ class Arrays:
     scale: float  # divide raw inputs by this (255 for 8-bit images, 16 for digits)
     # what else identifies the data: CSV columns, the loader's file and content hash
     provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # inputs without labels (N_u, ...) shaped like x_train's rows: only pre-training uses them
+    x_unlabeled: np.ndarray | None = None

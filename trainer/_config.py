@@ -60,6 +60,10 @@ class TrainConfig:
     dev_fraction: float = 0.1
     split_seed: int = 0  # seeds the train/dev split; fixed across trials so all see one dev set
     train_size: int = 0  # use only this many training examples (0 = all); small = fast/overfit
+    # keep labels on only this many training rows (stratified; 0 = all): the other training
+    # rows lose their labels and join the data's unlabelled rows (`x_unlabeled`), which only
+    # pre-training uses; for few-label experiments
+    labels: int = 0
     # --- model ---
     model: str = "mlp"  # "mlp", "cnn", or a factory: "package.module:build", "models.py:build"
     model_args: Mapping[str, Any] = ModelArgs()  # factory keyword arguments (frozen, hashable)
@@ -74,6 +78,9 @@ class TrainConfig:
     # entries whose name and shape match start the network, the others keep `init`; "" = none
     init_from: str = ""
     freeze: int = 0  # weight layers, from the input side, held fixed (with biases and norms)
+    # --- unsupervised pre-training (greedy, layer by layer, as denoising autoencoders) ---
+    pretrain_epochs: int = 0  # epochs per hidden layer on unlabelled + training inputs; 0 = off
+    pretrain_noise: float = 0.2  # masking noise: share of each layer's inputs set to 0, [0, 1)
     # --- optimiser ---
     optimizer: str = "sgd"  # sgd (with momentum / nesterov), adagrad, rmsprop, adam, adamw
     lr: float = 0.01  # initial learning rate
@@ -248,6 +255,7 @@ def validate(config: TrainConfig) -> list[str]:
     if not 0.0 <= c.test_fraction < 1.0:
         problems.append(f"test_fraction must be in [0, 1), got {c.test_fraction}")
     problems += _transfer_problems(c)
+    problems += _pretrain_problems(c)
     if c.train_size < 0:
         problems.append(f"train_size must be >= 0 (0 = all), got {c.train_size}")
     if any(h <= 0 for h in c.hidden):
@@ -383,6 +391,41 @@ def _transfer_problems(c: TrainConfig) -> list[str]:
         )
     if c.freeze < 0:
         problems.append(f"freeze must be >= 0 (0 = train every layer), got {c.freeze}")
+    return problems
+
+
+def _pretrain_problems(c: TrainConfig) -> list[str]:
+    """pretrain_epochs, pretrain_noise and labels; whether a factory's network can be
+    pre-trained is checked when it is built (`trainer.pretrain`)."""
+    problems = []
+    if c.pretrain_epochs < 0:
+        problems.append(
+            f"pretrain_epochs must be >= 0 (0 = no pre-training), got {c.pretrain_epochs}"
+        )
+    if not 0.0 <= c.pretrain_noise < 1.0:
+        problems.append(
+            f"pretrain_noise must be in [0, 1) (the share of inputs masked), got {c.pretrain_noise}"
+        )
+    if c.labels < 0:
+        problems.append(
+            f"labels must be >= 0 (0 = every training row keeps its label), got {c.labels}"
+        )
+    if c.pretrain_epochs and c.model == "cnn":
+        problems.append(
+            "pretrain_epochs applies to model 'mlp' or a factory of nn.Linear layers in "
+            "sequence, not 'cnn'; set pretrain_epochs = 0 or model = 'mlp'"
+        )
+    if c.pretrain_epochs and (c.init_from or c.freeze):
+        problems.append(
+            "pretrain_epochs starts the network from unlabelled data, init_from and freeze from "
+            "stored weights: use one or the other (set pretrain_epochs = 0, or drop init_from "
+            "and freeze)"
+        )
+    if c.labels and c.task != "classification":
+        problems.append(
+            "labels keeps a stratified share of labelled rows, for classification; with "
+            "task = 'regression' use train_size"
+        )
     return problems
 
 

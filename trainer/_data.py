@@ -30,6 +30,7 @@ from trainer._checks import (
 )
 from trainer._config import TrainConfig
 from trainer._csv import read_csv
+from trainer._errors import BadDataError
 from trainer._loaders import read_loader
 from trainer._mnist import DataUnavailableError, fetch_mnist
 from trainer._refs import load_loader, parse_reference, resolve_data_path
@@ -63,6 +64,9 @@ class Data:
     # the statistics the inputs (and regression targets) were standardised with, JSON-ready;
     # `load_data(..., standardization=...)` applies them again
     standardization: dict[str, Any] | None = None
+    # inputs without labels, standardised like x_train: the data's `x_unlabeled` and the
+    # training rows `labels` took the labels from; only pre-training reads them
+    x_unlabeled: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -91,6 +95,7 @@ class Data:
             y_dev=self.y_dev.to(device),
             x_test=move(self.x_test),
             y_test=move(self.y_test),
+            x_unlabeled=move(self.x_unlabeled),
         )
 
 
@@ -221,6 +226,15 @@ def check_arrays(arrays: Arrays, source: str, task: str) -> Arrays:
             check_targets(source, y_name, y)
             ys.append(y.reshape(len(y), -1).astype(np.float64))
     y_test = ys[1] if len(ys) > 1 else None
+    if arrays.x_unlabeled is not None:
+        check_numeric(source, "x_unlabeled", arrays.x_unlabeled)
+        check_finite(source, "x_unlabeled", arrays.x_unlabeled)
+        if arrays.x_unlabeled.shape[1:] != arrays.x_train.shape[1:]:
+            raise BadDataError(
+                f"{source}: x_unlabeled's rows have shape {arrays.x_unlabeled.shape[1:]}, "
+                f"x_train's {arrays.x_train.shape[1:]}; unlabelled inputs must be shaped like "
+                f"the training inputs"
+            )
     return dataclasses.replace(arrays, y_train=ys[0], y_test=y_test)
 
 
@@ -236,7 +250,7 @@ def load_data(
 
     Args:
         config: reads dataset, data_dir, task, target, test_fraction, dev_fraction,
-            split_seed, train_size and standardize.
+            split_seed, train_size, labels and standardize.
         with_test: also load the test split (only `train --test` and reproduce do).
         device: where the tensors go; defaults to `resolve_device(config.device)`.
         standardization: statistics a former `Data.standardization` holds; applied as they
@@ -257,11 +271,15 @@ def load_data(
     )
     pool, test_idx = _hold_out_test(arrays, config)
     train_idx, dev_idx = _split(pool, config)
+    # the input statistics are those of the whole training split, before `labels` unlabels
+    # some of it: inputs are no labels, and a few rows would give noisy statistics
+    inputs_idx = train_idx
+    train_idx, unlabeled_idx = _keep_labels(arrays, train_idx, config)
     regression = config.task == "regression"
     if standardization is None:
         y_fit = arrays.y_train[train_idx] if regression and config.standardize else None
         stats = fit_stats(
-            _scaled(arrays, arrays.x_train[train_idx]), y_fit, per_feature=config.standardize
+            _scaled(arrays, arrays.x_train[inputs_idx]), y_fit, per_feature=config.standardize
         )
     else:
         check_stats(standardization, per_feature=config.standardize, regression=regression)
@@ -278,6 +296,9 @@ def load_data(
     x_test, y_test = _test_arrays(arrays, test_idx)
     take_test = with_test and x_test is not None and y_test is not None
     y_train = targets(arrays.y_train[train_idx])
+    unlabeled = [arrays.x_train[unlabeled_idx]] if len(unlabeled_idx) else []
+    if arrays.x_unlabeled is not None:
+        unlabeled.insert(0, arrays.x_unlabeled)
     data = Data(
         x_train=inputs(arrays.x_train[train_idx]),
         y_train=y_train,
@@ -286,9 +307,12 @@ def load_data(
         x_test=inputs(x_test) if take_test else None,  # type: ignore[arg-type]
         y_test=targets(y_test) if take_test else None,  # type: ignore[arg-type]
         num_classes=_outputs(arrays, config.task),
-        identity=_identity(config, arrays, train_idx, dev_idx, y_test, y_train),
+        identity=_identity(
+            config, arrays, train_idx, dev_idx, y_test, y_train, unlabeled=sum(map(len, unlabeled))
+        ),
         task=config.task,
         standardization=stats,
+        x_unlabeled=inputs(np.concatenate(unlabeled)) if unlabeled else None,
     )
     return data.to(device if device is not None else resolve_device(config.device))
 
@@ -332,6 +356,41 @@ def _split(pool: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarra
     return train_idx, dev_idx
 
 
+def _keep_labels(
+    arrays: Arrays, train_idx: np.ndarray, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labelled, unlabelled) training rows: `labels` rows, stratified, keep their labels.
+
+    Each class keeps about its share of the `labels` rows (at least one; largest remainders
+    first), drawn with `split_seed`, so every trial of a study sees the same labelled rows.
+
+    Raises:
+        DataUnavailableError: `labels` asks for as many rows as the split has, or fewer than
+            it has classes.
+    """
+    none = np.empty(0, dtype=train_idx.dtype)
+    if not config.labels:
+        return train_idx, none
+    y = arrays.y_train[train_idx]
+    classes, counts = np.unique(y, return_counts=True)
+    if not len(classes) <= config.labels < len(train_idx):
+        raise DataUnavailableError(
+            f"labels = {config.labels}: the training split has {len(train_idx)} rows of "
+            f"{len(classes)} classes; keep between {len(classes)} and {len(train_idx) - 1} "
+            f"labelled rows, or set labels = 0 for all"
+        )
+    share = counts * (config.labels - len(classes)) / counts.sum()
+    quota = 1 + np.floor(share).astype(int)
+    short = config.labels - quota.sum()
+    quota[np.argsort(-(share - np.floor(share)), kind="stable")[:short]] += 1
+    rng = np.random.default_rng(config.split_seed)
+    keep = np.zeros(len(train_idx), dtype=bool)
+    for c, k in zip(classes, np.minimum(quota, counts), strict=True):
+        rows = np.flatnonzero(y == c)
+        keep[rng.permutation(rows)[:k]] = True
+    return train_idx[keep], train_idx[~keep]
+
+
 def _test_arrays(
     arrays: Arrays, test_idx: np.ndarray | None
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -347,6 +406,8 @@ def _identity(
     dev_idx: np.ndarray,
     y_test: np.ndarray | None,
     y_train: torch.Tensor,
+    *,
+    unlabeled: int = 0,
 ) -> dict[str, Any]:
     """Provenance for an export: what data, which split, and what a task's baseline is."""
     identity: dict[str, Any] = {
@@ -358,6 +419,8 @@ def _identity(
         "task": config.task,
         "outputs": _outputs(arrays, config.task),
     }
+    if unlabeled:
+        identity["unlabeled"] = unlabeled
     if config.task == "classification":
         identity["classes"] = identity["outputs"]
     else:
@@ -392,7 +455,8 @@ def fingerprint(arrays: Arrays) -> str:
 @functools.lru_cache(maxsize=8)
 def _fingerprint_cached(arrays: Arrays) -> str:
     digest = hashlib.sha256()
-    for part in (arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test):
+    # x_unlabeled last, and only when there: a data set without it keeps its fingerprint
+    for part in (arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test, arrays.x_unlabeled):
         if part is not None:
             digest.update(np.ascontiguousarray(part).tobytes())
     return digest.hexdigest()[:16]
@@ -408,11 +472,12 @@ def _npz(path: Path) -> Arrays:
     if missing:
         raise DataUnavailableError(
             f"{path} lacks {', '.join(missing)}; an .npz data set holds x_train and y_train "
-            f"(and optionally x_test and y_test)"
+            f"(and optionally x_test and y_test, and x_unlabeled: inputs without labels)"
         )
     if ("x_test" in files) != ("y_test" in files):
         raise DataUnavailableError(f"{path} must hold both x_test and y_test, or neither")
     x_train, x_test = files["x_train"], files.get("x_test")
+    x_unlabeled = files.get("x_unlabeled")
     scale = 255.0 if x_train.dtype == np.uint8 else 1.0
     return Arrays(
         x_train=_channels_first(x_train),
@@ -420,6 +485,7 @@ def _npz(path: Path) -> Arrays:
         x_test=None if x_test is None else _channels_first(x_test),
         y_test=None if x_test is None else files["y_test"],
         scale=scale,
+        x_unlabeled=None if x_unlabeled is None else _channels_first(x_unlabeled),
     )
 
 

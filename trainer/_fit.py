@@ -23,7 +23,8 @@ from trainer._data import Data, load_data, resolve_device
 from trainer._evaluate import Evaluation, evaluate, layout, task_loss
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
-from trainer._records import EpochResult
+from trainer._pretrain import Pretraining
+from trainer._records import EpochResult, PretrainEpoch
 from trainer._status import Status
 from trainer._transfer import Transfer, apply_transfer
 
@@ -45,6 +46,8 @@ class FitResult:
     transfer: Transfer | None = None
     # the first epoch's partial points (`TrainConfig.fractions`), in order; not in `epochs`
     partials: list[EpochResult] = dataclasses.field(default_factory=list)
+    # the unsupervised pre-training before `epochs` (`TrainConfig.pretrain_epochs`), in order
+    pretraining: list[PretrainEpoch] = dataclasses.field(default_factory=list)
 
     @property
     def best(self) -> EpochResult | None:
@@ -83,6 +86,7 @@ class FileCheckpoint:
 
 
 OnEpoch = Callable[[EpochResult], None]
+OnPretrain = Callable[[PretrainEpoch], None]
 
 
 def fit(
@@ -92,6 +96,7 @@ def fit(
     on_epoch: OnEpoch | None = None,
     checkpoint: CheckpointStore | None = None,
     search_path: Sequence[str | Path] = (),
+    on_pretrain: OnPretrain | None = None,
 ) -> FitResult:
     """Trains `config`; after every epoch hands an `EpochResult` to `on_epoch`.
 
@@ -109,6 +114,8 @@ def fit(
             run takes its weights from the checkpoint, not from `init_from` again.
         search_path: folders where a factory's (or loader's) file or module, or a relative
             `init_from`, is looked for (before the current folder).
+        on_pretrain: called after each pre-training epoch (`pretrain_epochs`), before the
+            first supervised one; a resumed run hands it the restored ones first.
 
     Returns:
         The epochs run, why the run ended, and the model with the best epoch's weights.
@@ -137,7 +144,9 @@ def fit(
     start = time.perf_counter()
     device = resolve_device(config.device)
     data = (load_data(config, search_path=search_path) if data is None else data).to(device)
-    training = Training(config, data, checkpoint=checkpoint, search_path=search_path)
+    training = Training(
+        config, data, checkpoint=checkpoint, search_path=search_path, on_pretrain=on_pretrain
+    )
     if on_epoch is not None:
         for result in training.history:  # restored from the checkpoint: the whole curve
             on_epoch(result)
@@ -162,6 +171,7 @@ class Training:
         *,
         checkpoint: CheckpointStore | None = None,
         search_path: Sequence[str | Path] = (),
+        on_pretrain: OnPretrain | None = None,
     ) -> None:
         if data.task != config.task:
             raise ValueError(
@@ -174,6 +184,7 @@ class Training:
                 f"{config.repeats} trains several: use cross_fit"
             )
         self.config, self.data, self.checkpoint = config, data, checkpoint
+        self.on_pretrain = on_pretrain
         device = data.x_train.device
         if device.type == "cpu":
             torch.set_flush_denormal(True)  # subnormal floats crawl: see `fit`
@@ -182,6 +193,12 @@ class Training:
         model, self.factory = model_for(config, data, search_path=search_path)
         restored = None if saved is None else saved.get("transfer")
         self.transfer = apply_transfer(model, config, search_path=search_path, restored=restored)
+        # a resumed run's weights, pre-trained ones included, come from the checkpoint
+        progress = None if saved is None else saved.get("pretraining_progress")
+        fresh = config.pretrain_epochs > 0 and (saved is None or progress is not None)
+        pretraining = self._pretrain(model, saved) if fresh else []
+        if fresh:
+            saved = None  # fine-tuning starts afresh after pre-training
         optimizer = make_optimizer(model, config)  # without the frozen parameters
         self.schedule = make_schedule(optimizer, config)
         order = torch.Generator(device=device).manual_seed(config.seed)
@@ -196,11 +213,46 @@ class Training:
             transfer=self.transfer,
             scored=self.scored,
         )
+        self.run.pretraining = pretraining
         if saved is not None:
             self.run.restore(saved)
+            if on_pretrain is not None:  # restored with the run: the whole pre-training
+                for record in self.run.pretraining:
+                    on_pretrain(record)
+        elif fresh and checkpoint is not None:
+            checkpoint.save(self.run.state())
         self.epoch: EpochPass | None = None  # the epoch in progress, between partial points
         self.marks: list[int] = []  # its partial points still to score, as rows of its order
         self.started = 0.0  # when it began (perf_counter)
+
+    def _pretrain(self, model: nn.Module, saved: dict[str, Any] | None) -> list[PretrainEpoch]:
+        """Pre-trains `model` (see `Pretraining`), going on from a checkpoint saved in the
+        middle of it; saves one after each pre-training epoch but the last."""
+        config, checkpoint = self.config, self.checkpoint
+        progress = None
+        if saved is not None:
+            check_same_config(config, saved)
+            model.load_state_dict(saved["model"])
+            progress = saved["pretraining_progress"]
+        run = Pretraining(model, self.data, config, restored=progress)
+        if self.on_pretrain is not None:
+            for record in run.records:  # restored from the checkpoint
+                self.on_pretrain(record)
+        while not run.done:
+            record = run.step()
+            if self.on_pretrain is not None:
+                self.on_pretrain(record)
+            if checkpoint is not None and not run.done:
+                progress = run.state()
+                checkpoint.save(
+                    {
+                        "config": config.to_dict(),
+                        "epochs": [],  # no supervised epoch yet (stores count them)
+                        "model": model.state_dict(),
+                        "pretraining_progress": progress,
+                    }
+                )
+        return run.records
 
     @property
     def status(self) -> Status:
@@ -210,6 +262,11 @@ class Training:
     @property
     def epochs(self) -> list[EpochResult]:
         return self.run.epochs
+
+    @property
+    def pretraining(self) -> list[PretrainEpoch]:
+        """The pre-training epochs, layer by layer (restored from a checkpoint too)."""
+        return self.run.pretraining
 
     @property
     def history(self) -> list[EpochResult]:
@@ -293,6 +350,7 @@ class Training:
             factory=self.factory,
             transfer=self.transfer,
             partials=[e for e in run.history if e.partial],
+            pretraining=run.pretraining,
         )
 
 
@@ -316,6 +374,7 @@ class _Run:
         self.transfer = transfer
         self.epochs: list[EpochResult] = []
         self.history: list[EpochResult] = []  # the epochs and the first epoch's partial points
+        self.pretraining: list[PretrainEpoch] = []  # before the epochs, apart from them
         self.best_epoch: int | None = None
         self.best_value = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -351,6 +410,7 @@ class _Run:
             "config": self.config.to_dict(),
             "epochs": [e.to_dict() for e in self.epochs],
             "partials": [e.to_dict() for e in self.history if e.partial],
+            "pretraining": [e.to_dict() for e in self.pretraining],
             "status": self.status.value,  # a plain str: weights-only loading takes it
             "best_epoch": self.best_epoch,
             "best_value": self.best_value,
@@ -373,21 +433,12 @@ class _Run:
         Raises:
             ValueError: the state was saved by a run of another config.
         """
-        mine = self.config.to_dict()
-        theirs = {**TrainConfig().to_dict(), **state["config"]}
-        differ = sorted(k for k in {*mine, *theirs} if theirs.get(k) != mine.get(k))
-        if differ:
-            changes = ", ".join(
-                f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differ
-            )
-            raise ValueError(
-                f"the checkpoint belongs to a different config ({changes}); "
-                f"delete it to start afresh"
-            )
+        check_same_config(self.config, state)
         self.epochs = [EpochResult.from_dict(e) for e in state["epochs"]]
         # partial points lie in the first epoch, before every whole one; none before they existed
         partials = [EpochResult.from_dict(e) for e in state.get("partials", [])]
         self.history = partials + self.epochs
+        self.pretraining = [PretrainEpoch.from_dict(e) for e in state.get("pretraining", [])]
         self.status = Status(state["status"])
         self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
         self.best_state = state["best_state"]
@@ -398,6 +449,23 @@ class _Run:
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def check_same_config(config: TrainConfig, state: dict[str, Any]) -> None:
+    """A checkpoint's config must be `config`; a field it lacks (it was written before the
+    field existed) counts as its default.
+
+    Raises:
+        ValueError: naming each field that differs.
+    """
+    mine = config.to_dict()
+    theirs = {**TrainConfig().to_dict(), **state["config"]}
+    differ = sorted(k for k in {*mine, *theirs} if theirs.get(k) != mine.get(k))
+    if differ:
+        changes = ", ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differ)
+        raise ValueError(
+            f"the checkpoint belongs to a different config ({changes}); delete it to start afresh"
+        )
 
 
 def train_epoch(

@@ -3,7 +3,8 @@
 A loader takes no arguments (or ``data_dir``, when its signature names it) and returns either
 
 - a mapping, or an object with attributes, holding ``x_train`` and ``y_train`` (and optionally
-  ``x_test`` and ``y_test``) as numpy arrays or torch tensors, or
+  ``x_test`` and ``y_test``, and ``x_unlabeled``: inputs without labels, for pre-training)
+  as numpy arrays or torch tensors, or
 - a map-style `torch.utils.data.Dataset` of ``(x, y)`` items, read once into arrays (training
   data only: hold out a test share with ``test_fraction``).
 
@@ -45,8 +46,9 @@ def read_loader(ref: str, data_dir: str, *, search_path: Sequence[str | Path] = 
 
 def as_arrays(result: Any, *, source: str) -> Arrays:
     """Gathers what a loader returns (a mapping or object with x_train and y_train, optionally
-    x_test and y_test, as arrays or tensors; or a map-style Dataset of (x, y) items, read once)
-    into `Arrays`, shapes as given; uint8 inputs are divided by 255 like images.
+    x_test and y_test and x_unlabeled, inputs without labels, as arrays or tensors; or a
+    map-style Dataset of (x, y) items, read once) into `Arrays`, shapes as given; uint8 inputs
+    are divided by 255 like images.
 
     Args:
         source: how messages name where `result` came from ("data loader 'loaders.py:load'").
@@ -57,7 +59,7 @@ def as_arrays(result: Any, *, source: str) -> Arrays:
     """
     if isinstance(result, torch.utils.data.Dataset) or _is_sequence_of_items(result):
         x_train, y_train = _materialise(result, source)
-        x_test = y_test = None
+        x_test = y_test = x_unlabeled = None
     else:
         parts = {name: _get(result, name) for name in ("x_train", "y_train", "x_test", "y_test")}
         if parts["x_train"] is None or parts["y_train"] is None:
@@ -70,8 +72,10 @@ def as_arrays(result: Any, *, source: str) -> Arrays:
         x_train, y_train = _array(parts["x_train"]), _array(parts["y_train"])
         x_test = None if parts["x_test"] is None else _array(parts["x_test"])
         y_test = None if parts["y_test"] is None else _array(parts["y_test"])
+        unlabeled = _get(result, "x_unlabeled")
+        x_unlabeled = None if unlabeled is None else _array(unlabeled)
     scale = 255.0 if x_train.dtype == np.uint8 else 1.0
-    return Arrays(x_train, y_train, x_test, y_test, scale=scale)
+    return Arrays(x_train, y_train, x_test, y_test, scale=scale, x_unlabeled=x_unlabeled)
 
 
 def _call(loader: UserFunction, data_dir: str) -> Any:

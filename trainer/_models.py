@@ -13,6 +13,7 @@ from torch import nn
 from trainer._config import MODELS, TrainConfig
 from trainer._factory import CHECK_BATCH, build_factory_model, check_output
 from trainer._init import initialize
+from trainer._pretrain import linear_stack
 from trainer._refs import load_factory
 
 if TYPE_CHECKING:
@@ -106,11 +107,15 @@ def check_model(config: TrainConfig, data: Data, *, search_path: Sequence[str | 
             the task: (N, outputs) for classification, (N, outputs) or, for one output, (N,)
             for regression.
         ValueError: model 'cnn' for inputs that are not images.
+        ConfigError: `pretrain_epochs` for a network that cannot be pre-trained layer by layer
+            (see `trainer.linear_stack`).
     """
     with torch.random.fork_rng(devices=[]):
         model = build_model(config, data.input_shape, data.num_classes, search_path=search_path)
     x = data.x_train[:CHECK_BATCH].cpu()
     check_output(model, x, task=data.task, outputs=data.num_classes, name=config.model)
+    if config.pretrain_epochs:
+        linear_stack(model, config.model)
 
 
 def model_for(

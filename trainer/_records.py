@@ -84,6 +84,26 @@ class EpochResult:
     __hash__ = None  # type: ignore[assignment]  # equal by value, and it holds dicts
 
 
+@dataclasses.dataclass(frozen=True)
+class PretrainEpoch:
+    """One epoch of unsupervised pre-training of one hidden layer (`TrainConfig.pretrain_epochs`),
+    kept apart from the supervised `EpochResult`s: it has no labels, no dev score and no lr
+    schedule."""
+
+    layer: str  # the weight of the layer trained, as `weight_layers` names it ("fc1.weight")
+    epoch: int  # this layer's pre-training epoch, from 0
+    loss: float  # mean squared reconstruction error of the layer's clean inputs, over the epoch
+    rows: int  # inputs trained on: the unlabelled rows and the training split's
+    seconds: float  # wall time of the epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PretrainEpoch:
+        return cls(**values)
+
+
 def training_seconds(results: Sequence[EpochResult]) -> float:
     """The wall time a run's results took: the sum over its whole epochs, or, for a run that
     ended inside its first epoch, the seconds of its last point (a point's seconds count from

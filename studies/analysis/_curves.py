@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trainer import EpochResult, LRRange
+from trainer import EpochResult, LRRange, PretrainEpoch
 
 # the legend entry of the hollow points inside the first epoch
 PARTIAL_LEGEND = "inside epoch 0: a share of the training data"
@@ -23,9 +23,12 @@ def plot_learning_curves(
     *,
     best_epoch: int | None = None,
     title: str = "",
+    pretraining: Sequence[PretrainEpoch] = (),
 ) -> bytes:
     """A PNG with two panels: train/dev loss and train/dev accuracy (a regression: dev R²)
-    against the epoch.
+    against the epoch; with `pretraining`, a third panel before them shows its reconstruction
+    loss, one line per layer, against the pre-training epochs (kept apart from the
+    supervised ones).
 
     A curve with points inside the first epoch (`EpochResult.fraction` < 1) is drawn against
     the epochs trained instead (epoch + fraction: 0.11, 0.33, then 1, 2, ...), its partial
@@ -36,6 +39,7 @@ def plot_learning_curves(
             in); non-finite values leave gaps.
         best_epoch: the epoch model selection kept, marked in both panels.
         title: the picture's title, e.g. the trial number and its diagnosis.
+        pretraining: the run's pre-training epochs (`TrainConfig.pretrain_epochs`).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -45,10 +49,15 @@ def plot_learning_curves(
     partial = any(record.partial for record in epochs)
     shift = 1 if partial else 0  # epoch e ends at e + 1 epochs trained
     # Fixed margins: a layout engine would double the drawing time, paid once per trial.
-    figure = Figure(figsize=(9, 3.4), dpi=100)
+    figure = Figure(figsize=(13 if pretraining else 9, 3.4), dpi=100)
     FigureCanvasAgg(figure)  # Agg draws without a display, and leaves pyplot's backend alone
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.89, wspace=0.2)
-    loss_axes, accuracy_axes = figure.subplots(1, 2, sharex=True)
+    if pretraining:
+        pre_axes, loss_axes, accuracy_axes = figure.subplots(1, 3)
+        accuracy_axes.sharex(loss_axes)
+        _plot_pretraining(pre_axes, pretraining)
+    else:
+        loss_axes, accuracy_axes = figure.subplots(1, 2, sharex=True)
     # A regression has no accuracy: its second panel shows the dev R² instead.
     regression = all(math.isnan(_finite(r.dev_accuracy)) for r in epochs) and any(
         not math.isnan(_finite(r.dev_r2)) for r in epochs
@@ -104,6 +113,26 @@ def plot_learning_curves(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _plot_pretraining(axes: Any, pretraining: Sequence[PretrainEpoch]) -> None:
+    """Each layer's reconstruction loss against the pre-training epochs, counted on across
+    layers (layer 2's first epoch follows layer 1's last)."""
+    layers = list(dict.fromkeys(record.layer for record in pretraining))
+    for layer in layers:
+        points = [(i + 1, r.loss) for i, r in enumerate(pretraining) if r.layer == layer]
+        axes.plot(
+            [x for x, _ in points],
+            [_finite(v) for _, v in points],
+            marker="o",
+            markersize=3,
+            label=layer.removesuffix(".weight"),
+        )
+    axes.set_xlabel("pre-training epoch (layer by layer)")
+    axes.set_ylabel("reconstruction loss (MSE)")
+    axes.set_title("pre-training", fontsize="small")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
 
 
 def curve_axis(epochs: Sequence[EpochResult]) -> tuple[list[float], str]:

@@ -212,8 +212,8 @@ def pack_data(data: Any, *, task: str, limit_mb: float = MAX_INLINE_MB) -> Kept:
 
     Args:
         data: a loader function; or a mapping with x_train and y_train (optionally x_test and
-            y_test), an `(x_train, y_train)` tuple, or a map-style torch `Dataset` of (x, y)
-            items (read once), as numpy arrays or tensors.
+            y_test, and x_unlabeled for pre-training), an `(x_train, y_train)` tuple, or a
+            map-style torch `Dataset` of (x, y) items (read once), as numpy arrays or tensors.
         task: "classification" or "regression": how the targets are checked.
 
     Raises:
@@ -276,5 +276,6 @@ def checked_arrays(data: Any, *, task: str) -> dict[str, Any]:
         "y_train": arrays.y_train,
         "x_test": arrays.x_test,
         "y_test": arrays.y_test,
+        "x_unlabeled": arrays.x_unlabeled,
     }
     return {key: values for key, values in parts.items() if values is not None}

@@ -23,7 +23,7 @@ from trainer import (
 )
 
 if TYPE_CHECKING:
-    from trainer import EpochResult, FitResult
+    from trainer import EpochResult, FitResult, PretrainEpoch
 
 
 def format_epoch(result: EpochResult, epochs: int) -> str:
@@ -43,6 +43,15 @@ def format_epoch(result: EpochResult, epochs: int) -> str:
     return (
         f"epoch {result.epoch:>3} [{share}{result.epoch + 1}/{epochs}]  {scores}  "
         f"lr {result.lr:.3g}  {result.seconds:.1f}s"
+    )
+
+
+def format_pretraining(result: PretrainEpoch, epochs: int) -> str:
+    """One progress line of pre-training: the layer, its epoch, the reconstruction loss."""
+    return (
+        f"pre-training {result.layer.removesuffix('.weight')} epoch {result.epoch:>3} "
+        f"[{result.epoch + 1}/{epochs}]  reconstruction loss {result.loss:.4f}  "
+        f"({result.rows} inputs)  {result.seconds:.1f}s"
     )
 
 
@@ -171,6 +180,7 @@ def train_file(
             data,
             on_epoch=lambda e: echo(format_epoch(e, config.epochs)),
             search_path=search_path,
+            on_pretrain=lambda e: echo(format_pretraining(e, config.pretrain_epochs)),
         )
     best = result.best
     if best is None:

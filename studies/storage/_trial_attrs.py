@@ -13,7 +13,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from trainer import Status
+from trainer import PretrainEpoch, Status
 
 WORKER_ATTR = "hpstudy:worker"  # system attribute of a running trial: "host:pid" of its worker
 WORKER_DIED = "worker died"  # the fail_reason of a trial failed because its worker went silent
@@ -109,6 +109,8 @@ class TrialAttrs:
     diagnosis: tuple[str, ...] = ()  # labels from `studies.analysis.LABELS`
     diagnosis_numbers: dict[str, float] = dataclasses.field(default_factory=dict)
     resumed_from_epoch: int | None = None  # a retry that continued from a checkpoint
+    # the unsupervised pre-training before the epochs (`pretrain_epochs`), layer by layer
+    pretraining: tuple[PretrainEpoch, ...] = ()
 
     @property
     def source(self) -> str | None:
@@ -161,6 +163,8 @@ class TrialAttrs:
             values["diagnosis"] = tuple(values["diagnosis"])
         if "stop_reason" in values:
             values["stop_reason"] = StopReason.read(values["stop_reason"])
+        if "pretraining" in values:
+            values["pretraining"] = tuple(PretrainEpoch.from_dict(r) for r in values["pretraining"])
         return cls(**values)
 
 
@@ -181,7 +185,9 @@ def write_attrs(trial: _Writable, **values: Any) -> None:
 def _plain(value: Any) -> Any:
     """A value as JSON keeps it: a tuple as a list, an enum member as its value."""
     if isinstance(value, tuple):
-        return list(value)
+        return [_plain(v) for v in value]
+    if isinstance(value, PretrainEpoch):
+        return value.to_dict()
     return value.value if isinstance(value, enum.Enum) else value
 
 

@@ -6,6 +6,7 @@ reports the study's metric at that step, and raises `TrialPruned` when the prune
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # torch loads when the first trial trains (trainer.fit), not 
         Data,
         EpochResult,
         FitResult,
+        PretrainEpoch,
         TrainConfig,
         Transfer,
     )
@@ -238,6 +240,7 @@ class Objective:
             fractions=config.fractions,
         )
         measured: dict[str, float] = {}
+        pretraining: list[PretrainEpoch] = []  # stored when the trial ends, pruned too
         on_epoch = reporter if self.target is None else _watching(self.target, trial, reporter)
         if isinstance(self.stop, Stop):
             on_epoch = _stopping(self.stop, on_epoch)
@@ -251,7 +254,11 @@ class Objective:
                 factory = trainer.load_factory(config.model, search_path=self.spec.search_path)
                 write_attrs(trial, model=factory.identity())
             trained, source = local_transfer(config)  # init_from = "study@url": a file
-            train = trainer.cross_fit if config.folds * config.repeats > 1 else trainer.fit
+            train = (
+                trainer.cross_fit
+                if config.folds * config.repeats > 1
+                else functools.partial(trainer.fit, on_pretrain=pretraining.append)
+            )
             result = train(
                 trained,
                 data,
@@ -265,7 +272,7 @@ class Objective:
             if transfer is not None:
                 write_attrs(trial, transfer={**transfer.to_dict(), "study": source})
         except optuna.TrialPruned:
-            self._finish(trial, config, reporter.epochs, StopReason.PRUNED, measured)
+            self._finish(trial, config, reporter.epochs, StopReason.PRUNED, measured, pretraining)
             self._constrain(trial_id, measured)
             raise
         except Exception as exc:
@@ -275,7 +282,8 @@ class Objective:
                 fail_reason=f"{type(exc).__name__}: {exc}"[:500],
             )
             raise
-        self._finish(trial, config, reporter.epochs, StopReason.of(result.status), measured)
+        reason = StopReason.of(result.status)
+        self._finish(trial, config, reporter.epochs, reason, measured, pretraining)
         try:
             learned = self._learned(result)
         except optuna.TrialPruned:  # diverged
@@ -362,9 +370,12 @@ class Objective:
         epochs: Sequence[EpochResult],
         reason: StopReason,
         measured: dict[str, float],
+        pretraining: Sequence[PretrainEpoch] = (),
     ) -> None:
         whole = [e for e in epochs if not e.partial]
         write_attrs(trial, stop_reason=reason, epochs_run=len(whole))
+        if pretraining:  # before the finishers: the picture shows it
+            write_attrs(trial, pretraining=tuple(pretraining))
         if measured:
             measured["train_seconds"] = trainer.training_seconds(epochs)
             write_attrs(trial, measured=measured)

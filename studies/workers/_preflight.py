@@ -56,14 +56,17 @@ def user_code(spec: StudySpec) -> Code:
 def preflight(spec: StudySpec) -> Code:
     """Checks the user's code and data; returns the code's identities to keep with the study.
 
-    A built-in model on a built-in data set needs no check (and no torch): it returns {}.
+    A built-in model on a built-in data set needs no check (and no torch): it returns {};
+    with `labels` the data is loaded, to check that many rows can keep their labels.
 
     Raises:
         SpecError: naming the spec file and `train.model` or `train.dataset`.
     """
     train = spec.train
     transfer = bool(train.init_from or train.freeze)
-    if parse_reference(train.model) is None and train.dataset in BUILTIN_DATASETS and not transfer:
+    # `labels` must fit the data's classes and rows: checked on the data, built in or not
+    plain = not transfer and not train.labels
+    if parse_reference(train.model) is None and train.dataset in BUILTIN_DATASETS and plain:
         return {}
     code = user_code(spec)
     from trainer import check_model, load_data  # torch: only for the user's code or data

@@ -64,6 +64,7 @@ class TrialPublisher:
             epochs,
             best_epoch=best_epoch,
             title=f"trial {trial.number}: {', '.join(labels) or reason}",
+            pretraining=attrs.pretraining,
         )
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / CURVES_FILENAME

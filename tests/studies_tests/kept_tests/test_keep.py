@@ -30,7 +30,7 @@ from studies.kept import (
     restore_kept,
 )
 from studies.storage import Provenance
-from trainer import TrainConfig, UserCodeError, load_factory, load_loader, read_arrays
+from trainer import TrainConfig, UserCodeError, as_arrays, load_factory, load_loader, read_arrays
 
 
 def build(input_shape: tuple[int, ...], num_classes: int, hidden: int = 8) -> nn.Module:
@@ -124,6 +124,18 @@ def test_arrays_round_trip_with_their_values_and_types() -> None:
     np.testing.assert_array_equal(loaded["x_train"], given["x_train"])
     assert loaded["x_train"].dtype == np.float32
     assert loaded["y_train"].dtype == np.int64
+
+
+def test_unlabelled_rows_given_as_data_travel_with_the_arrays() -> None:
+    given = {**arrays(), "x_unlabeled": np.ones((7, arrays()["x_train"].shape[1]), np.float32)}
+    kept = pack_data(given, task="classification")
+    loaded = kept.function().function()
+    np.testing.assert_array_equal(loaded["x_unlabeled"], given["x_unlabeled"])
+    read = as_arrays(loaded, source="data=")
+    assert read.x_unlabeled is not None and read.x_unlabeled.shape[0] == 7
+    wrong = {**arrays(), "x_unlabeled": np.ones((7, 1), np.float32)}
+    with pytest.raises(studies.StudyError, match="x_unlabeled"):
+        pack_data(wrong, task="classification")
 
 
 def test_an_x_y_tuple_is_the_training_arrays() -> None:

@@ -137,3 +137,28 @@ def test_a_trial_with_fractions_is_reproduced_point_by_point(tmp_path: Path) -> 
     outcome = reproduce("f", url=url, echo=lambda _line: None)
     assert outcome.comparison.epochs == 4  # two points inside the first epoch, two epochs
     assert outcome.comparison.max_abs_difference <= TOLERANCE
+
+
+def test_a_trial_that_pretrains_is_reproduced(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    spec = StudySpec.from_dict(
+        {
+            "study": {"name": "p", "n_trials": 1, "seed": 4, "sampler": {"name": "random"}},
+            "train": {
+                "dataset": "digits",
+                "hidden": [16, 8],
+                "epochs": 2,
+                "device": "cpu",
+                "labels": 100,
+                "pretrain_epochs": 2,
+                "dropout": 0.1,
+            },
+            "space": {"lr": {"low": 0.01, "high": 0.5, "log": True}},
+        },
+        source="test",
+    ).replace(storage=url)
+    create_or_resume(spec, open_storage(url))
+    run_worker("p", url, options=WorkerOptions(flush_interval=0))
+    outcome = reproduce("p", url=url, echo=lambda _line: None)
+    assert outcome.comparison.epochs == 2
+    assert outcome.comparison.max_abs_difference == 0.0  # pre-trained again to the same weights

@@ -62,6 +62,21 @@ def test_train_prints_the_points_inside_the_first_epoch(
     assert re.search(r"completed after 1 epochs", out)
 
 
+def test_train_prints_the_pretraining_epochs_before_the_epochs(
+    config_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    changes = ["--set", "epochs=1", "--set", "pretrain_epochs=2", "--set", "labels=50"]
+    assert main(["train", str(config_file), *changes]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    pre = [line for line in lines if line.startswith("pre-training")]
+    assert [line.split()[1:4] for line in pre] == [["fc1", "epoch", "0"], ["fc1", "epoch", "1"]]
+    assert all(
+        re.search(r"reconstruction loss [\d.]+  \(1294 inputs\)", line) for line in pre
+    )  # every training row, labelled or not
+    first = next(i for i, line in enumerate(lines) if line.startswith("epoch"))
+    assert lines.index(pre[-1]) < first
+
+
 def test_a_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[train]\ndataset = "digits"\nlr = 0\n')

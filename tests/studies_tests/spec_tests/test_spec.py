@@ -358,3 +358,24 @@ def test_fractions_in_a_spec_are_the_configs(tmp_path: Path) -> None:
 def test_bad_fractions_name_the_key(tmp_path: Path, value: Any, message: str) -> None:
     text, _ = problems_of(tmp_path, changed(train={"fractions": value}))
     assert message in text
+
+
+def test_pretraining_is_searched_like_any_field(tmp_path: Path) -> None:
+    data = changed(
+        train={"labels": 50, "pretrain_noise": 0.3},
+        space={
+            "pretrain_epochs": {"choices": [0, 3]},  # on or off
+            "pretrain_noise": {"low": 0.1, "high": 0.5, "when": {"pretrain_epochs": [3]}},
+        },
+    )
+    spec = load_spec(str(write(tmp_path, data)))
+    values = {"lr": 0.1, "optimizer": "adam", "pretrain_epochs": 3, "pretrain_noise": 0.4}
+    params = suggest(optuna.trial.FixedTrial(values), spec.space, base=spec.train.to_dict())
+    config = spec.train.replace(**params)
+    assert (config.labels, config.pretrain_epochs, config.pretrain_noise) == (50, 3, 0.4)
+
+
+def test_pretraining_a_cnn_is_refused_with_the_key(tmp_path: Path) -> None:
+    data = changed(train={"model": "cnn", "pretrain_epochs": 2, "channels": [4]})
+    message, _ = problems_of(tmp_path, data)
+    assert "pretrain_epochs" in message and "not 'cnn'" in message

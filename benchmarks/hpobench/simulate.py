@@ -553,6 +553,9 @@ LC_PRUNER = {
 
 SIDES: dict[str, SideFactory] = {
     "hpstudy": _hpstudy,
+    # the built-in specs' pruner from issue 12 until issue 28 chose min_resource = 1 (on the
+    # tuning seeds, CANDIDATES' "sh-min1-rf3")
+    "hpstudy-issue12": spec_side(pruner={"name": _SH, "min_resource": 2, "reduction_factor": 3}),
     "hpstudy-lc": _hpstudy_lc,
     "optuna-hyperband": _optuna_hyperband,
     "optuna-median": _optuna_median,

@@ -37,7 +37,9 @@ Sides (`SIDES`; each a factory of a fresh `Policy` per seed):
 
 - `hpstudy`: the spec's own sampler, pruner and `[train] fractions` as hpstudy builds them
   (`make_sampler`, `make_pruner`): TPE multivariate + group + constant liar,
-  `n_startup_trials` from the spec, and the spec's pruner. The spec's `enqueue` is left out.
+  `n_startup_trials` from the spec, and the spec's pruner (since issue 28: successive halving,
+  min_resource 1, reduction_factor 3). The spec's `enqueue` is left out.
+- `hpstudy-issue12`: the same with issue 12's pruner, min_resource 2 (the default before).
 - `hpstudy-lc`: the spec's sampler, as `hpstudy`, with the `extrapolate` pruner (issue 28,
   part 3) as `LC_PRUNER` sets it: halving's rungs from epoch 1 (reduction factor 3), a trial
   stopped where halving would stop it and its forecast final best has under a 5% chance of

@@ -37,7 +37,7 @@ import optuna
 
 from benchmarks.hpobench.extrapolate import load_curves
 from benchmarks.hpobench.record import default_path
-from benchmarks.hpobench.simulate import REPORT_SEEDS
+from benchmarks.hpobench.simulate import REPORT_SEEDS, first_epoch_points
 from benchmarks.hpobench.surrogate import Partials, fractions_path
 
 
@@ -56,8 +56,8 @@ class Rule:
 
 
 RULES: dict[str, Rule] = {
-    "halving min 2 (epochs; the built-in specs')": Rule((), 2),
-    "halving min 1 (epochs)": Rule((), 1),
+    "halving min 2 (epochs; issue 12's default)": Rule((), 2),
+    "halving min 1 (epochs; the built-in specs' since issue 28)": Rule((), 1),
     "halving, fractions 1/3 (rungs 1/3, 1, 3, 9)": Rule((1 / 3,), 1),
     "halving, fractions 1/9, 1/3 (rungs 1/9, 1/3, 1, 3, 9)": Rule((1 / 9, 1 / 3), 1),
     "halving, fractions 1/27, 1/9, 1/3 (rungs 1/27 ... 9)": Rule((1 / 27, 1 / 9, 1 / 3), 1),
@@ -87,14 +87,10 @@ def score(
 ) -> Score:
     """`rule` replayed over one order per seed (see the module)."""
     configs, epochs = curves.shape
-    recorded = np.asarray(partials.fractions)
-    chosen = [int(np.argmin(np.abs(np.log(recorded / f)))) for f in rule.fractions]
-    unit = rule.fractions[0] if rule.fractions else 1.0
-    shares = np.r_[recorded[chosen], np.arange(1, epochs + 1)]
-    costs = (
-        np.diff(np.r_[0.0, shares])
-        + np.r_[np.full(len(chosen), partials.eval_cost), np.zeros(epochs)]
+    chosen, shares, costs = first_epoch_points(
+        partials.fractions, partials.eval_cost, rule.fractions, epochs
     )
+    unit = rule.fractions[0] if rule.fractions else 1.0
     steps = [round(share / unit) for share in shares]
     top = np.argsort(curves.min(axis=1))[:3]
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -68,7 +68,7 @@ Sides (`SIDES`; each a factory of a fresh `Policy` per seed):
   default; a trial is told its last reported loss as COMPLETE, as OptunaSearch does.
 - `random`: RandomSampler, every trial trained to the end (or stopped early): the floor.
 
-`CANDIDATES` holds settings tried for hpstudy's default (`spec_side`, `inner_side`), on the
+`CANDIDATES` holds settings tried for hpstudy's default (`spec_side`), on the
 tuning seeds only.
 
 Seeds: the seed of a simulation seeds its sampler and its noise draws. Reporting seeds are
@@ -165,6 +165,20 @@ class Run:
         return 1.0 if self.costs is None else float(self.costs[self.points])
 
 
+def first_epoch_points(
+    recorded: Sequence[float], eval_cost: float, wanted: Sequence[float], epochs: int
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Where a run with `[train] fractions = wanted` is scored: the indices of the recorded
+    inner points nearest each wanted share, then every point's epochs trained (the inner
+    shares, then 1 .. `epochs`) and what reaching it costs (the share trained since the point
+    before, plus `eval_cost` for an inner point's extra dev evaluation)."""
+    shares_recorded = np.asarray(recorded, dtype=float)
+    chosen = [int(np.argmin(np.abs(np.log(shares_recorded / f)))) for f in wanted]
+    shares = np.r_[shares_recorded[chosen], np.arange(1, epochs + 1)]
+    evaluations = np.r_[np.full(len(chosen), eval_cost), np.zeros(epochs)]
+    return chosen, shares, np.diff(np.r_[0.0, shares]) + evaluations
+
+
 class Policy:
     """A side for one seed: what a free worker trains next, and when a run stops.
 
@@ -204,14 +218,11 @@ class Policy:
             losses = np.asarray(self.task.curve(params, rng=self.rng), dtype=float)
             return Run(trial, params, losses, until=until)
         task: Any = self.task
-        recorded = np.asarray(task.fractions, dtype=float)
-        chosen = [int(np.argmin(np.abs(np.log(recorded / f)))) for f in self.fractions]
+        chosen, shares, costs = first_epoch_points(
+            task.fractions, task.eval_cost, self.fractions, self.task.epochs
+        )
         drawn = np.asarray(task.points(params, rng=self.rng), dtype=float)
-        losses = np.r_[drawn[chosen], drawn[len(recorded) :]]
-        inner = recorded[chosen]
-        shares = np.r_[inner, np.arange(1, self.task.epochs + 1)]
-        evaluations = np.r_[np.full(len(inner), task.eval_cost), np.zeros(self.task.epochs)]
-        costs = np.diff(np.r_[0.0, shares]) + evaluations
+        losses = np.r_[drawn[chosen], drawn[len(task.fractions) :]]
         return Run(trial, params, losses, until=until, shares=shares, costs=costs)
 
     def step(self, run: Run) -> int:
@@ -237,7 +248,8 @@ class Policy:
 
 
 class OptunaPolicy(Policy):
-    """A sampler and an Optuna pruner, as a user of Optuna runs them."""
+    """A sampler and an Optuna pruner, as a user of Optuna runs them; with `fractions`, the
+    pruner also sees points inside the first epoch (see `Policy`)."""
 
     def __init__(
         self,
@@ -246,29 +258,13 @@ class OptunaPolicy(Policy):
         pruner: optuna.pruners.BasePruner,
         *,
         rng: np.random.Generator,
+        fractions: Sequence[float] = (),
     ) -> None:
-        self._pruner = pruner
+        self._pruner, self.fractions = pruner, tuple(fractions)
         super().__init__(task, sampler, rng=rng)
 
     def pruner(self) -> optuna.pruners.BasePruner:
         return self._pruner
-
-
-class InnerPolicy(OptunaPolicy):
-    """An Optuna pruner that also sees points inside the first epoch (`fractions`, see
-    `Policy`)."""
-
-    def __init__(
-        self,
-        task: Task,
-        sampler: optuna.samplers.BaseSampler,
-        pruner: optuna.pruners.BasePruner,
-        *,
-        rng: np.random.Generator,
-        fractions: Sequence[float],
-    ) -> None:
-        self.fractions = tuple(fractions)
-        super().__init__(task, sampler, pruner, rng=rng)
 
 
 class TopK(Policy):
@@ -432,14 +428,6 @@ def _plain_tpe(seed: int) -> optuna.samplers.BaseSampler:
     )
 
 
-def _hpstudy(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
-    sampler = make_sampler(spec.sampler, seed=seed, space=spec.space)
-    if spec.train.fractions:  # the spec's rungs inside the first epoch
-        pruner = make_pruner(spec.pruner)
-        return InnerPolicy(task, sampler, pruner, rng=rng, fractions=spec.train.fractions)
-    return OptunaPolicy(task, sampler, make_pruner(spec.pruner), rng=rng)
-
-
 def _hpstudy_lc(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
     sampler = make_sampler(spec.sampler, seed=seed, space=spec.space)
     entry = {**LC_PRUNER, "max_resource": task.epochs}
@@ -492,54 +480,46 @@ def _tune_asha_like(task: Task, spec: StudySpec, seed: int, rng: np.random.Gener
 
 
 def spec_side(
-    sampler: Mapping[str, Any] | None = None, pruner: Mapping[str, Any] | None = None
+    sampler: Mapping[str, Any] | None = None,
+    pruner: Mapping[str, Any] | None = None,
+    fractions: Sequence[float] | None = None,
 ) -> SideFactory:
-    """hpstudy's own builders (`make_sampler`, `make_pruner`) with a sampler or pruner entry
-    in place of the spec's: a candidate default, written as a spec would write it."""
+    """hpstudy's own builders (`make_sampler`, `make_pruner`) with the spec's sampler, pruner
+    and `[train] fractions`, or a candidate's in their place, written as a spec would."""
 
     def factory(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
         sampler_entry = dict(spec.sampler if sampler is None else sampler)
         pruner_entry = dict(spec.pruner if pruner is None else pruner)
         built = make_sampler(sampler_entry, seed=seed, space=spec.space)
-        return OptunaPolicy(task, built, make_pruner(pruner_entry), rng=rng)
+        shares = spec.train.fractions if fractions is None else fractions
+        return OptunaPolicy(task, built, make_pruner(pruner_entry), rng=rng, fractions=shares)
 
     return factory
 
 
-def inner_side(pruner: Mapping[str, Any], fractions: Sequence[float]) -> SideFactory:
-    """hpstudy's sampler with a pruner that also sees the first epoch at `fractions`, in
-    steps of fractions[0] of an epoch."""
-
-    def factory(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
-        built = make_sampler(dict(spec.sampler), seed=seed, space=spec.space)
-        return InnerPolicy(task, built, make_pruner(dict(pruner)), rng=rng, fractions=fractions)
-
-    return factory
+_hpstudy = spec_side()  # the spec as it stands
 
 
 _SH = "successive_halving"
+_SH1 = {"name": _SH, "min_resource": 1, "reduction_factor": 3}
 # Candidates for hpstudy's default, compared on the tuning seeds only (`--seeds 20
 # --first-seed 0`); the one chosen becomes the specs' default and the `hpstudy` side.
 CANDIDATES: dict[str, SideFactory] = {
-    "sh-min1-rf3": spec_side(pruner={"name": _SH, "min_resource": 1, "reduction_factor": 3}),
+    "sh-min1-rf3": spec_side(pruner=_SH1),
     "sh-min1-rf4": spec_side(pruner={"name": _SH, "min_resource": 1, "reduction_factor": 4}),
     "sh-min1-rf3-tpe20": spec_side(
         sampler={"name": "tpe", "n_startup_trials": 20},
-        pruner={"name": _SH, "min_resource": 1, "reduction_factor": 3},
+        pruner=_SH1,
     ),
     "hyperband-min1-rf3": spec_side(
         pruner={"name": "hyperband", "min_resource": 1, "reduction_factor": 3}
     ),
     # rungs at 1/27, 1/9, 1/3, 1, 3, 9 epochs
-    "frac27-sh-rf3": inner_side(
-        {"name": _SH, "min_resource": 1, "reduction_factor": 3}, (1 / 27, 1 / 9, 1 / 3)
-    ),
+    "frac27-sh-rf3": spec_side(pruner=_SH1, fractions=(1 / 27, 1 / 9, 1 / 3)),
     # rungs at 1/9, 1/3, 1, 3, 9 epochs
-    "frac9-sh-rf3": inner_side(
-        {"name": _SH, "min_resource": 1, "reduction_factor": 3}, (1 / 9, 1 / 3)
-    ),
+    "frac9-sh-rf3": spec_side(pruner=_SH1, fractions=(1 / 9, 1 / 3)),
     # rungs at 1/3, 1, 3, 9 epochs
-    "frac3-sh-rf3": inner_side({"name": _SH, "min_resource": 1, "reduction_factor": 3}, (1 / 3,)),
+    "frac3-sh-rf3": spec_side(pruner=_SH1, fractions=(1 / 3,)),
 }
 
 # The extrapolate pruner as chosen on tuning orders (benchmarks/hpobench/extrapolate.py).

@@ -15,7 +15,6 @@ import pytest
 
 from benchmarks.hpobench.simulate import (
     SIDES,
-    InnerPolicy,
     OptunaPolicy,
     Outcome,
     Policy,
@@ -241,7 +240,7 @@ class InnerTask(FakeTask):
 def _inner(pruner: optuna.pruners.BasePruner) -> Callable[..., Policy]:
     def factory(task: Task, spec: StudySpec, seed: int, rng: np.random.Generator) -> Policy:
         sampler = optuna.samplers.RandomSampler(seed=seed)
-        return InnerPolicy(task, sampler, pruner, rng=rng, fractions=(1 / 9, 1 / 3))
+        return OptunaPolicy(task, sampler, pruner, rng=rng, fractions=(1 / 9, 1 / 3))
 
     return factory
 

@@ -46,6 +46,7 @@ recorded apart, one epoch of each configuration with the same seed:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import math
@@ -329,9 +330,26 @@ def _trained(
 
 def _identity(meta: Mapping[str, Any]) -> tuple[Any, ...]:
     # a config key added since a recording began, at its default, does not make it another
-    # recording (`fractions` = [] is what every recording before it trained with)
-    train = {k: v for k, v in dict(meta.get("train") or {}).items() if (k, v) != ("fractions", [])}
+    # recording (`fractions` = [], `labels` = 0, `pretrain_epochs` = 0 ... are what every
+    # recording before them trained with)
+    defaults = _config_defaults()
+    train = {
+        k: v
+        for k, v in dict(meta.get("train") or {}).items()
+        if k not in defaults or v != defaults[k]
+    }
     return (meta.get("format"), meta.get("spec"), meta.get("sampler_seed"), train)
+
+
+def _config_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults as the header writes them (JSON-ready), for the keys with one."""
+    defaults: dict[str, Any] = {}
+    for item in dataclasses.fields(TrainConfig):
+        if item.default is not dataclasses.MISSING:
+            defaults[item.name] = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            defaults[item.name] = item.default_factory()
+    return json.loads(json.dumps(defaults, default=str))
 
 
 def eval_fraction(text: str) -> float:

@@ -183,7 +183,19 @@ class Curves:
     @classmethod
     def load(cls, path: Path) -> Curves:
         meta, records = load(path)
-        return cls.from_records(meta, records, classes=_classes(meta))
+        return cls.from_records(meta, _leading(records), classes=_classes(meta))
+
+
+def _leading(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Configurations 0, 1, ... up to the first index missing: a recording still being made
+    (two processes finish out of order) may hold a gap, and the recordings of one spec (the
+    reruns, the first-epoch points) are matched by position."""
+    leading = []
+    for position, record in enumerate(records):
+        if record["index"] != position:
+            break
+        leading.append(record)
+    return leading
 
 
 def _number(value: Any) -> float:
@@ -441,6 +453,15 @@ def validate(curves: Curves, *, model: str = "forest", folds: int = 5, seed: int
     )
 
 
+def choose_model(curves: Curves, *, folds: int = 5) -> str:
+    """The model whose held-out predictions rank the configurations' final dev loss best
+    (`validate`'s Spearman, seed 0; a tie keeps the forest). It is chosen on the recording
+    alone, before any search runs on it: on digits-mlp the forest (0.911 against 0.902), on
+    mnist-mlp the nearest neighbours (0.836 against 0.670 on its first 193 configurations)."""
+    scores = {name: validate(curves, model=name, folds=folds).spearman_final for name in MODELS}
+    return max(MODELS, key=lambda name: (scores[name], name == "forest"))
+
+
 @dataclasses.dataclass(frozen=True)
 class NoiseCheck:
     """How much reruns of one configuration differ, against what a noisy draw adds."""
@@ -518,6 +539,7 @@ class Partials:
     @classmethod
     def load(cls, path: Path) -> Partials:
         meta, records = load(path)
+        records = _leading(records)
         guess = math.log(_classes(meta))
         points = len(meta["train"]["fractions"])
         losses, shares, costs = [], [], []
@@ -630,6 +652,7 @@ class SurrogateTask:
         seed: int = 0,
     ) -> None:
         self.curves = curves
+        self.model_name = model
         self.space = curves.space
         self.epochs = curves.epochs
         self.model = CurveModel(self.space, model=model, seed=seed).fit(
@@ -651,15 +674,19 @@ class SurrogateTask:
             self.eval_cost = partials.eval_cost
 
     @classmethod
-    def load(cls, spec: str | Path, *, model: str = "forest", seed: int = 0) -> SurrogateTask:
+    def load(cls, spec: str | Path, *, model: str = "auto", seed: int = 0) -> SurrogateTask:
         """The surrogate of a recording: a built-in spec's name, or a recording's path; its
-        reruns, where `<name>-reruns.jsonl.gz` lies beside it, give the noise."""
+        reruns, where `<name>-reruns.jsonl.gz` lies beside it, give the noise. Model "auto"
+        is `choose_model`'s: the one that ranks held-out configurations best."""
         path = Path(spec) if str(spec).endswith(".gz") else default_path(str(spec))
         again = rerun_path(path)
         reruns = Curves.load(again) if again.exists() else None
         inner, inner_again = fractions_path(path), fractions_path(path, reruns=True)
+        curves = Curves.load(path)
+        if model == "auto":
+            model = choose_model(curves)
         return cls(
-            Curves.load(path),
+            curves,
             reruns=reruns,
             partials=Partials.load(inner) if inner.exists() else None,
             partial_reruns=Partials.load(inner_again) if inner_again.exists() else None,

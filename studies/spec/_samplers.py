@@ -51,6 +51,17 @@ PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
     "none": optuna.pruners.NopPruner,
 }
 
+# The pruner of a study that names none, and of every built-in spec: asynchronous successive
+# halving judging from the first epoch, a third kept at each rung. Chosen by issue 28's
+# search simulations on tuning seeds 0-19 (benchmarks/hpobench, RESULTS.md "Choosing the
+# default search"): 189 epochs to a top-1% configuration against 308 with min_resource 2 and
+# slower still with Optuna's median pruner, Hyperband or learning-curve forecasts.
+DEFAULT_PRUNER: dict[str, Any] = {
+    "name": "successive_halving",
+    "min_resource": 1,
+    "reduction_factor": 3,
+}
+
 # Arguments that are not plain values in a spec file, or that hpstudy sets itself.
 _NOT_FROM_SPEC = {
     "seed",

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,13 @@ from search_space import Categorical, Float, SearchSpace, SpaceError, encode_poi
 from studies._errors import StudyError, did_you_mean
 from studies.spec._objectives import Objectives, read_objectives
 from studies.spec._ray import RaySettings, read_ray
-from studies.spec._samplers import PRUNERS, SAMPLERS, check_pruner, check_sampler
+from studies.spec._samplers import (
+    DEFAULT_PRUNER,
+    PRUNERS,
+    SAMPLERS,
+    check_pruner,
+    check_sampler,
+)
 from studies.spec._study_values import Ablation, Target
 from trainer import (
     BUILTIN_DATASETS,
@@ -79,7 +85,7 @@ class StudySpec:
     storage: str
     metric: str  # "dev_loss" or "dev_accuracy"; the trial value is its best over the epochs
     sampler: dict[str, Any]  # {"name": "tpe", **constructor arguments}
-    pruner: dict[str, Any]  # {"name": "median", **constructor arguments}
+    pruner: dict[str, Any]  # {"name": "successive_halving", **constructor arguments}
     n_trials: int | None  # the study's total budget of finished (complete or pruned) trials
     timeout: float | None  # seconds per `hpstudy run` invocation
     seed: int
@@ -271,8 +277,8 @@ STUDY = (
     ),
     StudyKey(
         "pruner",
-        default=lambda: {"name": "median"},
-        read=lambda v, problems: _named(v, "pruner", "median", problems),
+        default=lambda: dict(DEFAULT_PRUNER),
+        read=lambda v, problems: _named(v, "pruner", DEFAULT_PRUNER, problems),
         check=lambda v: check_pruner(v, prefix="study.pruner"),
         dump=dict,
     ),
@@ -657,15 +663,24 @@ def _table(data: dict[str, Any], key: str, problems: list[str]) -> dict[str, Any
     return value
 
 
-def _named(value: Any, what: str, default: str, problems: list[str]) -> dict[str, Any]:
-    """A sampler or pruner entry: a bare name or a table with `name` and arguments."""
+def _named(
+    value: Any, what: str, default: str | Mapping[str, Any], problems: list[str]
+) -> dict[str, Any]:
+    """A sampler or pruner entry: a bare name or a table with `name` and arguments.
+
+    Args:
+        default: the entry of a table without a name: a name, or a whole entry whose
+            arguments the table's own override (`DEFAULT_PRUNER`: a table that sets only
+            `reduction_factor` keeps the default's name and min_resource).
+    """
+    entry = {"name": default} if isinstance(default, str) else dict(default)
     if isinstance(value, str):
         return {"name": value}
     if isinstance(value, dict):
-        return {"name": default, **value}
+        return {**entry, **value} if "name" not in value else dict(value)
     known = ", ".join(SAMPLERS if what == "sampler" else PRUNERS)
     problems.append(f"study.{what}: give a name ({known}) or a table with name and arguments")
-    return {"name": default}
+    return entry
 
 
 def _check_samples(train: TrainConfig, space: SearchSpace) -> list[str]:

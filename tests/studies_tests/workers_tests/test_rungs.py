@@ -104,7 +104,7 @@ def test_the_plan_shows_the_costs_of_the_specs_rungs(tmp_path: Path) -> None:
 
 def test_the_plan_proposes_fractions_to_a_spec_without_them(tmp_path: Path) -> None:
     lines = plan_of(proposed=(0.1111, 0.3333)).rung_lines(spec(tmp_path, ""))
-    assert "advice: fractions = [0.1111, 0.3333] in [train]" in lines[1]
+    assert "option: fractions = [0.1111, 0.3333] in [train]" in lines[1]
     assert "min_resource = 1" in lines[1]
 
 

@@ -122,7 +122,8 @@ def test_a_point_outside_the_space_is_reported_not_dropped(tmp_path: Path) -> No
 
 
 def test_an_exported_config_and_another_study_warm_start_a_new_study(tmp_path: Path) -> None:
-    old = studies.spec_of(digits(tmp_path, n_trials=3, epochs=2))
+    # no pruning: all three of the old study's trials complete
+    old = studies.spec_of(digits(tmp_path, study='pruner = "none"\n', n_trials=3, epochs=2))
     prepare_study(old, echo=lambda _: None)
     work(old)
     exported = studies.export("sooner", storage=old.storage, output=tmp_path / "best.toml")
@@ -219,12 +220,25 @@ def test_bad_budgets_are_refused(text: str) -> None:
 
 def test_successive_halving_expects_fewer_epochs_than_no_pruning() -> None:
     halving = {"name": "successive_halving", "min_resource": 1, "reduction_factor": 3}
-    # 15 epochs: rungs decide after epochs 2, 4 and 10; 2/3 stop at the first (2 epochs),
-    # 2/9 at the second (4), 2/27 at the third (10), 1/27 run all 15.
+    # 15 epochs: the step is the epochs trained, so rungs decide after 1, 3 and 9 epochs;
+    # 2/3 stop at the first, 2/9 at the second, 2/27 at the third, 1/27 run all 15.
     assert expected_epochs(halving, 15) == pytest.approx(
-        2 / 3 * 2 + 2 / 9 * 4 + 2 / 27 * 10 + 1 / 27 * 15
+        2 / 3 * 1 + 2 / 9 * 3 + 2 / 27 * 9 + 1 / 27 * 15
     )
     assert expected_epochs({"name": "none"}, 15) == 15
+
+
+def test_the_extrapolate_pruner_is_planned_between_halving_and_no_pruning() -> None:
+    halving = {"name": "successive_halving", "min_resource": 1, "reduction_factor": 3}
+    forecast = {"name": "extrapolate", "min_resource": 1, "reduction_factor": 3}
+    assert expected_epochs(halving, 15) < expected_epochs(forecast, 15) < 15
+    assert expected_epochs(forecast, 15) == pytest.approx(7.5)  # half, as measured
+
+
+def test_the_median_pruner_stops_after_its_warm_up_epochs() -> None:
+    median = {"name": "median", "n_warmup_steps": 3}
+    assert expected_epochs(median, 15) == pytest.approx((15 + 3) / 2)
+    assert expected_epochs({"name": "median"}, 15) == pytest.approx((15 + 1) / 2)
 
 
 def test_plan_times_a_probe_and_counts_what_fits(tmp_path: Path, capsys: Any) -> None:

@@ -357,3 +357,29 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_the_learning_curve_picture_draws_each_folds_dev_loss(study: optuna.Study) -> None:
+    from studies.analysis import plot_learning_curves
+    from trainer import EpochResult
+
+    folds = TrialAttrs.of(study.trials[0]).folds
+    assert folds is not None
+    epochs = [EpochResult.from_dict(e) for e in _merged(folds["curves"])]
+    alone = plot_learning_curves(epochs)
+    drawn = plot_learning_curves(epochs, folds=folds["curves"])
+    assert drawn.startswith(b"\x89PNG") and drawn != alone
+
+
+def _merged(curves: list[list[float]]) -> list[dict[str, Any]]:
+    return [
+        {"epoch": i, "train_loss": 1.0, "train_accuracy": 0.5, "dev_loss": statistics.fmean(c[i]
+         for c in curves), "dev_accuracy": 0.5, "lr": 0.1, "grad_norm_mean": {},
+         "grad_norm_max": {}, "seconds": 1.0, "finished_at": 0.0}
+        for i in range(len(curves[0]))
+    ]  # fmt: skip
+
+
+def test_a_spec_of_ten_folds_and_repeats_is_accepted() -> None:
+    spec = StudySpec.from_dict(spec_dict(folds=10, repeats=2), source="test")
+    assert (spec.train.folds, spec.train.repeats) == (10, 2)

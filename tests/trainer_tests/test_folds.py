@@ -251,25 +251,51 @@ def test_a_folds_dev_rows_do_not_move_its_statistics() -> None:
     assert torch.equal(before.x_shift, after.x_shift) and torch.equal(before.x_scale, after.x_scale)
 
 
-def test_a_standardised_regression_fold_rescales_its_targets_and_keeps_rmse_in_units() -> None:
-    from trainer import FoldScaling
-
+def regression_pool() -> Data:
+    """60 rows of a linear target, as `load_data` would give them standardised (identity
+    statistics: the numbers are the raw ones)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 3)).astype(np.float32)
     y = (x @ np.array([1.0, -2.0, 0.5]) * 10 + 3).astype(np.float32)
-    pool = Data(
+    return Data(
         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y[:, None]),
         x_dev=torch.zeros(0, 3), y_dev=torch.zeros(0, 1), x_test=None, y_test=None,
         num_classes=1, identity={}, task="regression",
         standardization={"per_feature": True, "x_mean": [0.0] * 3, "x_std": [1.0] * 3,
                          "y_mean": [0.0], "y_std": [1.0]},
     )  # fmt: skip
+
+
+def test_a_regression_ensemble_averages_its_members_values_in_the_splits_units() -> None:
+    from trainer import ensemble_of
+
+    pool = regression_pool()
+    config = TrainConfig(
+        dataset="synthetic", task="regression", hidden=(8,), epochs=2, folds=2, device="cpu",
+        standardize=True,
+    )  # fmt: skip
+    result = cross_fit(config, pool)
+    x = pool.x_train[:7]
+    with torch.no_grad():
+        want = torch.stack(
+            [
+                m.model((x - s.x_shift) / s.x_scale).reshape(7, 1) * s.y_scale + s.y_shift
+                for m, s in zip(result.members, result.scalings, strict=True)
+            ]
+        ).mean(dim=0)
+        assert torch.allclose(ensemble_of(result).eval()(x), want, atol=1e-6)
+
+
+def test_a_standardised_regression_fold_rescales_its_targets_and_keeps_rmse_in_units() -> None:
+    from trainer import FoldScaling
+
+    pool = regression_pool()
     train = torch.arange(40)
-    scaling = FoldScaling.of(pool, train)
-    fold_data = scaling.apply(pool, train, torch.arange(40, 60))
+    fold_data = FoldScaling.of(pool, train).apply(pool, train, torch.arange(40, 60))
     assert abs(fold_data.y_train.mean()) < 1e-5
     assert abs(fold_data.y_train.std(correction=0) - 1) < 1e-4
-    assert fold_data.target_std == pytest.approx([float(y[:40].std())], rel=1e-5)
+    want = float(pool.y_train[:40].double().std(correction=0))
+    assert fold_data.target_std == pytest.approx([want], rel=1e-5)
 
 
 def test_ten_folds_and_repeats_train_folds_times_repeats_members() -> None:

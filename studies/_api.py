@@ -31,7 +31,7 @@ from studies.storage import resolve_storage
 
 if TYPE_CHECKING:
     from studies.workers import WorkerSummary
-    from trainer import FitResult
+    from trainer import CrossResult, FitResult
 
 Echo = Callable[[str], None]
 SpecLike = str | Path | Mapping[str, Any] | StudySpec
@@ -204,6 +204,7 @@ def export(
     trial: int | None = None,
     weights: str | Path | None = None,
     pick: str | None = None,
+    refit: str = "ensemble",
     echo: Echo | None = None,
 ) -> Path:
     """Writes the best trial's (or trial `trial`'s) complete config and provenance to `output`.
@@ -214,7 +215,12 @@ def export(
         output: a .toml, .json or .yaml file.
         pick: a condition such as "params<=50000" (several joined by commas): the trial with
             the best first objective among the Pareto front's trials that meet it.
-        weights: also write the trial's kept best-epoch weights (a state dict) to this file.
+        weights: also write the trial's kept best-epoch weights (a state dict) to this file;
+            a trial of several networks (folds, repeats) kept their ensemble.
+        refit: a trial of several networks: "ensemble" (the file trains them again and its
+            model averages their predictions; the default, chosen by measurement: see the
+            k-fold docs) or "retrain" (one network on the whole training split for the median
+            of their best epochs, scaled to the larger split).
         echo: say what was written and what to do next (the command line's lines).
 
     Returns:
@@ -228,7 +234,7 @@ def export(
     from studies.results import export_best
 
     path, about = export_best(
-        name, url=storage, output=output, number=trial, weights=weights, pick=pick
+        name, url=storage, output=output, number=trial, weights=weights, pick=pick, refit=refit
     )
     if echo is not None:
         values = about.objectives or {}
@@ -253,7 +259,7 @@ def train(
     echo: Echo = print,
     model: Callable[..., Any] | None = None,
     data: Any = None,
-) -> tuple[FitResult | None, dict[str, float]]:
+) -> tuple[FitResult | CrossResult | None, dict[str, float]]:
     """Trains a config file (e.g. an export) as `hpstudy train` does.
 
     An export of a study run with `model=` or `data=` finds them in this process (the notebook
@@ -270,7 +276,9 @@ def train(
         data: the data (or loader) the export's study kept, given again (checked likewise).
 
     Returns:
-        The fit (with `.model`, the best epoch's network) and, with `test`, the test scores.
+        The fit (with `.model`, the best epoch's network; for a file of several networks, the
+        `CrossResult` of all of them, whose ensemble was scored) and, with `test`, the test
+        scores.
     """
     from studies.results import train_file
 

@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
         read_arrays,
         resolve_device,
     )
+    from trainer._ensemble import Ensemble, empty_ensemble, ensemble_of
     from trainer._evaluate import Evaluation, evaluate
     from trainer._fit import (
         CheckpointStore,
@@ -65,7 +66,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
         stratified_order,
         train_epoch,
     )
-    from trainer._folds import CrossResult, cross_fit, fold_indices, member_seed
+    from trainer._folds import CrossResult, FoldScaling, cross_fit, fold_indices, member_seed
     from trainer._init import INIT_SCHEMES, fans, initialize
     from trainer._loaders import as_arrays
     from trainer._lr_range import lr_range_test, propose_bounds
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
 # first used, so reading configs (and the CLI's read-only commands) never pays for it.
 _TORCH_MODULES = (
     "trainer._data",
+    "trainer._ensemble",
     "trainer._evaluate",
     "trainer._fit",
     "trainer._folds",
@@ -124,10 +126,12 @@ __all__ = [
     "CrossResult",
     "Data",
     "DataUnavailableError",
+    "Ensemble",
     "EpochResult",
     "Evaluation",
     "FileCheckpoint",
     "FitResult",
+    "FoldScaling",
     "LRRange",
     "ModelArgs",
     "PretrainEpoch",
@@ -146,6 +150,8 @@ __all__ = [
     "count_params",
     "cross_fit",
     "elastic_net",
+    "empty_ensemble",
+    "ensemble_of",
     "evaluate",
     "evaluate_state",
     "fans",

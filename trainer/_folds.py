@@ -9,7 +9,10 @@ stopped early leaves the mean). So a caller sees one curve, as from `fit`, and c
 member at once by raising from `on_epoch` (pruning).
 
 Each member is exactly the run `fit` would make of its fold alone: the global torch random
-state (dropout) is swapped per member, so interleaving changes nothing.
+state (dropout) is swapped per member, so interleaving changes nothing. A fold's inputs (and a
+standardised regression's targets) are standardised again with statistics of the fold's own
+training rows (`FoldScaling`), so its dev rows play no part in them, as the test split plays
+none in the whole split's.
 
 A checkpoint holds every member's state, written once per lock-step round; a resumed run
 continues every member after the last round saved. A checkpoint of another config, or of
@@ -97,6 +100,12 @@ class CrossResult:
     seconds: float
     # the merged partial points of the first epoch (`TrainConfig.fractions`); not in `epochs`
     partials: list[EpochResult] = dataclasses.field(default_factory=list)
+    # each member's fold standardisation, relative to the whole split's (member order)
+    scalings: list[FoldScaling] = dataclasses.field(default_factory=list)
+    # the training split's rows over one fold's training rows: how much longer an epoch of
+    # the whole split is than a member's (folds / (folds - 1), or 1 / (1 - dev_fraction))
+    growth: float = 1.0
+    task: str = "classification"
 
     def values(self, metric: str) -> list[float]:
         """Each member's `metric` at its best epoch (model selection); NaN for a member
@@ -113,9 +122,12 @@ class CrossResult:
 
     def refit_epochs(self) -> int:
         """Epochs a network trained on the whole training split gets: the median over the
-        members of the epochs to their best one (best epoch + 1), rounded up."""
+        members of the epochs to their best one (best epoch + 1), times `growth` (the same
+        number of optimiser steps, on an epoch that many times longer), rounded up."""
         found = [e + 1 for e in self.best_epochs if e is not None]
-        return math.ceil(statistics.median(found)) if found else len(self.epochs)
+        if not found:
+            return len(self.epochs)
+        return math.ceil(statistics.median(found) * self.growth - 1e-9)
 
     def summary(self, metric: str) -> dict[str, Any]:
         """JSON-ready: the members' values, their mean and spread, best epochs, refit epochs."""
@@ -129,6 +141,8 @@ class CrossResult:
             "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
             "best_epochs": self.best_epochs,
             "refit_epochs": self.refit_epochs(),
+            # each member's dev loss per epoch: the curves the merged one averages
+            "curves": [[round(e.dev_loss, 6) for e in m.epochs] for m in self.members],
         }
 
 
@@ -158,7 +172,7 @@ def cross_fit(
     started = time.perf_counter()
     device = resolve_device(config.device)
     data = (load_data(config, search_path=search_path) if data is None else data).to(device)
-    splits = _fold_data(config, data)
+    splits, scalings = _fold_data(config, data)
     store = _MembersCheckpoint(checkpoint, config, len(splits) * config.repeats)
     rng = _RandomStates(device)
     trainings: list[Training] = []
@@ -210,6 +224,9 @@ def cross_fit(
         repeats=config.repeats,
         seconds=time.perf_counter() - started,
         partials=[e for e in merged if e.partial],
+        scalings=scalings * config.repeats,
+        growth=_growth(config, data, splits[0]),
+        task=config.task,
     )
 
 
@@ -239,27 +256,129 @@ def merge_epochs(epoch: int, results: Sequence[EpochResult]) -> EpochResult:
     )
 
 
-def _fold_data(config: TrainConfig, data: Data) -> list[Data]:
-    """Each fold's `Data`: its train and dev rows of the training split (folds = 1: `data`)."""
+@dataclasses.dataclass(frozen=True)
+class FoldScaling:
+    """A fold's standardisation, applied on top of the whole split's: the fold's inputs are
+    (x - x_shift) / x_scale and its targets (y - y_shift) / y_scale, where x and y are the
+    split's standardised tensors and the shifts and scales are the mean and deviation of the
+    fold's training rows (identity for targets a classification or an unstandardised
+    regression keeps). Composed with the split's statistics, this is the fold's training rows'
+    own standardisation: its dev rows take no part. (A feature constant on the fold's
+    training rows keeps the whole split's scale: it is 0 there after centring whatever the
+    scale, and its dev values stay in the units the split gave them.)
+    """
+
+    x_shift: torch.Tensor  # input shape
+    x_scale: torch.Tensor  # input shape
+    y_shift: torch.Tensor  # (outputs,)
+    y_scale: torch.Tensor  # (outputs,)
+
+    @classmethod
+    def identity(cls, data: Data) -> FoldScaling:
+        x = torch.zeros(data.input_shape, device=data.x_train.device)
+        y = torch.zeros(data.outputs, device=data.x_train.device)
+        return cls(x, x + 1, y, y + 1)
+
+    @classmethod
+    def of(cls, data: Data, train: torch.Tensor) -> FoldScaling:
+        """The scaling that standardises `data`'s training rows `train` as the whole split's
+        statistics (`Data.standardization`: global or per feature) were fitted; the identity
+        for data that holds no statistics (tensors made by hand, not by `load_data`): nothing
+        was standardised to fit again."""
+        stats = data.standardization
+        if stats is None:
+            return cls.identity(data)
+        x = data.x_train.index_select(0, train).double()
+        if stats.get("per_feature"):
+            x_shift, x_scale = _columns(x)
+        else:
+            x_shift = x.mean().expand(data.input_shape)
+            x_scale = x.std(correction=0) if x.numel() > 1 else torch.ones((), device=x.device)
+            x_scale = torch.where(x_scale > 0, x_scale, 1.0).expand(data.input_shape)
+        if data.task == "regression" and "y_mean" in stats:
+            y_shift, y_scale = _columns(data.y_train.index_select(0, train).double())
+        else:
+            y_shift = torch.zeros(data.outputs, device=x.device, dtype=torch.float64)
+            y_scale = y_shift + 1
+        return cls(*(t.float().contiguous() for t in (x_shift, x_scale, y_shift, y_scale)))
+
+    def apply(self, data: Data, train: torch.Tensor, dev: torch.Tensor) -> Data:
+        """The fold's `Data`: rows `train` train, rows `dev` of the training split are its dev
+        split, both (and unlabelled inputs) in the fold's standardisation."""
+
+        def x(t: torch.Tensor) -> torch.Tensor:
+            return (t - self.x_shift) / self.x_scale
+
+        def y(t: torch.Tensor) -> torch.Tensor:
+            if data.task != "regression":
+                return t
+            return ((t - self.y_shift) / self.y_scale).reshape(t.shape)
+
+        unlabeled = data.x_unlabeled
+        return dataclasses.replace(
+            data,
+            x_train=x(data.x_train.index_select(0, train)),
+            y_train=y(data.y_train.index_select(0, train)),
+            x_dev=x(data.x_train.index_select(0, dev)),
+            y_dev=y(data.y_train.index_select(0, dev)),
+            x_unlabeled=None if unlabeled is None else x(unlabeled),
+            standardization=self.compose(data.standardization),
+        )
+
+    def compose(self, stats: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The fold's statistics in the raw data's terms (`Data.standardization`'s form): the
+        split's mean plus its deviation times the shift, its deviation times the scale."""
+        if stats is None:
+            return None
+        out = dict(stats)
+        for prefix, shift, scale in (
+            ("x", self.x_shift, self.x_scale),
+            ("y", self.y_shift, self.y_scale),
+        ):
+            if f"{prefix}_mean" not in stats:
+                continue
+            mean = np.asarray(stats[f"{prefix}_mean"], dtype=np.float64)
+            std = np.asarray(stats[f"{prefix}_std"], dtype=np.float64)
+            s, c = shift.double().cpu().numpy(), scale.double().cpu().numpy()
+            if mean.ndim == 0:  # global statistics: one number, as the split's
+                s, c = s.reshape(-1)[:1].reshape(()), c.reshape(-1)[:1].reshape(())
+            out[f"{prefix}_mean"] = (mean + std * s).tolist()
+            out[f"{prefix}_std"] = (std * c).tolist()
+        return out
+
+
+def _columns(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and deviation over the rows; deviation 1 for a constant column (as
+    `fit_stats` gives it)."""
+    mean = values.mean(dim=0)
+    std = values.std(dim=0, correction=0) if len(values) > 1 else torch.ones_like(mean)
+    constant = values.amax(dim=0) == values.amin(dim=0)
+    return mean, torch.where(constant, torch.ones_like(std), std)
+
+
+def _fold_data(config: TrainConfig, data: Data) -> tuple[list[Data], list[FoldScaling]]:
+    """Each fold's `Data` (its train and dev rows of the training split, standardised with
+    its training rows' statistics) and that scaling (folds = 1: `data` and the identity)."""
     if config.folds == 1:
-        return [data]
+        return [data], [FoldScaling.identity(data)]
     rows = fold_indices(
         data.y_train.cpu().numpy(), config.folds, task=config.task, seed=config.split_seed
     )
-    out = []
+    out, scalings = [], []
     for train, dev in rows:
         t = torch.from_numpy(train).to(data.x_train.device)
         d = torch.from_numpy(dev).to(data.x_train.device)
-        out.append(
-            dataclasses.replace(
-                data,
-                x_train=data.x_train.index_select(0, t),
-                y_train=data.y_train.index_select(0, t),
-                x_dev=data.x_train.index_select(0, d),
-                y_dev=data.y_train.index_select(0, d),
-            )
-        )
-    return out
+        scaling = FoldScaling.of(data, t)
+        scalings.append(scaling)
+        out.append(scaling.apply(data, t, d))
+    return out, scalings
+
+
+def _growth(config: TrainConfig, data: Data, member: Data) -> float:
+    """Rows of the whole training split (train and dev, as a refit trains on them) over a
+    member's training rows."""
+    whole = len(data.y_train) + (len(data.y_dev) if config.folds == 1 else 0)
+    return whole / max(1, len(member.y_train))
 
 
 class _RandomStates:

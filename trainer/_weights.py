@@ -155,7 +155,8 @@ def load_model(
     """The config's network for `data`, on the config's device, holding `weights` exactly.
 
     `init_from` and `freeze` play no part: the weights replace every entry. Building the
-    network leaves torch's global random state as it was.
+    network leaves torch's global random state as it was. A config of several networks
+    (`folds` or `repeats` > 1) builds their `Ensemble`, and `weights` must hold all of it.
 
     Args:
         config: the network (model, its settings) and the device.
@@ -175,7 +176,12 @@ def load_model(
         state, source = load_weights(path), str(path)
     data = data.to(resolve_device(config.device))
     with torch.random.fork_rng(devices=[]):  # the initial draw is overwritten anyway
-        model, _ = model_for(config, data, search_path=search_path)
+        if config.folds * config.repeats > 1:  # a kept ensemble: every member and scaling
+            from trainer._ensemble import empty_ensemble
+
+            model: nn.Module = empty_ensemble(config, data, search_path=search_path)
+        else:
+            model, _ = model_for(config, data, search_path=search_path)
     load_strict(model, state, source=source)
     return model.eval()
 

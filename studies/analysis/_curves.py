@@ -24,6 +24,7 @@ def plot_learning_curves(
     best_epoch: int | None = None,
     title: str = "",
     pretraining: Sequence[PretrainEpoch] = (),
+    folds: Sequence[Sequence[float]] = (),
 ) -> bytes:
     """A PNG with two panels: train/dev loss and train/dev accuracy (a regression: dev R²)
     against the epoch; with `pretraining`, a third panel before them shows its reconstruction
@@ -40,6 +41,8 @@ def plot_learning_curves(
         best_epoch: the epoch model selection kept, marked in both panels.
         title: the picture's title, e.g. the trial number and its diagnosis.
         pretraining: the run's pre-training epochs (`TrainConfig.pretrain_epochs`).
+        folds: a trial of several networks (folds, repeats): each network's dev loss per
+            whole epoch, drawn thin and pale behind the merged curves (their mean).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -63,6 +66,15 @@ def plot_learning_curves(
         not math.isnan(_finite(r.dev_r2)) for r in epochs
     )
     score = "r2" if regression else "accuracy"
+    for i, curve in enumerate(folds):
+        loss_axes.plot(
+            [e + shift for e in range(len(curve))],
+            [_finite(v) for v in curve],
+            color="tab:orange",
+            alpha=0.35,
+            linewidth=0.8,
+            label=f"dev loss of each of the {len(folds)} networks" if i == 0 else None,
+        )
     for axes, kind in ((loss_axes, "loss"), (accuracy_axes, score)):
         for split in ("dev",) if kind == "r2" else ("train", "dev"):
             values = [_finite(record.metric(f"{split}_{kind}")) for record in epochs]

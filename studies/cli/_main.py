@@ -494,7 +494,16 @@ class Export(Command):
         parser.add_argument(
             "--weights",
             metavar="FILE.pt",
-            help="also write the trial's trained best-epoch weights (kept for the best trials)",
+            help="also write the trial's trained best-epoch weights (kept for the best trials; "
+            "a k-fold trial's: its networks' ensemble)",
+        )
+        parser.add_argument(
+            "--refit",
+            choices=("ensemble", "retrain"),
+            default=None,
+            help="a trial of several networks (folds, repeats): export their ensemble "
+            "(hpstudy train trains them again and averages their predictions; the default) or "
+            "one network retrained on the whole training split",
         )
 
     def run(self, args: argparse.Namespace) -> int:
@@ -506,6 +515,7 @@ class Export(Command):
             pick=args.pick,
             weights=args.weights,
             echo=print,
+            **({} if args.refit is None else {"refit": args.refit}),
         )
         return 0
 

@@ -4,10 +4,13 @@ The file holds `[train]`, every field of the config the trial trained (not just 
 ones, and with the trial's seed), `[provenance]`: where it came from (study, trial, value,
 seed, data set identity, a user model factory's file and content hash, package versions,
 date), and `[standardization]`: the training split's feature statistics, which `hpstudy
-train` applies again. A trial of several networks (k folds, repeats) exports the one network
-that retrains it on the whole training split (`refit_config`); its networks' values are in
-`[provenance.folds]`. `TrainConfig.load` reads `[train]` only, so
-`hpstudy train FILE [--test]` runs the file as it is, without the database.
+train` applies again. A trial of several networks (k folds, repeats) exports one of two ways
+(`REFITS`, chosen by `refit`): `"ensemble"` keeps its `[train]` as it ran, so `hpstudy train`
+trains the same k networks again and scores the mean of their predictions (`Ensemble`), and
+`--weights` writes the kept ensemble; `"retrain"` exports the one network that retrains it on
+the whole training split (`refit_config`). Its networks' values are in `[provenance.folds]`.
+`TrainConfig.load` reads `[train]` only, so `hpstudy train FILE [--test]` runs the file as it
+is, without the database.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ from trainer import DataUnavailableError, TrainConfig, load_data
 SUFFIXES = (".toml", ".json", ".yaml", ".yml")
 WEIGHT_SUFFIXES = (".pt", ".pth")
 PACKAGES = ("hpstudy", "torch", "optuna", "numpy")  # versions recorded, besides Python's
+# How a trial of several networks is exported: the ensemble of its networks, or one network
+# retrained on the whole training split. The default was chosen by measurement
+# (benchmarks/cv_tabular.py, RESULTS.md, issue 29).
+REFITS = ("ensemble", "retrain")
+DEFAULT_REFIT = "ensemble"
 
 
 def versions() -> dict[str, str]:
@@ -110,8 +118,9 @@ def refit_config(config: TrainConfig, folds: dict[str, Any]) -> TrainConfig:
 
     One network on the whole training split (`dev_fraction = 0`: the k-fold trial's train and
     dev rows together; the test split as ever untouched) for the epochs its networks chose,
-    `refit_epochs` (the median of their best epoch + 1), with no early stopping: nothing is
-    held out to stop on. The seed is the trial's (its first repeat's).
+    `refit_epochs` (the median of their best epoch + 1, times the whole split's rows over a
+    fold's training rows since issue 29), with no early stopping: nothing is held out to stop
+    on. The seed is the trial's (its first repeat's).
     """
     return config.replace(
         folds=1, repeats=1, dev_fraction=0.0, patience=0, epochs=int(folds["refit_epochs"])
@@ -126,33 +135,50 @@ def export_trial(
     url: str = "",
     weights: str | Path | None = None,
     blob: bytes | None = None,
+    refit: str = DEFAULT_REFIT,
 ) -> Provenance:
     """Writes the trial's config and provenance to `path` (.toml, .json or .yaml).
+
+    Args:
+        refit: a trial of several networks: "ensemble" or "retrain" (see the module's
+            docstring); a trial of one network ignores it.
 
     Returns:
         The provenance written.
 
     Raises:
-        StudyError: for an unfinished trial, a bad suffix, or a path that cannot be written.
+        StudyError: for an unfinished trial, a bad suffix, a path that cannot be written, an
+            unknown `refit`, or weights asked of a retrained export.
     """
+    check_refit(refit)
     path = check_output(path, SUFFIXES)
     config = trial_config(trial)
     attrs = TrialAttrs.of(trial)
     folds = attrs.folds
-    if folds is None and config.folds * config.repeats > 1:
+    several = config.folds * config.repeats > 1
+    if folds is None and several:
         # pruned before its networks' values were stored: the merged curve's best epoch
         best = attrs.best_epoch if attrs.best_epoch is not None else config.epochs - 1
         folds = {"folds": config.folds, "repeats": config.repeats, "refit_epochs": best + 1}
-    if folds:
-        config = refit_config(config, folds)
+    if several and refit == "retrain":
+        if weights is not None:
+            raise ParameterError(
+                f"trial {trial.number} trained {config.folds * config.repeats} networks: its "
+                f"kept weights are their ensemble, which a retrained export (refit = "
+                f"'retrain') does not use; export with refit='ensemble' (--refit ensemble) "
+                f"to write them"
+            )
+        config = refit_config(config, folds or {})
     about = provenance(study, trial, config, url=url)
     if folds:  # what the exported run no longer shows: the networks the trial averaged
+        folds = {k: v for k, v in folds.items() if k != "curves"}  # they stay in the study
         about = dataclasses.replace(
             about,
             folds={
                 **folds,
                 # TOML has no null: -1 marks a network without a finite epoch (it diverged)
                 "best_epochs": [-1 if e is None else e for e in folds.get("best_epochs", [])],
+                **({"export": refit} if several else {}),
             },
         )
     if weights is not None and blob is not None:
@@ -175,6 +201,14 @@ def export_trial(
     return about
 
 
+def check_refit(refit: str) -> None:
+    """Raises a `ParameterError` naming `refit` and its choices for an unknown one."""
+    if refit not in REFITS:
+        raise ParameterError(
+            f"refit must be one of {', '.join(repr(r) for r in REFITS)}, got {refit!r}"
+        )
+
+
 def export_best(
     name: str,
     *,
@@ -183,6 +217,7 @@ def export_best(
     number: int | None = None,
     weights: str | Path | None = None,
     pick: str | None = None,
+    refit: str = DEFAULT_REFIT,
 ) -> tuple[Path, Provenance]:
     """Exports the best complete trial of study `name`, or its trial `number`, or the trial
     `pick` chooses (`picked_trial`).
@@ -194,7 +229,8 @@ def export_best(
         pick: a condition such as "params<=50000": the best first objective among the
             front's trials that meet it.
         weights: also write the trial's kept best-epoch weights (a state dict) to this file,
-            and name it in the provenance.
+            and name it in the provenance (a trial of several networks: their ensemble).
+        refit: a trial of several networks: "ensemble" (the default) or "retrain".
 
     Returns:
         The file written and its provenance.
@@ -203,6 +239,7 @@ def export_best(
         StudyError: for an unknown study or trial, a study with no finished trial, an output
             path that cannot be written, or a trial whose weights were not kept.
     """
+    check_refit(refit)
     check_output(output, SUFFIXES)
     if weights is not None:
         check_output(weights, WEIGHT_SUFFIXES)
@@ -215,8 +252,12 @@ def export_best(
         raise ParameterError(front_choice(opened.study, pick=True))
     else:
         trial = best_trial(opened.study, number)
-    blob = None if weights is None else kept_weights(opened, trial.number)
-    about = export_trial(opened.study, trial, output, url=opened.url, weights=weights, blob=blob)
+    several = trial_config(trial).folds * trial_config(trial).repeats > 1
+    retrained = several and refit == "retrain"
+    blob = None if weights is None or retrained else kept_weights(opened, trial.number)
+    about = export_trial(
+        opened.study, trial, output, url=opened.url, weights=weights, blob=blob, refit=refit
+    )
     return Path(output), about
 
 

@@ -166,6 +166,7 @@ def _curves_section(opened: OpenStudy, top: list[optuna.trial.FrozenTrial], metr
             best_epoch=attrs.best_epoch,
             title=f"trial {trial.number}: {metric} {(trial.values or [math.nan])[0]:.4f}; {labels}",
             pretraining=attrs.pretraining,
+            folds=(attrs.folds or {}).get("curves", ()),
         )
         parts.append(
             f"<h3 id='trial-{trial.number}'>Trial {trial.number}</h3>"

@@ -6,16 +6,16 @@ computes the same numbers up to floating-point summation order (thread count), f
 `TOLERANCE`. On a GPU, cuDNN's non-deterministic kernels can exceed it.
 
 A trial of several networks (folds, repeats) trains all of them again in lock-step and compares
-their merged curve (what the trial stored); its test score is the mean of theirs, each
-network scored alone.
+their merged curve (what the trial stored); its test score is their `Ensemble`'s (the mean of
+their predictions), as its ensemble export scores.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -26,7 +26,10 @@ from studies.results._read import open_study, trial_config
 from studies.results._train import check_user_code, cpu_threads, format_epoch, format_scores
 from studies.storage import TrialAttrs, local_transfer
 from studies.workers import folds_text
-from trainer import EpochResult, Evaluation, cross_fit, evaluate, fit, load_data
+from trainer import EpochResult, Evaluation, cross_fit, ensemble_of, evaluate, fit, load_data
+
+if TYPE_CHECKING:
+    from torch.nn import Module
 
 TOLERANCE = 1e-4  # largest |stored - new| of a dev loss or accuracy that counts as the same
 COMPARED = ("dev_loss", "dev_accuracy", "dev_rmse")  # NaN where the task has no such metric
@@ -127,7 +130,8 @@ def reproduce_trial(
         trained, _ = local_transfer(config)  # init_from = "study@url": its kept weights
         if config.folds * config.repeats > 1:  # every fold again, in the trial's lock-step
             crossed = cross_fit(trained, data, on_epoch=on_epoch, search_path=search_path)
-            models = [m.model for m in crossed.members if m.best is not None]
+            whole = all(m.best is not None for m in crossed.members)
+            models: list[Module] = [ensemble_of(crossed)] if whole else []
             if attrs.folds:
                 echo(f"the trial's networks: {folds_text(attrs.folds)}")
                 echo(f"trained again:        {folds_text(crossed.summary(attrs.folds['metric']))}")
@@ -138,27 +142,11 @@ def reproduce_trial(
     test = None
     examples = 0
     if data.x_test is not None and data.y_test is not None and models:
-        test = _mean_scores(
-            [
-                evaluate(m, data.x_test, data.y_test, task=config.task, target_std=data.target_std)
-                for m in models
-            ]
+        test = evaluate(
+            models[0], data.x_test, data.y_test, task=config.task, target_std=data.target_std
         )
         examples = len(data.y_test)
     return Reproduction(trial.number, comparison, test, examples, config.task)
-
-
-def _mean_scores(scores: Sequence[Evaluation]) -> Evaluation:
-    """One network's test scores, or the mean of a fold trial's networks' (each scored alone,
-    not as an ensemble)."""
-    if len(scores) == 1:
-        return scores[0]
-    return Evaluation(
-        *(
-            statistics.fmean(getattr(s, f) for s in scores)
-            for f in ("loss", "accuracy", "rmse", "r2")
-        )
-    )
 
 
 def reproduce(

@@ -14,6 +14,8 @@ from studies.storage import Provenance, local_transfer
 from trainer import (
     Evaluation,
     TrainConfig,
+    cross_fit,
+    ensemble_of,
     evaluate,
     fit,
     load_data,
@@ -23,7 +25,7 @@ from trainer import (
 )
 
 if TYPE_CHECKING:
-    from trainer import EpochResult, FitResult, PretrainEpoch
+    from trainer import CrossResult, Data, EpochResult, FitResult, PretrainEpoch
 
 
 def format_epoch(result: EpochResult, epochs: int) -> str:
@@ -125,8 +127,12 @@ def train_file(
     echo: Any = print,
     model: Any = None,
     data: Any = None,
-) -> tuple[FitResult | None, dict[str, float]]:
+) -> tuple[FitResult | CrossResult | None, dict[str, float]]:
     """Trains the config in `path`; returns the fit and, with `test`, its test scores.
+
+    A config of several networks (`folds` or `repeats` > 1, as a fold trial's ensemble export
+    writes it) trains all of them as its trial did and scores their `Ensemble`
+    (`train_ensemble`); its `weights` are a kept ensemble.
 
     With `weights` (a state-dict file, e.g. from `hpstudy export --weights`), nothing is
     trained: the weights are loaded into the config's network (strictly: every entry must fit)
@@ -147,13 +153,6 @@ def train_file(
     config = TrainConfig.load(path)
     if overrides:
         config = config.replace(**overrides)
-    if config.folds * config.repeats > 1:
-        raise ParameterError(
-            f"{path} cross-validates (folds = {config.folds}, repeats = {config.repeats}): "
-            f"training a file trains one network. Run it as a study and export a trial (the "
-            f"export retrains one network on the whole training split), or train one network "
-            f"here with folds=1 and repeats=1 in `overrides`"
-        )
     exported = read_config_file(path)
     about = Provenance.from_dict(exported.get("provenance", {}))
     search_path = _search_path(path, about)
@@ -169,6 +168,11 @@ def train_file(
         stored = about.torch_threads
         if isinstance(stored, int) and stored >= 1:
             threads, why = stored, ", as its trial did (give threads to change it)"
+    if config.folds * config.repeats > 1:
+        with cpu_threads(data.x_train.device, threads, why=why) as where:
+            return train_ensemble(
+                config, data, test=test, where=where, echo=echo, search_path=search_path
+            )
     with cpu_threads(data.x_train.device, threads, why=why) as where:
         echo(
             f"training {config.model} on {config.dataset} ({config.task}): "
@@ -207,6 +211,55 @@ def train_file(
         scores = {f"test_{k}": v for k, v in scored.to_dict().items() if math.isfinite(v)}
         echo(f"{format_scores(scored, 'test', config.task)} ({len(data.y_test)} examples)")
     return result, scores
+
+
+def train_ensemble(
+    config: TrainConfig,
+    data: Data,
+    *,
+    test: bool,
+    where: str,
+    echo: Callable[[str], None] = print,
+    search_path: Sequence[str] = (),
+) -> tuple[CrossResult, dict[str, float]]:
+    """Trains a config of several networks (folds, repeats) as its trial did, in lock-step,
+    and with `test` scores their `Ensemble` (the mean of their predictions) on the test split.
+
+    Raises:
+        StudyError: a network diverged (no ensemble to score), or `test` on data without a
+            test split.
+    """
+    networks = config.folds * config.repeats
+    echo(
+        f"training {networks} networks of {config.model} on {config.dataset} ({config.task}): "
+        f"{config.folds} fold(s) of {len(data.y_train)} training examples x {config.repeats} "
+        f"seed(s), up to {config.epochs} epochs on {where}; the model is their ensemble"
+    )
+    result = cross_fit(
+        config,
+        data,
+        on_epoch=lambda e: echo(format_epoch(e, config.epochs)),
+        search_path=search_path,
+    )
+    values = ", ".join(f"{v:.4f}" for v in result.values("dev_loss"))
+    echo(
+        f"{result.status} after {len(result.epochs)} epochs in {result.seconds:.1f}s; each "
+        f"network's best-epoch dev loss: {values}"
+    )
+    if not test:
+        return result, {}
+    if data.x_test is None or data.y_test is None:
+        raise StudyError(f"data set '{config.dataset}' has no test split")
+    try:
+        model = ensemble_of(result)
+    except ValueError as exc:
+        raise StudyError(str(exc)) from None
+    scored = evaluate(model, data.x_test, data.y_test, task=config.task, target_std=data.target_std)
+    echo(
+        f"{format_scores(scored, 'test', config.task)} ({len(data.y_test)} examples; the "
+        f"ensemble of {networks} networks)"
+    )
+    return result, {f"test_{k}": v for k, v in scored.to_dict().items() if math.isfinite(v)}
 
 
 def score_weights(

@@ -291,8 +291,7 @@ class Objective:
             raise
         quantities = {**measured, **learned}
         self._constrain(trial_id, quantities)
-        if not isinstance(result, trainer.CrossResult):
-            self._keep_weights(trial, learned[self.spec.metric], result.model)
+        self._keep_weights(trial, learned[self.spec.metric], result)
         values = [_quantity(quantities, name) for name in self.spec.directions]
         return values if self.spec.multi else values[0]
 
@@ -346,8 +345,12 @@ class Objective:
         write_attrs(trial, measured=found)
         return found
 
-    def _keep_weights(self, trial: optuna.Trial, value: float, model: Any) -> None:
-        """Offers the best epoch's weights to the study's store (kept if among the best)."""
+    def _keep_weights(
+        self, trial: optuna.Trial, value: float, result: FitResult | CrossResult
+    ) -> None:
+        """Offers the best epoch's weights to the study's store (kept if among the best): a
+        trial of several networks offers their `Ensemble` (every member at its best epoch,
+        and their fold scalings)."""
         if self.weights is None or self.spec.keep_weights < 1:
             return
         import io
@@ -355,8 +358,13 @@ class Objective:
         import torch
 
         buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
         try:
+            model = (
+                trainer.ensemble_of(result)
+                if isinstance(result, trainer.CrossResult)
+                else result.model
+            )
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
             self.weights.offer(
                 trial.study, trial.number, value, buffer.getvalue(), keep=self.spec.keep_weights
             )
@@ -402,8 +410,7 @@ def _quantity(quantities: Mapping[str, float], name: str) -> float:
 
 def _cross_value(result: CrossResult, metric: str) -> float:
     """The value of a trial of several networks (folds, repeats): the mean of their best
-    epochs' `metric`. No weights are kept: no one network is the trial's; an export retrains
-    on the whole training split.
+    epochs' `metric`. Their ensemble is the weights kept (`Objective._keep_weights`).
 
     Raises:
         optuna.TrialPruned: a network diverged (as for one network).

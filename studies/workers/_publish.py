@@ -65,6 +65,7 @@ class TrialPublisher:
             best_epoch=best_epoch,
             title=f"trial {trial.number}: {', '.join(labels) or reason}",
             pretraining=attrs.pretraining,
+            folds=(attrs.folds or {}).get("curves", ()),
         )
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / CURVES_FILENAME

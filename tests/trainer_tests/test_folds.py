@@ -133,7 +133,10 @@ def test_the_value_is_the_mean_of_each_members_best_epoch(tiny_data: Data) -> No
     summary = result.summary("dev_loss")
     assert summary["std"] == pytest.approx(statistics.pstdev(best))
     epochs = sorted(m.best_epoch + 1 for m in result.members if m.best_epoch is not None)
-    assert summary["refit_epochs"] == epochs[1]  # the median of three
+    # the median of three, times the whole split over a fold's training rows (3/2)
+    assert result.growth == pytest.approx(len(tiny_data.y_train) / 160)
+    assert summary["refit_epochs"] == math.ceil(epochs[1] * result.growth - 1e-9)
+    assert [len(c) for c in summary["curves"]] == [len(m.epochs) for m in result.members]
 
 
 def test_repeats_train_each_fold_with_another_seed(tiny_data: Data) -> None:
@@ -195,3 +198,174 @@ def test_without_a_dev_split_every_example_trains_and_the_last_epoch_is_kept() -
     result = fit(config.replace(dev_fraction=0.0), data)
     assert result.status == "completed" and result.best_epoch == 2
     assert all(math.isnan(e.dev_loss) and math.isfinite(e.train_loss) for e in result.epochs)
+
+
+# -- per-fold standardisation (issue 29) ---------------------------------------------------
+
+
+def standardized_pool(per_feature: bool) -> tuple[TrainConfig, Data]:
+    config = TrainConfig(
+        dataset="digits", hidden=(8,), epochs=1, device="cpu", folds=3, standardize=per_feature
+    )
+    return config, load_data(config)
+
+
+@pytest.mark.parametrize("per_feature", [True, False])
+def test_each_folds_inputs_are_standardised_by_its_training_rows_alone(per_feature: bool) -> None:
+    from trainer import FoldScaling
+
+    _, data = standardized_pool(per_feature)
+    stats = data.standardization
+    assert stats is not None
+    mean, std = np.asarray(stats["x_mean"]), np.asarray(stats["x_std"])
+    raw = data.x_train.double().numpy() * std + mean  # the inputs before standardisation
+    for train, dev in fold_indices(data.y_train.numpy(), 3, task="classification", seed=0):
+        scaling = FoldScaling.of(data, torch.from_numpy(train))
+        fold_data = scaling.apply(data, torch.from_numpy(train), torch.from_numpy(dev))
+        rows = raw[train]
+        if per_feature:
+            want_mean, want_std = rows.mean(axis=0), rows.std(axis=0)
+            # a pixel constant on the fold's training rows keeps the whole split's scale
+            constant = np.ptp(rows, axis=0) == 0
+            want_std[constant] = std[constant]
+        else:
+            want_mean, want_std = rows.mean(), rows.std()
+        want = (raw[dev] - want_mean) / want_std
+        assert np.allclose(fold_data.x_dev.numpy(), want, atol=1e-4)
+        composed = fold_data.standardization
+        assert composed is not None
+        assert np.allclose(composed["x_mean"], want_mean, atol=1e-5)
+        assert np.allclose(composed["x_std"], want_std, atol=1e-5)
+
+
+def test_a_folds_dev_rows_do_not_move_its_statistics() -> None:
+    from trainer import FoldScaling
+
+    _, data = standardized_pool(True)
+    train, dev = fold_indices(data.y_train.numpy(), 3, task="classification", seed=0)[0]
+    t = torch.from_numpy(train)
+    before = FoldScaling.of(data, t)
+    x = data.x_train.clone()
+    x[torch.from_numpy(dev)] += 100.0  # the dev rows change wildly; the training rows do not
+    after = FoldScaling.of(dataclasses.replace(data, x_train=x), t)
+    assert torch.equal(before.x_shift, after.x_shift) and torch.equal(before.x_scale, after.x_scale)
+
+
+def regression_pool() -> Data:
+    """60 rows of a linear target, as `load_data` would give them standardised (identity
+    statistics: the numbers are the raw ones)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5]) * 10 + 3).astype(np.float32)
+    return Data(
+        x_train=torch.from_numpy(x), y_train=torch.from_numpy(y[:, None]),
+        x_dev=torch.zeros(0, 3), y_dev=torch.zeros(0, 1), x_test=None, y_test=None,
+        num_classes=1, identity={}, task="regression",
+        standardization={"per_feature": True, "x_mean": [0.0] * 3, "x_std": [1.0] * 3,
+                         "y_mean": [0.0], "y_std": [1.0]},
+    )  # fmt: skip
+
+
+def test_a_regression_ensemble_averages_its_members_values_in_the_splits_units() -> None:
+    from trainer import ensemble_of
+
+    pool = regression_pool()
+    config = TrainConfig(
+        dataset="synthetic", task="regression", hidden=(8,), epochs=2, folds=2, device="cpu",
+        standardize=True,
+    )  # fmt: skip
+    result = cross_fit(config, pool)
+    x = pool.x_train[:7]
+    with torch.no_grad():
+        want = torch.stack(
+            [
+                m.model((x - s.x_shift) / s.x_scale).reshape(7, 1) * s.y_scale + s.y_shift
+                for m, s in zip(result.members, result.scalings, strict=True)
+            ]
+        ).mean(dim=0)
+        assert torch.allclose(ensemble_of(result).eval()(x), want, atol=1e-6)
+
+
+def test_a_standardised_regression_fold_rescales_its_targets_and_keeps_rmse_in_units() -> None:
+    from trainer import FoldScaling
+
+    pool = regression_pool()
+    train = torch.arange(40)
+    fold_data = FoldScaling.of(pool, train).apply(pool, train, torch.arange(40, 60))
+    assert abs(fold_data.y_train.mean()) < 1e-5
+    assert abs(fold_data.y_train.std(correction=0) - 1) < 1e-4
+    want = float(pool.y_train[:40].double().std(correction=0))
+    assert fold_data.target_std == pytest.approx([want], rel=1e-5)
+
+
+def test_ten_folds_and_repeats_train_folds_times_repeats_members() -> None:
+    config = TrainConfig(
+        dataset="digits", hidden=(8,), epochs=2, lr=0.1, device="cpu", folds=10, repeats=2
+    )
+    result = cross_fit(config, load_data(config))
+    assert len(result.members) == 20 and len(result.scalings) == 20
+    assert result.summary("dev_loss")["folds"] == 10
+    assert result.growth == pytest.approx(10 / 9, rel=0.01)
+    # repeat 1 of a fold trains on the rows of repeat 0's, with another seed
+    assert torch.equal(result.scalings[3].x_shift, result.scalings[13].x_shift)
+    assert curve(result.members[3].epochs) != curve(result.members[13].epochs)
+
+
+# -- the ensemble of a run's networks -------------------------------------------------------
+
+
+def test_the_ensemble_scores_the_mean_of_its_members_probabilities() -> None:
+    from trainer import ensemble_of, evaluate
+
+    config, _ = standardized_pool(True)
+    config = config.replace(epochs=2, lr=0.1)
+    full = load_data(config, with_test=True)
+    result = cross_fit(config, full)
+    model = ensemble_of(result).eval()
+    assert full.x_test is not None and full.y_test is not None
+    with torch.no_grad():
+        probs = torch.stack(
+            [
+                m.model((full.x_test - s.x_shift) / s.x_scale).softmax(dim=1)
+                for m, s in zip(result.members, result.scalings, strict=True)
+            ]
+        ).mean(dim=0)
+        assert torch.allclose(model(full.x_test).exp(), probs, atol=1e-6)
+    scores = evaluate(model, full.x_test, full.y_test)
+    assert scores.accuracy == pytest.approx((probs.argmax(1) == full.y_test).double().mean().item())
+
+
+def test_a_kept_ensemble_loads_into_the_configs_skeleton_and_scores_the_same(
+    tmp_path: Path,
+) -> None:
+    from trainer import ensemble_of, evaluate, evaluate_state, save_weights
+
+    config = TrainConfig(
+        dataset="digits", hidden=(8,), epochs=2, lr=0.1, device="cpu", folds=3, standardize=True
+    )
+    data = load_data(config, with_test=True)
+    model = ensemble_of(cross_fit(config, data))
+    save_weights(model, tmp_path / "ensemble.pt")
+    assert data.x_test is not None and data.y_test is not None
+    again = evaluate_state(config, data, tmp_path / "ensemble.pt", split="test")
+    assert again == evaluate(model, data.x_test, data.y_test)
+
+
+def test_weights_of_another_number_of_folds_are_refused_naming_the_entries(tmp_path: Path) -> None:
+    from trainer import WeightsError, ensemble_of, evaluate_state, save_weights
+
+    config = TrainConfig(dataset="digits", hidden=(8,), epochs=1, device="cpu", folds=3)
+    data = load_data(config)
+    save_weights(ensemble_of(cross_fit(config, data)), tmp_path / "three.pt")
+    with pytest.raises(WeightsError, match=r"members\.3\..*missing from three\.pt"):
+        evaluate_state(config.replace(folds=4), data, tmp_path / "three.pt")
+
+
+def test_an_ensemble_with_a_diverged_member_is_refused() -> None:
+    from trainer import ensemble_of
+
+    config = TrainConfig(dataset="digits", hidden=(8,), epochs=1, device="cpu", folds=2)
+    result = cross_fit(config, load_data(config))
+    result.members[1].best_epoch = None
+    with pytest.raises(ValueError, match=r"members \[1\].*diverged"):
+        ensemble_of(result)

@@ -1,5 +1,6 @@
-"""A k-fold study on digits: each trial's networks, its merged curve and pruning, the export
-that retrains one network on the whole training split, reproduce, and what plan says."""
+"""A k-fold study on digits: each trial's networks, its merged curve and pruning, the exports
+(the ensemble of the fold networks, kept and trained again; one network retrained on the whole
+training split), reproduce, and what plan says."""
 
 from __future__ import annotations
 
@@ -130,37 +131,109 @@ def test_the_dashboard_note_names_the_folds(study: optuna.Study) -> None:
     assert f"{FOLDS} fold(s) x 1 seed: dev_loss" in note
 
 
-def test_the_export_retrains_one_network_for_the_folds_median_best_epoch(
+def test_the_retrained_export_trains_one_network_for_the_scaled_median_best_epoch(
     study_url: str, study: optuna.Study, tmp_path: Path
 ) -> None:
-    path = studies.export(NAME, storage=study_url, output=tmp_path / "best.toml", trial=0)
+    path = studies.export(
+        NAME, storage=study_url, output=tmp_path / "best.toml", trial=0, refit="retrain"
+    )
     config = TrainConfig.load(path)
     folds = TrialAttrs.of(study.trials[0]).folds
     assert folds is not None
     best = sorted(e + 1 for e in folds["best_epochs"])
     assert (config.folds, config.dev_fraction, config.patience) == (1, 0.0, 0)
-    assert config.epochs == best[len(best) // 2]
-    assert read_config_file(path)["provenance"]["folds"]["values"] == folds["values"]
+    # the median, times the whole split's rows over a fold's training rows (about 3/2)
+    assert config.epochs == math.ceil(best[len(best) // 2] * 1.5 - 0.01)
+    about = read_config_file(path)["provenance"]["folds"]
+    assert about["values"] == folds["values"] and about["export"] == "retrain"
+    assert "curves" not in about  # they stay in the study
 
 
-def test_a_pruned_fold_trial_exports_for_its_mean_curves_best_epoch(
+def test_the_default_export_keeps_the_folds_and_scores_their_ensemble(
     study_url: str, study: optuna.Study, tmp_path: Path
 ) -> None:
-    path = studies.export(NAME, storage=study_url, output=tmp_path / "pruned.toml", trial=2)
+    path = studies.export(NAME, storage=study_url, output=tmp_path / "best.toml", trial=0)
+    config = TrainConfig.load(path)
+    assert config.folds == FOLDS and config.to_dict() == study.trials[0].user_attrs["config"]
+    assert read_config_file(path)["provenance"]["folds"]["export"] == "ensemble"
+    lines: list[str] = []
+    result, scores = studies.train(path, test=True, echo=lines.append)
+    assert result is not None and len(result.epochs) == EPOCHS
+    assert f"training {FOLDS} networks" in lines[0] and "the ensemble of 3 networks" in lines[-1]
+    assert scores["test_accuracy"] > 0.5
+
+
+def test_the_kept_ensemble_scores_as_the_ensemble_trained_again(
+    study_url: str, tmp_path: Path
+) -> None:
+    path = studies.export(
+        NAME, storage=study_url, output=tmp_path / "e.toml", trial=0, weights=tmp_path / "e.pt"
+    )
+    _, trained = studies.train(path, test=True, echo=lambda _line: None)
+    _, kept = studies.train(path, test=True, weights=tmp_path / "e.pt", echo=lambda _line: None)
+    assert kept == pytest.approx(trained, abs=1e-6)
+
+
+def test_a_retrained_export_refuses_weights_naming_refit(study_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match=r"refit='ensemble' \(--refit ensemble\)"):
+        studies.export(
+            NAME,
+            storage=study_url,
+            output=tmp_path / "r.toml",
+            trial=0,
+            refit="retrain",
+            weights=tmp_path / "r.pt",
+        )
+
+
+def test_an_unknown_refit_is_refused_naming_it(study_url: str, tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match=r"refit must be one of 'ensemble', 'retrain'"):
+        studies.export(NAME, storage=study_url, output=tmp_path / "x.toml", refit="average")
+
+
+def test_the_cli_refit_flag_exports_a_retrained_network(
+    study_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.toml"
+    args = ["export", NAME, "--storage", study_url, "--trial", "0", "-o", str(out)]
+    assert main([*args, "--refit", "retrain"]) == 0
+    assert TrainConfig.load(out).folds == 1
+    with pytest.raises(SystemExit):
+        main([*args, "--refit", "average"])
+    assert "--refit: invalid choice: 'average'" in capsys.readouterr().err
+
+
+def test_a_pruned_fold_trial_retrains_for_its_mean_curves_best_epoch(
+    study_url: str, study: optuna.Study, tmp_path: Path
+) -> None:
+    path = studies.export(
+        NAME, storage=study_url, output=tmp_path / "pruned.toml", trial=2, refit="retrain"
+    )
     config = TrainConfig.load(path)
     assert config.folds == 1 and config.epochs == study.trials[2].user_attrs["best_epoch"] + 1
 
 
-def test_train_test_fits_the_whole_training_split_and_scores_the_test_split(
+def test_train_test_of_a_retrained_export_fits_the_whole_training_split(
     study_url: str, study: optuna.Study, tmp_path: Path
 ) -> None:
-    path = studies.export(NAME, storage=study_url, output=tmp_path / "best.toml", trial=0)
+    path = studies.export(
+        NAME, storage=study_url, output=tmp_path / "best.toml", trial=0, refit="retrain"
+    )
     lines: list[str] = []
     result, scores = studies.train(path, test=True, echo=lines.append)
     pool = load_data(TrainConfig(dataset="digits", device="cpu", folds=FOLDS))
     assert result is not None and result.status == "completed"
     assert f"{len(pool.y_train)} train / 0 dev examples" in lines[0]
     assert scores["test_accuracy"] > 0.5
+
+
+def test_the_trials_stored_curves_hold_each_folds_dev_loss(study: optuna.Study) -> None:
+    folds = TrialAttrs.of(study.trials[0]).folds
+    assert folds is not None and len(folds["curves"]) == FOLDS
+    merged = study.trials[0].intermediate_values
+    for epoch in range(EPOCHS):
+        mean = statistics.fmean(c[epoch] for c in folds["curves"])
+        assert mean == pytest.approx(merged[epoch + 1], abs=1e-5)
 
 
 def test_weights_without_a_dev_split_are_scored_on_the_test_split_only(tmp_path: Path) -> None:
@@ -209,15 +282,6 @@ def test_an_interrupted_fold_trial_resumes_every_fold_from_the_study_database(
     again = cross_fit(config, data, checkpoint=store)
     assert resumed_from == [2]  # both rounds were saved, for every fold
     assert again.values("dev_loss") == whole.values("dev_loss")
-
-
-def test_train_refuses_a_fold_config(tmp_path: Path) -> None:
-    path = tmp_path / "folds.toml"
-    TrainConfig(dataset="digits", folds=3).save(path)
-    with pytest.raises(
-        ParameterError, match=r"cross-validates.*folds=1 and repeats=1 in `overrides`"
-    ):
-        studies.train(path)
 
 
 def test_a_study_needs_a_dev_split_or_folds() -> None:
@@ -293,3 +357,29 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_the_learning_curve_picture_draws_each_folds_dev_loss(study: optuna.Study) -> None:
+    from studies.analysis import plot_learning_curves
+    from trainer import EpochResult
+
+    folds = TrialAttrs.of(study.trials[0]).folds
+    assert folds is not None
+    epochs = [EpochResult.from_dict(e) for e in _merged(folds["curves"])]
+    alone = plot_learning_curves(epochs)
+    drawn = plot_learning_curves(epochs, folds=folds["curves"])
+    assert drawn.startswith(b"\x89PNG") and drawn != alone
+
+
+def _merged(curves: list[list[float]]) -> list[dict[str, Any]]:
+    return [
+        {"epoch": i, "train_loss": 1.0, "train_accuracy": 0.5, "dev_loss": statistics.fmean(c[i]
+         for c in curves), "dev_accuracy": 0.5, "lr": 0.1, "grad_norm_mean": {},
+         "grad_norm_max": {}, "seconds": 1.0, "finished_at": 0.0}
+        for i in range(len(curves[0]))
+    ]  # fmt: skip
+
+
+def test_a_spec_of_ten_folds_and_repeats_is_accepted() -> None:
+    spec = StudySpec.from_dict(spec_dict(folds=10, repeats=2), source="test")
+    assert (spec.train.folds, spec.train.repeats) == (10, 2)

@@ -87,6 +87,26 @@ class Shared:
     def set(self, config: Config) -> None:
         self.configs[config.id] = config
 
+    def finish_first(self, config: Config, loss: float, *, n: int, k: int) -> list[Config]:
+        """Records `config`'s first epoch (dev loss `loss`) in the batch being filled; when
+        that holds `n`, queues its best `k` (lower loss first; ties: the earlier drawn) and
+        drops the others.
+
+        Returns:
+            The configurations dropped now.
+        """
+        self.set(dataclasses.replace(config, first_loss=loss, fate="waiting"))
+        batch = self.waiting()
+        if len(batch) < n:
+            return []
+        ranked = sorted(batch, key=lambda c: (c.first_loss, c.id))
+        for chosen in ranked[:k]:
+            self.set(dataclasses.replace(chosen, fate="queued"))
+        dropped = [dataclasses.replace(c, fate="dropped") for c in ranked[k:]]
+        for member in dropped:
+            self.set(member)
+        return dropped
+
     def to_dict(self) -> dict[str, Any]:
         return {"configs": [c.to_dict() for c in self.configs]}
 
@@ -157,19 +177,11 @@ class Worker:
             return config, False
 
     def first_done(self, config: Config, loss: float) -> None:
-        """Puts a configuration whose first epoch ended into the batch; a full batch queues
-        its best `k` and drops the others."""
+        """Puts a configuration whose first epoch ended into the batch (see `Shared.finish_first`)
+        and deletes the checkpoints of those it drops."""
         with shared(self.work) as state:
-            state.set(dataclasses.replace(config, first_loss=loss, fate="waiting"))
-            batch = state.waiting()
-            if len(batch) < self.n:
-                return
-            ranked = sorted(batch, key=lambda c: (c.first_loss, c.id))
-            for index, member in enumerate(ranked):
-                fate = "queued" if index < self.k else "dropped"
-                state.set(dataclasses.replace(member, fate=fate))
-                if fate == "dropped":
-                    self.checkpoint_path(member).unlink(missing_ok=True)
+            for dropped in state.finish_first(config, loss, n=self.n, k=self.k):
+                self.checkpoint_path(dropped).unlink(missing_ok=True)
 
     def checkpoint_path(self, config: Config) -> Path:
         return self.work / "ckpt" / f"{config.id}.pt"

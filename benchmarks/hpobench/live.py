@@ -36,14 +36,19 @@ Results go to `--out` after every (side, seed); the same command again skips the
 (`--summary` prints only the table: per side, medians over seeds with the per-seed values).
 Seeds 2000-2004 (the default) are reporting seeds: nothing is tuned on them.
 
-From the repository root, on an otherwise idle 2-core machine (3 sides x 5 seeds x 10 min,
-about 2.6 hours with the start-up and stopping of each run):
+From the repository root, on an otherwise idle 2-core machine; each run takes its budget plus
+about 10 s (stopping it), a `ray-tune` run up to `RAY_GRACE` more (its driver ends its own
+trials), so 3 sides x 5 seeds x 10 min take about 2.6 hours, all 4 sides about 3.4 hours:
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.live \\
         --sides hpstudy top-k plain+trainer --seeds 2000 2001 2002 2003 2004 --budget 600 \\
         --out benchmarks/hpobench/live-mnist-mlp.json
     PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.live --summary \\
         --out benchmarks/hpobench/live-mnist-mlp.json
+
+(`--sides ray-tune` adds Ray Tune's side to the same file; it needs `pip install
+'hpstudy[bench]'`. Ray's start-up counts in its budget: 35-65 s on the loaded 2-core test
+machine, where a 120 s digits run first trained at 65 s.)
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -228,8 +234,6 @@ def measure(
     poll: float = 2.0,
 ) -> LiveRun:
     """Runs one side for one seed in the fresh folder `work` for `budget` seconds."""
-    import os
-
     load_before = os.getloadavg()[0]
     start = time.time()
     processes, epochs = launch(side, seed, work, spec=spec, budget=budget, n=n, k=k)

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,11 @@ TARGET = 0.98
 SIDES = ("hpstudy", "hpstudy-no-start", "hpstudy-auto-lr", "baseline", "plain+trainer")
 # sides compared with hpstudy only (the second list of ratios is against the unstarted spec)
 PAIRS_DONE = ("hpstudy", "hpstudy-no-start")
-BUILT_IN = ROOT / "studies" / "spec" / "specs" / "mnist-mlp.toml"
+SPECS = ROOT / "studies" / "spec" / "specs"
 RESULTS = ROOT / "benchmarks" / "time_to_target.json"
 PICTURE = ROOT / "benchmarks" / "time_to_target.png"
 POLL = 2.0
+LOGGED = ("time", "trial", "epoch", "dev_loss", "dev_accuracy")  # an epoch, as read back
 
 
 def env() -> dict[str, str]:
@@ -63,45 +65,51 @@ def env() -> dict[str, str]:
 
 def launch(side: str, seed: int, work: Path) -> tuple[list[subprocess.Popen[bytes]], Any]:
     """Starts a side's processes; returns them and a function that reads its epochs so far."""
-    logs = work / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-
-    def popen(command: list[str], name: str) -> subprocess.Popen[bytes]:
-        out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        return subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
     if side.startswith("hpstudy"):
         spec = "mnist-mlp" if side == "hpstudy" else str(variant(side, work))
-        url = f"sqlite:///{work / 'study.db'}"
-        command = [
-            str(BIN / "hpstudy"),
-            "run",
-            spec,
-            "--workers",
-            "2",
-            "--storage",
-            url,
-            "--name",
-            side,
-            "--n-trials",
-            "100000",
-            "--seed",
-            str(seed),
-        ]
-        command += ["--set", f"data_dir={ROOT / 'data'}"]
-        return [popen(command, side)], lambda: _epochs_in_db(work / "study.db")
+        command = hpstudy_command(spec, work, name=side, seed=seed)
+        return [start(command, work, side)], lambda: _epochs_in_db(work / "study.db")
     script = "baseline_optuna.py" if side == "baseline" else "plain_optuna_trainer.py"
+    if side == "baseline":
+        _create(f"sqlite:///{work / 'study.db'}")
+    processes = [
+        start(command, work, f"{side}-{index}")
+        for index, command in enumerate(script_commands(script, seed, work))
+    ]
+    return processes, lambda: _epochs_in_logs(work)
+
+
+def start(command: list[str], work: Path, name: str) -> subprocess.Popen[bytes]:
+    """Starts `command` in a session of its own (so `stop` ends its children too), from the
+    repository's root, one torch thread, its output in `work`/logs/`name`.log."""
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def hpstudy_command(
+    spec: str, work: Path, *, name: str, seed: int, extra: Sequence[str] = ()
+) -> list[str]:
+    """`hpstudy run` of `spec` (a name or a file) with 2 workers on `work`/study.db, trials
+    without end (the side is stopped from outside), the repository's data folder."""
     url = f"sqlite:///{work / 'study.db'}"
-    processes = []
-    for index in range(2):
-        command = [
+    command = [str(BIN / "hpstudy"), "run", spec, "--workers", "2", "--storage", url]
+    command += ["--name", name, "--n-trials", "100000", "--seed", str(seed)]
+    return [*command, "--set", f"data_dir={ROOT / 'data'}", *extra]
+
+
+def script_commands(
+    script: str, seed: int, work: Path, *, extra: Sequence[str] = ()
+) -> list[list[str]]:
+    """The 2 processes of a plain-Optuna side (a script in benchmarks/ taking `--storage`,
+    `--timeout`, `--seed` and `--log`) on one study in `work`/study.db, each logging its
+    epochs to `work`/epochs-<index>.jsonl; the seeds 2 * seed and 2 * seed + 1."""
+    url = f"sqlite:///{work / 'study.db'}"
+    return [
+        [
             sys.executable,
             str(ROOT / "benchmarks" / script),
             "--storage",
@@ -114,24 +122,33 @@ def launch(side: str, seed: int, work: Path) -> tuple[list[subprocess.Popen[byte
             str(work / f"epochs-{index}.jsonl"),
             "--data-dir",
             str(ROOT / "data"),
+            *extra,
         ]
-        if side == "baseline":
-            _create(url)
-        processes.append(popen(command, f"{side}-{index}"))
-    return processes, lambda: _epochs_in_logs(work)
+        for index in range(2)
+    ]
 
 
 def variant(side: str, work: Path) -> Path:
     """The built-in spec without its enqueued start (for auto-lr also `lr.auto`), as a file."""
+    return without_enqueue(
+        "mnist-mlp",
+        work / f"{side}.toml",
+        name=f"mnist-mlp-{side}",
+        auto_lr=side.endswith("auto-lr"),
+    )
+
+
+def without_enqueue(spec: str, path: Path, *, name: str, auto_lr: bool = False) -> Path:
+    """Writes built-in `spec` without its `[study] enqueue` (if any), named `name`, to `path`
+    (with `auto_lr`: `[space.lr] auto = true` instead of its bounds)."""
     import tomli_w
 
-    spec = tomllib.loads(BUILT_IN.read_text())
-    del spec["study"]["enqueue"]
-    spec["study"]["name"] = f"mnist-mlp-{side}"
-    if side == "hpstudy-auto-lr":
-        spec["space"]["lr"] = {"auto": True}
-    path = work / f"{side}.toml"
-    path.write_text(tomli_w.dumps(spec))
+    values = tomllib.loads((SPECS / f"{spec}.toml").read_text())
+    values["study"].pop("enqueue", None)
+    values["study"]["name"] = name
+    if auto_lr:
+        values["space"]["lr"] = {"auto": True}
+    path.write_text(tomli_w.dumps(values))
     return path
 
 
@@ -144,6 +161,13 @@ def _create(url: str) -> None:
 
 
 def _epochs_in_db(path: Path) -> list[tuple[float, float]]:
+    return [(e["time"], e["dev_accuracy"] or 0.0) for e in epochs_in_db(path)]
+
+
+def epochs_in_db(path: Path) -> list[dict[str, Any]]:
+    """Every epoch an hpstudy study in the sqlite file `path` stored so far: `time` (Unix
+    seconds at its end), `trial` (number), `epoch` (from 0), `dev_loss` and `dev_accuracy`
+    (None where not finite); none while the file or its tables do not exist yet."""
     if not path.exists():
         return []
     engine = sa.create_engine(f"sqlite:///{path}")
@@ -152,16 +176,25 @@ def _epochs_in_db(path: Path) -> list[tuple[float, float]]:
             if not sa.inspect(connection).has_table("hpstudy_epochs"):
                 return []
             rows = connection.execute(
-                sa.text("SELECT finished_at, dev_accuracy FROM hpstudy_epochs")
+                sa.text(
+                    "SELECT e.finished_at, t.number, e.epoch, e.dev_loss, e.dev_accuracy "
+                    "FROM hpstudy_epochs e JOIN trials t ON t.trial_id = e.trial_id"
+                )
             ).all()
     except sa.exc.OperationalError:
         return []
     finally:
         engine.dispose()
-    return [(float(t), float(a or 0.0)) for t, a in rows]
+    return [dict(zip(LOGGED, row, strict=True)) for row in rows]
 
 
 def _epochs_in_logs(work: Path) -> list[tuple[float, float]]:
+    return [(e["time"], float(e["dev_accuracy"])) for e in epochs_in_logs(work)]
+
+
+def epochs_in_logs(work: Path) -> list[dict[str, Any]]:
+    """Every epoch logged so far in `work`/epochs-*.jsonl (one JSON line per epoch, with the
+    keys of `epochs_in_db`); a line being written is skipped."""
     points = []
     for path in work.glob("epochs-*.jsonl"):
         for line in path.read_text().splitlines():
@@ -169,7 +202,7 @@ def _epochs_in_logs(work: Path) -> list[tuple[float, float]]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line being written
-            points.append((record["time"], float(record["dev_accuracy"])))
+            points.append({key: record.get(key) for key in LOGGED})
     return points
 
 

@@ -163,3 +163,13 @@ def test_a_factory_that_cannot_pretrain_fails_before_the_study_starts(tmp_path: 
 def test_more_labels_than_rows_fail_before_the_study_starts() -> None:
     with pytest.raises(SpecError, match=r"train\.dataset: labels = 100000"):
         preflight(spec_with(labels=100_000))
+
+
+def test_the_lr_range_command_says_it_tests_the_pretrained_network() -> None:
+    from studies.workers._lr_auto import run_range_tests
+
+    lines: list[str] = []
+    spec = spec_with(pretrain_epochs=1, labels=100, hidden=[16, 8], device="cpu")
+    found = run_range_tests(spec, steps=20, echo=lines.append)
+    assert "pre-trains the sample's network first (pretrain_epochs = 1)" in lines[0]
+    assert set(found) == {"sgd"}

@@ -25,6 +25,17 @@ an interrupted benchmark resumes. Run from the repository root (one torch thread
     nice -n 5 .venv/bin/python benchmarks/few_labels.py --trials 12 --seeds 0 1 2 \
         --labels 1000 100 --work /tmp/few-labels --out benchmarks/few_labels.json \
         --plot benchmarks/few_labels.png
+
+The paired check (fixed fine-tuning configurations, each with and without pre-training on
+the same seeds; the best epoch's network scored on the test set):
+
+    nice -n 5 .venv/bin/python benchmarks/few_labels.py --paired benchmarks/few_labels_paired.json \
+        --labels 1000 --seeds 0 1 2
+
+The linear probe (the output layer alone trained on frozen hidden layers, pre-trained or not):
+
+    nice -n 5 .venv/bin/python benchmarks/few_labels.py --probe benchmarks/few_labels_probe.json \
+        --labels 1000 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -100,8 +111,30 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/few-labels"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/few_labels.json"))
     parser.add_argument("--plot", type=Path, default=None, help="a PNG of every trial's curve")
+    parser.add_argument(
+        "--paired",
+        type=Path,
+        default=None,
+        help="instead of the studies: the paired check of fixed configurations, to this JSON",
+    )
+    parser.add_argument(
+        "--probe",
+        type=Path,
+        default=None,
+        help="instead of the studies: the linear probe of frozen hidden layers, to this JSON",
+    )
     args = parser.parse_args()
 
+    if args.probe is not None:
+        for labels in args.labels:
+            probe(labels, args.seeds, args.probe)
+        return
+    if args.paired is not None:
+        done: list[dict[str, Any]] = []
+        for labels in args.labels:
+            done = paired(labels, args.seeds, args.paired)
+        print_paired(done)
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.exists() else []
     print(f"work folder {args.work}; load average before: {load_average()}", flush=True)
@@ -119,6 +152,150 @@ def main() -> None:
     print_table(runs)
     if args.plot is not None:
         plot(runs, args.work, args.plot)
+
+
+# The paired check (`--paired`): fixed fine-tuning configurations, each trained with and
+# without pre-training on the same seeds, so that the search's noise does not hide the effect.
+PAIRED = {
+    "adam lr 1e-3": {"optimizer": "adam", "lr": 1e-3},
+    "sgd lr 0.05 momentum 0.9": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9},
+}
+
+
+def paired(labels: int, seeds: list[int], out: Path) -> list[dict[str, Any]]:
+    """Each `PAIRED` configuration of the spec's `[train]` with `labels`, pre-training off
+    (`pretrain_epochs` 0) and on (1, noise 0.2), per training seed: the best epoch's dev
+    accuracy and its network's test accuracy. Saved to `out` after every run (resumes)."""
+    import time
+
+    import torch
+
+    import trainer
+
+    torch.set_num_threads(1)
+    done: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() else []
+    base = tomllib.loads(builtin_specs()[SPEC].read_text())["train"]
+    data = None
+    for name, changes in PAIRED.items():
+        for seed in seeds:
+            for pre in (0, 1):
+                key = (labels, name, seed, pre)
+                if any(
+                    (r["labels"], r["config"], r["seed"], r["pretrain_epochs"]) == key for r in done
+                ):
+                    continue
+                config = trainer.TrainConfig(
+                    **{**base, "hidden": tuple(base["hidden"]), "labels": labels},
+                    **changes,
+                    seed=seed,
+                    pretrain_epochs=pre,
+                    pretrain_noise=0.2,
+                    device="cpu",
+                )
+                if data is None:
+                    data = trainer.load_data(config, with_test=True)
+                tic = time.perf_counter()
+                result = trainer.fit(config, data)
+                assert result.best is not None and data.x_test is not None
+                test = trainer.evaluate(
+                    result.model, data.x_test, data.y_test, task="classification"
+                )
+                done.append(
+                    {
+                        "labels": labels,
+                        "config": name,
+                        "seed": seed,
+                        "pretrain_epochs": pre,
+                        "best_epoch": result.best_epoch,
+                        "dev_accuracy": result.best.dev_accuracy,
+                        "test_accuracy": test.accuracy,
+                        "pretrain_seconds": sum(r.seconds for r in result.pretraining),
+                        "seconds": time.perf_counter() - tic,
+                    }
+                )
+                out.write_text(json.dumps(done, indent=1) + "\n")
+                print(json.dumps(done[-1]), flush=True)
+    return done
+
+
+def probe(labels: int, seeds: list[int], out: Path) -> list[dict[str, Any]]:
+    """The linear probe: the spec's network (seeded as `fit` seeds it), pre-trained (1 epoch a
+    layer, noise 0.2) or not, its hidden layers then frozen and its output layer alone trained
+    on the `labels` rows (Adam lr 1e-2, batch 32, 100 epochs); the test accuracy says how
+    useful the hidden layers' features are by themselves. Saved to `out` (resumes)."""
+    import torch
+
+    import trainer
+
+    torch.set_num_threads(1)
+    done: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() else []
+    base = tomllib.loads(builtin_specs()[SPEC].read_text())["train"]
+    base = {**base, "hidden": tuple(base["hidden"]), "labels": labels, "device": "cpu"}
+    data = trainer.load_data(trainer.TrainConfig(**base), with_test=True)
+    assert data.x_test is not None and data.y_test is not None
+    for pre in (0, 1):
+        for seed in seeds:
+            if any(
+                (r["labels"], r["seed"], r["pretrain_epochs"]) == (labels, seed, pre) for r in done
+            ):
+                continue
+            config = trainer.TrainConfig(**base, pretrain_epochs=pre, pretrain_noise=0.2, seed=seed)
+            torch.manual_seed(seed)
+            model = trainer.build_model(config, data.input_shape, data.num_classes)
+            if pre:
+                trainer.pretrain(model, data, config)
+            for name, p in model.named_parameters():
+                p.requires_grad = name.startswith("out")
+            optimizer = torch.optim.Adam(
+                [p for p in model.parameters() if p.requires_grad], lr=1e-2
+            )
+            order = torch.Generator().manual_seed(seed)
+            model.train()
+            for _ in range(100):
+                perm = torch.randperm(len(data.y_train), generator=order)
+                for begin in range(0, len(perm), 32):
+                    rows = perm[begin : begin + 32]
+                    loss = torch.nn.functional.cross_entropy(
+                        model(data.x_train[rows]), data.y_train[rows]
+                    )
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+            test = trainer.evaluate(model, data.x_test, data.y_test)
+            done.append(
+                {
+                    "labels": labels,
+                    "seed": seed,
+                    "pretrain_epochs": pre,
+                    "test_accuracy": test.accuracy,
+                }
+            )
+            out.write_text(json.dumps(done, indent=1) + "\n")
+            print(json.dumps(done[-1]), flush=True)
+    return done
+
+
+def print_paired(done: list[dict[str, Any]]) -> None:
+    print(
+        "| labels | fine-tuning | seed | test accuracy, pre-training off | on "
+        "| gain (points) | pre-training (s) |"
+    )
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in sorted(done, key=lambda r: (-r["labels"], r["config"], r["seed"])):
+        if r["pretrain_epochs"]:
+            continue
+        on = next(
+            o
+            for o in done
+            if (o["labels"], o["config"], o["seed"]) == (r["labels"], r["config"], r["seed"])
+            and o["pretrain_epochs"]
+        )
+        print(
+            f"| {r['labels']} | {r['config']} | {r['seed']} | {100 * r['test_accuracy']:.2f}% "
+            f"| {100 * on['test_accuracy']:.2f}% "
+            f"| {100 * (on['test_accuracy'] - r['test_accuracy']):+.2f} "
+            f"| {on['pretrain_seconds']:.0f} |"
+        )
 
 
 def plot(runs: list[dict[str, Any]], work: Path, path: Path) -> None:

@@ -37,7 +37,7 @@ from trainer._config import TrainConfig
 from trainer._data import Data, load_data, resolve_device
 from trainer._errors import ConfigError
 from trainer._fit import CheckpointStore, FitResult, Training
-from trainer._records import EpochResult
+from trainer._records import EpochResult, PretrainEpoch
 from trainer._status import Status
 
 # Repeat r trains with seed + r * REPEAT_SEED_STEP: far from the seeds of neighbouring trials
@@ -153,6 +153,7 @@ def cross_fit(
     on_epoch: Callable[[EpochResult], None] | None = None,
     checkpoint: CheckpointStore | None = None,
     search_path: Sequence[str | Path] = (),
+    on_pretrain: Callable[[PretrainEpoch], None] | None = None,
 ) -> CrossResult:
     """Trains `config`'s folds x repeats networks in lock-step; see the module docstring.
 
@@ -164,6 +165,9 @@ def cross_fit(
             run by raising.
         checkpoint: every member's state, saved after each round; a saved state resumes.
         search_path: as for `fit`.
+        on_pretrain: called after each pre-training epoch of each member (`pretrain_epochs`;
+            members pre-train in turn when they are built, before the first round), with the
+            record's `member` set to the member's index.
 
     Raises:
         ConfigError: more folds than the smallest class has training examples.
@@ -186,6 +190,7 @@ def cross_fit(
                         fold_data,
                         checkpoint=store.member(len(trainings)),
                         search_path=search_path,
+                        on_pretrain=_of_member(on_pretrain, len(trainings)),
                     )
                 )
     merged: list[EpochResult] = []
@@ -228,6 +233,15 @@ def cross_fit(
         growth=_growth(config, data, splits[0]),
         task=config.task,
     )
+
+
+def _of_member(
+    on_pretrain: Callable[[PretrainEpoch], None] | None, member: int
+) -> Callable[[PretrainEpoch], None] | None:
+    """`on_pretrain` for member `member`: its records carry the member's index."""
+    if on_pretrain is None:
+        return None
+    return lambda record: on_pretrain(dataclasses.replace(record, member=member))
 
 
 def merge_epochs(epoch: int, results: Sequence[EpochResult]) -> EpochResult:

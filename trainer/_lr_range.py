@@ -18,6 +18,7 @@ from trainer._data import Data, resolve_device
 from trainer._evaluate import layout, task_loss
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer
+from trainer._pretrain import pretrain
 from trainer._records import LRRange
 from trainer._transfer import apply_transfer
 
@@ -43,7 +44,10 @@ def lr_range_test(
 
     The model, its init (and `init_from`, `freeze`), dropout, batch norm, the optimiser with
     its momentum and weight decay, the elastic net and gradient clipping are the config's, on
-    the config's device, seeded by `config.seed`; its schedule is not used: before step i the
+    the config's device, seeded by `config.seed`. With `pretrain_epochs` the model is first
+    pre-trained as `fit` pre-trains it (the same weights), so the test measures the
+    fine-tuning's learning rate from where fine-tuning starts; that costs the pre-training's
+    time. Its schedule is not used: before step i the
     learning rate of every parameter group is set to
     ``lr_min * (lr_max / lr_min) ** (i / (steps - 1))``. Step i trains, in train mode, on the
     i-th batch of `config.batch_size` examples of a seeded permutation of the training split
@@ -88,6 +92,8 @@ def lr_range_test(
         torch.manual_seed(config.seed)
         model, _ = model_for(config, data, search_path=search_path)
         apply_transfer(model, config, search_path=search_path)  # the run's start, and frozen
+        if config.pretrain_epochs:  # fine-tuning starts from the pre-trained layers
+            pretrain(model, data, config)
         optimizer = make_optimizer(model, config)
         order = torch.Generator(device=device).manual_seed(config.seed)
         batches = _batches(len(data.y_train), config, order)

@@ -95,6 +95,9 @@ class PretrainEpoch:
     loss: float  # mean squared reconstruction error of the layer's clean inputs, over the epoch
     rows: int  # inputs trained on: the unlabelled rows and the training split's
     seconds: float  # wall time of the epoch
+    # the network of a trial of several (`folds`, `repeats`), in `cross_fit`'s member order
+    # (repeat by repeat, fold by fold); 0 for a run of one network
+    member: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

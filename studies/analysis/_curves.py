@@ -129,20 +129,27 @@ def plot_learning_curves(
 
 def _plot_pretraining(axes: Any, pretraining: Sequence[PretrainEpoch]) -> None:
     """Each layer's reconstruction loss against the pre-training epochs, counted on across
-    layers (layer 2's first epoch follows layer 1's last)."""
+    layers (layer 2's first epoch follows layer 1's last); a trial of several networks (folds,
+    repeats) draws each network's lines, one colour per layer."""
     layers = list(dict.fromkeys(record.layer for record in pretraining))
-    for layer in layers:
-        points = [(i + 1, r.loss) for i, r in enumerate(pretraining) if r.layer == layer]
-        axes.plot(
-            [x for x, _ in points],
-            [_finite(v) for _, v in points],
-            marker="o",
-            markersize=3,
-            label=layer.removesuffix(".weight"),
-        )
+    members = sorted({record.member for record in pretraining})
+    for member in members:
+        own = [r for r in pretraining if r.member == member]
+        for index, layer in enumerate(layers):
+            points = [(i + 1, r.loss) for i, r in enumerate(own) if r.layer == layer]
+            axes.plot(
+                [x for x, _ in points],
+                [_finite(v) for _, v in points],
+                marker="o",
+                markersize=3,
+                color=f"C{index}",
+                alpha=1.0 if len(members) == 1 else 0.6,
+                label=layer.removesuffix(".weight") if member == members[0] else None,
+            )
     axes.set_xlabel("pre-training epoch (layer by layer)")
     axes.set_ylabel("reconstruction loss (MSE)")
-    axes.set_title("pre-training", fontsize="small")
+    several = f" ({len(members)} networks)" if len(members) > 1 else ""
+    axes.set_title(f"pre-training{several}", fontsize="small")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
 

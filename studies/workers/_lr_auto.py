@@ -43,6 +43,11 @@ def run_range_tests(
     data = load_data(sample, search_path=spec.search_path)
     low, high = spec.lr_bounds
     ranges = {}
+    if sample.pretrain_epochs:
+        echo(
+            f"lr range tests: each pre-trains the sample's network first (pretrain_epochs = "
+            f"{sample.pretrain_epochs}), so the bounds are for fine-tuning it"
+        )
     for name in optimizers(spec):
         momentum = MOMENTUM if name in ("sgd", "rmsprop") else 0.0
         config = sample.replace(optimizer=name, momentum=momentum, nesterov=False, lr=low)

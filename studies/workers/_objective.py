@@ -240,7 +240,9 @@ class Objective:
             fractions=config.fractions,
         )
         measured: dict[str, float] = {}
-        pretraining: list[PretrainEpoch] = []  # stored when the trial ends, pruned too
+        # stored as each pre-training epoch ends (the dashboard shows it while the trial runs)
+        # and again when the trial ends, pruned too
+        pretraining: list[PretrainEpoch] = []
         on_epoch = reporter if self.target is None else _watching(self.target, trial, reporter)
         if isinstance(self.stop, Stop):
             on_epoch = _stopping(self.stop, on_epoch)
@@ -254,17 +256,14 @@ class Objective:
                 factory = trainer.load_factory(config.model, search_path=self.spec.search_path)
                 write_attrs(trial, model=factory.identity())
             trained, source = local_transfer(config)  # init_from = "study@url": a file
-            train = (
-                trainer.cross_fit
-                if config.folds * config.repeats > 1
-                else functools.partial(trainer.fit, on_pretrain=pretraining.append)
-            )
+            train = trainer.cross_fit if config.folds * config.repeats > 1 else trainer.fit
             result = train(
                 trained,
                 data,
                 on_epoch=on_epoch,
                 checkpoint=checkpoint,
                 search_path=self.spec.search_path,
+                on_pretrain=functools.partial(_keep_pretraining, trial, pretraining),
             )
             if isinstance(result, trainer.CrossResult):
                 write_attrs(trial, folds=result.summary(self.spec.metric))
@@ -392,6 +391,15 @@ class Objective:
                 finisher(trial, config, epochs, reason)
             except Exception:  # a picture or a note that fails must not change the trial
                 _log.warning("trial %d: %r failed", trial.number, finisher, exc_info=True)
+
+
+def _keep_pretraining(
+    trial: optuna.Trial, kept: list[PretrainEpoch], record: PretrainEpoch
+) -> None:
+    """Adds a pre-training epoch to the trial's records and stores them all (its
+    `pretraining` attribute: the dashboard shows how far pre-training has come)."""
+    kept.append(record)
+    write_attrs(trial, pretraining=tuple(kept))
 
 
 def constraint_values(

@@ -21,6 +21,7 @@ from trainer import (
     cross_fit,
     fit,
     load_data,
+    lr_range_test,
     pretrain,
 )
 
@@ -346,3 +347,50 @@ def test_cross_fit_pretrains_each_network_on_its_own_training_rows(tmp_path: Pat
     for a, b in zip(resumed.members, whole.members, strict=True):
         assert losses(a.pretraining) == losses(b.pretraining)
         assert same_weights(a.model, b.model)
+
+
+def test_cross_fit_hands_on_each_members_pretraining_with_its_index(tmp_path: Path) -> None:
+    config = cfg(folds=2, epochs=1, pretrain_epochs=1)
+    digits = load_data(config)
+    seen: list[PretrainEpoch] = []
+    whole = cross_fit(config, digits, on_pretrain=seen.append)
+    assert [(r.member, r.layer) for r in seen] == [
+        (m, layer) for m in (0, 1) for layer in ("fc1.weight", "fc2.weight")
+    ]
+    for m, member in enumerate(whole.members):  # the same records, their member named
+        assert [dataclasses.replace(r, member=0) for r in seen if r.member == m] == list(
+            member.pretraining
+        )
+    store = FileCheckpoint(str(tmp_path / "folds.pt"))
+    cross_fit(config, digits, checkpoint=store)
+    again: list[PretrainEpoch] = []
+    cross_fit(config, digits, checkpoint=store, on_pretrain=again.append)  # restored ones
+    assert [(r.member, *losses([r])[0]) for r in again] == [
+        (r.member, *losses([r])[0]) for r in seen
+    ]
+
+
+def test_the_lr_range_test_starts_from_the_pretrained_network(
+    digits: Data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trainer._lr_range as lr_range
+
+    config = cfg(optimizer="adam", momentum=0.0)
+    started: list[torch.nn.Module] = []
+
+    def spy(model: torch.nn.Module, data: Data, config: TrainConfig) -> list[PretrainEpoch]:
+        records = pretrain(model, data, config)
+        started.append(copy.deepcopy(model))
+        return records
+
+    monkeypatch.setattr(lr_range, "pretrain", spy)
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    found = lr_range_test(config, digits, steps=20, lr_min=1e-5, lr_max=1e-1)
+    assert torch.equal(torch.get_rng_state(), state)
+    expected, _ = pretrained(config, digits)  # the weights fit pre-trains to
+    assert len(started) == 1 and same_weights(started[0], expected)
+    plain = lr_range_test(
+        config.replace(pretrain_epochs=0), digits, steps=20, lr_min=1e-5, lr_max=1e-1
+    )
+    assert found.losses != plain.losses

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import tomli_w
 
-from search_space import suggest
+from search_space import Categorical, suggest
 from studies import SpecError, StudySpec, builtin_specs, load_spec
 from studies.spec import STUDY, STUDY_KEYS, Ablation, Target
 
@@ -379,3 +379,19 @@ def test_pretraining_a_cnn_is_refused_with_the_key(tmp_path: Path) -> None:
     data = changed(train={"model": "cnn", "pretrain_epochs": 2, "channels": [4]})
     message, _ = problems_of(tmp_path, data)
     assert "pretrain_epochs" in message and "not 'cnn'" in message
+
+
+def test_the_few_labels_spec_turns_pretraining_on_and_off() -> None:
+    spec = load_spec("mnist-mlp-1000-labels")
+    assert (spec.train.dataset, spec.train.labels, spec.train.model) == ("mnist", 1000, "mlp")
+    pretrain = spec.space.get("pretrain_epochs")
+    assert isinstance(pretrain, Categorical) and 0 in pretrain.choices
+    assert any(c for c in pretrain.choices)  # and a number of epochs: on
+    assert "pretrain_noise" in spec.space
+    off = {"lr": 0.01, "optimizer": "adam", "dropout": 0.1, "weight_decay": 1e-5}
+    for epochs in pretrain.choices:
+        values = {**off, "pretrain_epochs": epochs, "pretrain_noise": 0.3}
+        params = suggest(optuna.trial.FixedTrial(values), spec.space, base=spec.train.to_dict())
+        config = spec.train.replace(**params)
+        assert config.pretrain_epochs == epochs
+        assert ("pretrain_noise" in params) == bool(epochs)  # searched only when it is on

@@ -148,7 +148,8 @@ TINY = "tiny"  # the name of every tiny study below
 
 
 def create_tiny_study(folder: Path, *, n_trials: int = 3, seed: int = 0, run: bool = False) -> str:
-    """A random-sampler study on digits (lr and dropout, 3 epochs) in `folder/study.db`.
+    """A random-sampler study on digits (lr and dropout, 3 epochs, no pruning) in
+    `folder/study.db`.
 
     With `run`, an hpstudy worker in this process finishes its trials. Returns the storage URL.
     """
@@ -160,6 +161,7 @@ def create_tiny_study(folder: Path, *, n_trials: int = 3, seed: int = 0, run: bo
                 "n_trials": n_trials,
                 "seed": seed,
                 "sampler": {"name": "random"},
+                "pruner": {"name": "none"},  # every trial finishes: curves, pictures, reports
             },
             "train": {"dataset": "digits", "hidden": [16], "epochs": 3, "device": "cpu"},
             "space": {

@@ -1,9 +1,10 @@
 """`fit`: trains a config on tensors held on the device, one `EpochResult` per epoch.
 
 The hot path has no per-sample Python and no host sync per batch: each epoch draws one
-permutation and gathers each batch's rows with it; losses, accuracies and gradient norms
-are summed on the device and read once per epoch (and checked for divergence every
-`DIVERGENCE_CHECK_EVERY` steps).
+permutation and gathers each batch's rows with it; each step writes its loss and gradient
+norms as one row of a tensor, and its predictions into a per-epoch buffer, on the device;
+they are summed and read once per epoch (and checked for divergence every
+`DIVERGENCE_CHECK_EVERY` steps). Four ops a step keep these books (issue 30).
 """
 
 from __future__ import annotations

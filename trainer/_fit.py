@@ -1,9 +1,10 @@
 """`fit`: trains a config on tensors held on the device, one `EpochResult` per epoch.
 
 The hot path has no per-sample Python and no host sync per batch: each epoch draws one
-permutation and gathers each batch's rows with it; losses, accuracies and gradient norms
-are summed on the device and read once per epoch (and checked for divergence every
-`DIVERGENCE_CHECK_EVERY` steps).
+permutation and gathers each batch's rows with it; each step writes its loss and gradient
+norms as one row of a tensor, and its predictions into a per-epoch buffer, on the device;
+they are summed and read once per epoch (and checked for divergence every
+`DIVERGENCE_CHECK_EVERY` steps). Four ops a step keep these books (issue 30).
 """
 
 from __future__ import annotations
@@ -538,15 +539,20 @@ class EpochPass:
         device = data.x_train.device
         self.layers = [(name, p) for name, p in weight_layers(model) if p.requires_grad]
         self.weights = [p for _, p in self.layers]
-        self.loss_sum = torch.zeros((), device=device)
-        self.correct = torch.zeros((), device=device, dtype=torch.long)
-        self.norm_sum = torch.zeros(len(self.weights), device=device)
-        self.norm_max = torch.zeros(len(self.weights), device=device)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        n, size = len(data.y_train), config.batch_size
+        # One row per step, written by one op: the weights' gradient norms, then the loss.
+        # Each stretch boundary may add a short batch; `_grow` doubles the rows if need be.
+        self.stats = torch.zeros(-(-n // size) + len(config.fractions) + 1, len(self.weights) + 1)
+        self.stats = self.stats.to(device)
+        self.sizes: list[int] = []  # each step's rows, for the loss's weighted mean
+        # each row's predicted class at its place in `perm` (-1: not trained on)
+        rows = n if config.task == "classification" else 0
+        self.predicted = torch.full((rows,), -1, device=device, dtype=torch.long)
         self.steps = 0
         self.rows = 0  # rows trained on
         self.done = 0  # rows of the order passed
         self.diverged = False  # a divergence check failed: the rest would only spread NaNs
-        n, size = len(data.y_train), config.batch_size
         # A last batch of one example breaks batch norm's statistics; it is dropped.
         self.stop = n - 1 if config.batch_norm and n % size == 1 and n > 1 else n
 
@@ -570,36 +576,54 @@ class EpochPass:
             objective = (
                 loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
             )
-            self.optimizer.zero_grad(set_to_none=True)
+            for p in self.params:  # the optimiser's zero_grad(set_to_none=True), less its wrapping
+                p.grad = None
             objective.backward()
-            if weights:  # norms of the raw gradients, before clipping: explosions stay visible
-                norms = torch.stack([torch.linalg.vector_norm(p.grad) for p in weights])
-                self.norm_sum += norms
-                torch.maximum(self.norm_max, norms, out=self.norm_max)
+            if self.steps == len(self.stats):
+                self._grow()
+            # norms of the raw gradients, before clipping: explosions stay visible; a weight
+            # the forward pass did not use has none (norm 0)
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in weights]
+            norms = torch._foreach_norm(grads) if grads else []
+            torch.stack([*norms, loss.detach()], out=self.stats[self.steps])
             if config.clip_value:
                 nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
             if config.clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             self.optimizer.step()
-            self.loss_sum.add_(loss.detach(), alpha=len(y))
             if classify:
-                self.correct += (output.argmax(dim=1) == y).sum()
+                torch.argmax(output.detach(), dim=1, out=self.predicted[begin : begin + len(y)])
             self.steps += 1
             self.rows += len(y)
-            if self.steps % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(self.loss_sum):
+            self.sizes.append(len(y))
+            if self.steps % DIVERGENCE_CHECK_EVERY == 0 and not self._finite():
                 self.diverged = True
         self.done = max(self.done, end)
+
+    def _grow(self) -> None:
+        self.stats = torch.cat([self.stats, torch.zeros_like(self.stats)])
+
+    def _finite(self) -> bool:
+        """Whether the losses since the last check are all finite (one host sync)."""
+        recent = self.stats[self.steps - DIVERGENCE_CHECK_EVERY : self.steps, -1]
+        return bool(torch.isfinite(recent).all())
 
     def summary(self) -> dict[str, Any]:
         """train_loss, train_accuracy (NaN for regression), grad_norm_mean and grad_norm_max
         over the batches trained so far."""
         seen = max(self.rows, 1)
-        mean = (self.norm_sum / max(self.steps, 1)).tolist()
-        top = self.norm_max.tolist()
+        stats = self.stats[: self.steps].double()
+        norms, losses = stats[:, :-1], stats[:, -1]
+        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=stats.device)
+        mean = (norms.sum(dim=0) / max(self.steps, 1)).tolist()
+        top = (norms.amax(dim=0) if self.steps else norms.sum(dim=0)).tolist()
         classify = self.config.task == "classification"
+        if classify:
+            truth = self.data.y_train.index_select(0, self.perm[: self.done])
+            correct = (self.predicted[: self.done] == truth).sum().item()
         return {
-            "train_loss": self.loss_sum.item() / seen,
-            "train_accuracy": self.correct.item() / seen if classify else math.nan,
+            "train_loss": (losses * sizes).sum().item() / seen,
+            "train_accuracy": correct / seen if classify else math.nan,
             "grad_norm_mean": {name: m for (name, _), m in zip(self.layers, mean, strict=True)},
             "grad_norm_max": {name: m for (name, _), m in zip(self.layers, top, strict=True)},
         }

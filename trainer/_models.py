@@ -27,6 +27,15 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
+# Activations that can overwrite their input: each follows a linear, conv or batch-norm layer
+# whose output nothing else reads, and writing in place spares an activation-sized tensor per
+# layer and step (the same values).
+IN_PLACE = frozenset({"relu", "leaky_relu", "elu", "selu"})
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module of `ACTIVATIONS`, in place where it can be."""
+    return ACTIVATIONS[name](inplace=True) if name in IN_PLACE else ACTIVATIONS[name]()
 
 
 def build_model(
@@ -68,7 +77,7 @@ def build_model(
             layers[f"conv{i}"] = nn.Conv2d(channels, out_channels, 3, padding=1)
             if config.batch_norm:
                 layers[f"bn_conv{i}"] = nn.BatchNorm2d(out_channels)
-            layers[f"act_conv{i}"] = ACTIVATIONS[config.activation]()
+            layers[f"act_conv{i}"] = activation(config.activation)
             if min(height, width) >= 2:
                 layers[f"pool{i}"] = nn.MaxPool2d(2)
                 height, width = height // 2, width // 2
@@ -83,7 +92,7 @@ def build_model(
         layers[f"fc{i}"] = nn.Linear(features, width_out)
         if config.batch_norm:
             layers[f"bn{i}"] = nn.BatchNorm1d(width_out)
-        layers[f"act{i}"] = ACTIVATIONS[config.activation]()
+        layers[f"act{i}"] = activation(config.activation)
         if config.dropout > 0:
             # SELU's self-normalisation needs the dropout that keeps mean and variance.
             drop = nn.AlphaDropout if config.activation == "selu" else nn.Dropout

@@ -73,6 +73,34 @@ def test_fit_is_repeatable(tiny_data: Data) -> None:
     assert curve(third.epochs) != curve(first.epochs)
 
 
+def initial_model(config: TrainConfig, data: Data) -> torch.nn.Module:
+    torch.manual_seed(config.seed)  # as `fit` draws it
+    return build_model(config, data.input_shape, data.num_classes)
+
+
+@pytest.mark.parametrize("fractions", [(), (0.3, 0.7)])
+def test_train_scores_sum_the_batches_trained(tiny_data: Data, fractions: tuple) -> None:
+    # lr 1e-9: the weights barely move, so the epoch's batches score as the initial network
+    config = cfg(lr=1e-9, epochs=1, batch_size=32, fractions=fractions)
+    result = fit(config, tiny_data)
+    start = evaluate(initial_model(config, tiny_data), tiny_data.x_train, tiny_data.y_train)
+    assert result.epochs[0].train_accuracy == start.accuracy
+    assert result.epochs[0].train_loss == pytest.approx(start.loss, rel=1e-5)
+    assert [p.fraction for p in result.partials] == [pytest.approx(f, abs=0.01) for f in fractions]
+
+
+def test_gradient_norms_of_one_batch(tiny_data: Data) -> None:
+    config = cfg(lr=1e-9, epochs=1, batch_size=240)  # one batch: the whole training split
+    epoch = fit(config, tiny_data).epochs[0]
+    model = initial_model(config, tiny_data)
+    model.train()
+    torch.nn.functional.cross_entropy(model(tiny_data.x_train), tiny_data.y_train).backward()
+    for name, weight in weight_layers(model):
+        norm = torch.linalg.vector_norm(weight.grad).item()
+        assert epoch.grad_norm_mean[name] == epoch.grad_norm_max[name]
+        assert epoch.grad_norm_mean[name] == pytest.approx(norm, rel=1e-5)
+
+
 def test_fit_flushes_subnormal_floats_on_the_cpu(tiny_data: Data) -> None:
     # A subnormal float (below ~1.2e-38 in float32) is slow microcode arithmetic: with flushing
     # it reads as zero. Turned off first, so that only `fit` can have turned it on.

@@ -517,6 +517,19 @@ CANDIDATES: dict[str, SideFactory] = {
     "hyperband-min1-rf3": spec_side(
         pruner={"name": "hyperband", "min_resource": 1, "reduction_factor": 3}
     ),
+    # the sampler's settings, on mnist-mlp's tuning seeds (issue 28's ablation of the sampler)
+    "sh-min1-rf3-tpe5": spec_side(sampler={"name": "tpe", "n_startup_trials": 5}, pruner=_SH1),
+    "sh-min1-rf3-univariate": spec_side(
+        sampler={"name": "tpe", "n_startup_trials": 10, "multivariate": False, "group": False},
+        pruner=_SH1,
+    ),
+    "sh-min1-rf3-noliar": spec_side(
+        sampler={"name": "tpe", "n_startup_trials": 10, "constant_liar": False}, pruner=_SH1
+    ),
+    "sh-min1-rf4-univariate": spec_side(
+        sampler={"name": "tpe", "n_startup_trials": 10, "multivariate": False, "group": False},
+        pruner={"name": _SH, "min_resource": 1, "reduction_factor": 4},
+    ),
     # rungs at 1/27, 1/9, 1/3, 1, 3, 9 epochs
     "frac27-sh-rf3": spec_side(pruner=_SH1, fractions=(1 / 27, 1 / 9, 1 / 3)),
     # rungs at 1/9, 1/3, 1, 3, 9 epochs
@@ -871,6 +884,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--first-seed", type=int, default=REPORT_SEEDS.start)
     parser.add_argument("--budget-epochs", type=int, help="default: 50 full runs' epochs")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--patience",
+        type=int,
+        help="early stopping's patience for every side (default: the spec's; 0 = off), "
+        "for the ablation of early stopping (write to its own --out)",
+    )
     parser.add_argument("--out", type=Path, help="default: benchmarks/hpobench/sim-<spec>.json")
     parser.add_argument("--summary", action="store_true", help="print the table and stop")
     parser.add_argument(
@@ -901,7 +920,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "spec": args.spec,
         "budget_epochs": args.budget_epochs or 50 * task.epochs,
         "workers": args.workers,
-        "patience": spec.train.patience,
+        "patience": spec.train.patience if args.patience is None else args.patience,
         "target": task.target(0.95),  # noisy runs' top 5% (SurrogateTask.target)
         "target_kind": "SurrogateTask.target(0.95), noisy",
         "model": task.model_name,  # the surrogate's model (choose_model's)

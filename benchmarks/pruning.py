@@ -7,9 +7,11 @@ epochs trained (the rows of `hpstudy_epochs`, i.e. every epoch any trial ran), t
 `run_study` (worker start-up included), the best value and the pruned/complete counts; then the
 fraction of epochs saved per seed and the median over seeds.
 
-    .venv/bin/python benchmarks/pruning.py                       # digits-mlp, seeds 0 1 2
-    .venv/bin/python benchmarks/pruning.py --seeds 0 --n-trials 10
-    .venv/bin/python benchmarks/pruning.py --record              # also update RESULTS.md
+Run from the repository root:
+
+    .venv/bin/python -m benchmarks.pruning                       # digits-mlp, seeds 0 1 2
+    .venv/bin/python -m benchmarks.pruning --seeds 0 --n-trials 10
+    .venv/bin/python -m benchmarks.pruning --record              # also update RESULTS.md
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ from studies import StudySpec, load_spec
 from studies.storage import EpochStore, create_engine
 from studies.workers import run_study
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+if __package__ in (None, ""):  # run as a file: the repository root holds `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._results import RESULTS, shown_command, write_section
+
 SECTION = "## Pruning savings (issue 3)"
 
 
@@ -90,8 +95,6 @@ def report(spec: StudySpec, runs: list[Run], command: str, loads: tuple[str, str
     pruner_name = spec.pruner["name"]
     arguments = ", ".join(f"{k}={v}" for k, v in spec.pruner.items() if k != "name")
     lines = [
-        SECTION,
-        "",
         f"`{spec.name}`: {spec.n_trials} trials of up to {spec.train.epochs} epochs, "
         f"{spec.sampler['name']} sampler, with the spec's pruner ({pruner_name}: {arguments}) "
         f"and with none; same sampler seed and trial count in each pair, real runner "
@@ -139,18 +142,6 @@ def report(spec: StudySpec, runs: list[Run], command: str, loads: tuple[str, str
     return "\n".join(lines)
 
 
-def record(section: str) -> None:
-    """Replaces this benchmark's section of RESULTS.md (others' sections stay as they are)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else text[end + 1 :])
-    RESULTS.write_text(text)
-
-
 def load_average() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -176,12 +167,12 @@ def main() -> None:
             print(run, flush=True)
     command = " ".join(
         ["HPSTUDY_THREADS=" + os.environ["HPSTUDY_THREADS"]] * ("HPSTUDY_THREADS" in os.environ)
-        + [".venv/bin/python", "benchmarks/pruning.py", *sys.argv[1:]]
+        + [shown_command("benchmarks.pruning", sys.argv[1:])]
     )
     section = report(spec, runs, command, (before, load_average()))
-    print(section)
+    print(SECTION, section, sep="\n\n")
     if args.record:
-        record(section)
+        write_section(SECTION, section)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ thread) shows where the rest goes, as shares of the epoch's self CPU time per op
 
 Run from the repository root (`--record` writes benchmarks/RESULTS.md):
 
-    .venv/bin/python benchmarks/trainer_floor.py --record
+    .venv/bin/python -m benchmarks.trainer_floor --record
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import statistics
 import sys
 import time
@@ -41,6 +40,10 @@ from torch import nn
 from trainer import Data, TrainConfig, fit, load_data
 from trainer._evaluate import EVAL_BATCH
 from trainer._models import build_model
+
+if __package__ in (None, ""):  # run as a file: the repository root holds `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._results import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -243,18 +246,6 @@ def table(pairs: Sequence[Pair]) -> list[str]:
     return lines
 
 
-def record(lines: list[str]) -> None:
-    """Replaces this benchmark's section of RESULTS.md (others' sections stay as they are)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    body = "\n".join([SECTION, "", *lines, ""])
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(text.rstrip("\n") + "\n")
-
-
 def main(argv: Sequence[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--networks", nargs="+", default=["mlp", "cnn"], choices=NETWORKS)
@@ -297,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
     lines += ["", f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`"]
     print("\n".join(lines))
     if args.record:
-        record(lines)
+        write_section(SECTION, lines)
     return lines
 
 

@@ -10,7 +10,7 @@ way (the trainer's seeded split: both are scored on the same 6,000 dev examples)
 
 Epoch times include the dev evaluation in both. Run from the repository root:
 
-    .venv/bin/python benchmarks/trainer_speed.py --epochs 3 --cli --record
+    .venv/bin/python -m benchmarks.trainer_speed --epochs 3 --cli --record
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from trainer import TrainConfig, fetch_mnist, fit, load_data
+
+if __package__ in (None, ""):  # run as a file: the repository root holds `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._results import shown_command, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -137,18 +141,6 @@ def table(course: dict, ours: dict) -> list[str]:
     ]
 
 
-def record(lines: list[str]) -> None:
-    """Replaces this benchmark's section of RESULTS.md (others' sections stay as they are)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    body = "\n".join([SECTION, "", *lines, ""])
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(text.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -192,7 +184,7 @@ def main() -> None:
         "",
         *table(course, ours),
         "",
-        f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`",
+        f"Command: `{shown_command('benchmarks.trainer_speed', sys.argv[1:])}`",
         f"Load average (1, 5, 15 min) before: {load_before}; after: {load()}; "
         f"{os.cpu_count()} cores. Other jobs share this machine: timings are noisy.",
         "",
@@ -211,7 +203,7 @@ def main() -> None:
         ]
     print("\n".join(lines))
     if args.record:
-        record(lines)
+        write_section(SECTION, lines)
 
 
 if __name__ == "__main__":

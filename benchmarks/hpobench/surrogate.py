@@ -58,8 +58,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -184,6 +186,17 @@ class Curves:
     def load(cls, path: Path) -> Curves:
         meta, records = load(path)
         return cls.from_records(meta, _leading(records), classes=_classes(meta))
+
+    def fingerprint(self) -> str:
+        """A sha256 of what a model fitted to these curves reads: the space, every
+        configuration, its dev loss and seconds per epoch. Two files of the same records agree
+        (a gzip file's own bytes do not matter); a configuration added, removed or changed
+        changes it."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps([self.space.to_dict(), self.params], sort_keys=True).encode())
+        for array in (self.dev_loss, self.seconds, self.diverged):
+            digest.update(np.ascontiguousarray(array, dtype="<f8").tobytes())
+        return digest.hexdigest()
 
 
 def _leading(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -453,13 +466,77 @@ def validate(curves: Curves, *, model: str = "forest", folds: int = 5, seed: int
     )
 
 
-def choose_model(curves: Curves, *, folds: int = 5) -> str:
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """`choose_model`'s choice for one recording, with the scores and the curves it read."""
+
+    model: str  # one of MODELS
+    spearman_final: dict[str, float]  # each model's held-out Spearman of final dev loss
+    folds: int  # of `validate`'s k-fold
+    configs: int  # configurations the choice was made on
+    fingerprint: str  # `Curves.fingerprint()` of those curves
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelChoice:
+        return cls(**values)
+
+
+def choose_model(curves: Curves, *, folds: int = 5) -> ModelChoice:
     """The model whose held-out predictions rank the configurations' final dev loss best
     (`validate`'s Spearman, seed 0; a tie keeps the forest). It is chosen on the recording
     alone, before any search runs on it: on digits-mlp the forest (0.911 against 0.902), on
-    mnist-mlp the nearest neighbours (0.836 against 0.670 on its first 193 configurations)."""
+    mnist-mlp the nearest neighbours (0.836 against 0.670 on its first 193 configurations).
+    It costs a k-fold fit of every model (some 10 s on mnist-mlp): `kept_model_choice` keeps
+    it beside the recording."""
     scores = {name: validate(curves, model=name, folds=folds).spearman_final for name in MODELS}
-    return max(MODELS, key=lambda name: (scores[name], name == "forest"))
+    return ModelChoice(
+        model=max(MODELS, key=lambda name: (scores[name], name == "forest")),
+        spearman_final=scores,
+        folds=folds,
+        configs=len(curves.params),
+        fingerprint=curves.fingerprint(),
+    )
+
+
+def model_choice_path(path: Path) -> Path:
+    """Where a recording's model choice is kept: `<name>-model.json` beside it."""
+    return path.with_name(path.name.replace(".jsonl.gz", "-model.json"))
+
+
+def kept_model_choice(curves: Curves, path: Path, *, folds: int = 5) -> ModelChoice:
+    """`choose_model`'s choice for the recording at `path` (whose curves are `curves`), read
+    from `model_choice_path(path)` where that was made on the same curves (the same
+    `Curves.fingerprint()`, folds and MODELS), else made again and written there.
+
+    Several simulations may load one recording at once: the file is replaced whole (a
+    temporary file, then `os.replace`), so a reader sees an old choice or a new one, never half
+    of one; two processes that both choose again write the same choice. Where the folder is
+    not writable the choice is made and used, not kept.
+    """
+    where = model_choice_path(path)
+    fingerprint = curves.fingerprint()
+    try:
+        kept: ModelChoice | None = ModelChoice.from_dict(json.loads(where.read_text()))
+    except (OSError, ValueError, TypeError):  # none yet, or not a choice (JSON errors too)
+        kept = None
+    if (
+        kept is not None
+        and kept.fingerprint == fingerprint
+        and kept.folds == folds
+        and set(kept.spearman_final) == set(MODELS)
+    ):
+        return kept
+    choice = choose_model(curves, folds=folds)
+    temporary = where.with_name(f".{where.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(choice.to_dict(), indent=2) + "\n")
+        os.replace(temporary, where)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+    return choice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -692,14 +769,16 @@ class SurrogateTask:
     def load(cls, spec: str | Path, *, model: str = "auto", seed: int = 0) -> SurrogateTask:
         """The surrogate of a recording: a built-in spec's name, or a recording's path; its
         reruns, where `<name>-reruns.jsonl.gz` lies beside it, give the noise. Model "auto"
-        is `choose_model`'s: the one that ranks held-out configurations best."""
+        is `choose_model`'s: the one that ranks held-out configurations best, kept in
+        `<name>-model.json` beside the recording while the recording stays the same
+        (`kept_model_choice`)."""
         path = Path(spec) if str(spec).endswith(".gz") else default_path(str(spec))
         again = rerun_path(path)
         reruns = Curves.load(again) if again.exists() else None
         inner, inner_again = fractions_path(path), fractions_path(path, reruns=True)
         curves = Curves.load(path)
         if model == "auto":
-            model = choose_model(curves)
+            model = kept_model_choice(curves, path).model
         return cls(
             curves,
             reruns=reruns,

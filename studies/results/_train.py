@@ -48,12 +48,14 @@ def format_epoch(result: EpochResult, epochs: int) -> str:
     )
 
 
-def format_pretraining(result: PretrainEpoch, epochs: int) -> str:
-    """One progress line of pre-training: the layer, its epoch, the reconstruction loss."""
+def format_pretraining(result: PretrainEpoch, epochs: int, *, networks: int = 1) -> str:
+    """One progress line of pre-training: the layer, its epoch, the reconstruction loss; of a
+    config of several `networks` (folds, repeats), which one, since each pre-trains in turn."""
+    which = f"  network {result.member + 1}/{networks}" if networks > 1 else ""
     return (
         f"pre-training {result.layer.removesuffix('.weight')} epoch {result.epoch:>3} "
         f"[{result.epoch + 1}/{epochs}]  reconstruction loss {result.loss:.4f}  "
-        f"({result.rows} inputs)  {result.seconds:.1f}s"
+        f"({result.rows} inputs)  {result.seconds:.1f}s{which}"
     )
 
 
@@ -240,6 +242,9 @@ def train_ensemble(
         data,
         on_epoch=lambda e: echo(format_epoch(e, config.epochs)),
         search_path=search_path,
+        on_pretrain=lambda e: echo(
+            format_pretraining(e, config.pretrain_epochs, networks=networks)
+        ),
     )
     values = ", ".join(f"{v:.4f}" for v in result.values("dev_loss"))
     echo(

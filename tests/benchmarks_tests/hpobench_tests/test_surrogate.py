@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,13 +11,17 @@ import optuna
 import pytest
 from sklearn.ensemble import RandomForestRegressor
 
-from benchmarks.hpobench.record import draw, write
+from benchmarks.hpobench import surrogate
+from benchmarks.hpobench.record import default_path, draw, write
 from benchmarks.hpobench.surrogate import (
+    MODELS,
     CurveModel,
     Curves,
     Encoder,
     FlatForest,
+    ModelChoice,
     SurrogateTask,
+    model_choice_path,
     noise_check,
     validate,
 )
@@ -230,3 +235,68 @@ def test_a_task_without_inner_points_says_how_to_record_them(tmp_path: Path) -> 
 
     with pytest.raises(ValueError, match="--fractions"):
         task.points({"lr": 1e-2, "optimizer": "adam", "batch_norm": True})
+
+
+def _no_choosing(curves: Curves, *, folds: int = 5) -> ModelChoice:
+    raise AssertionError("the model was chosen again: the kept choice should have been read")
+
+
+def test_the_model_choice_is_kept_beside_the_recording_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "known.jsonl.gz"
+    _recording(path, 40)
+    chosen = SurrogateTask.load(path).model_name
+
+    kept = ModelChoice.from_dict(json.loads(model_choice_path(path).read_text()))
+    assert model_choice_path(path) == tmp_path / "known-model.json"
+    assert (kept.model, kept.configs, kept.folds) == (chosen, 40, 5)
+    assert set(kept.spearman_final) == set(MODELS)
+    assert kept.fingerprint == Curves.load(path).fingerprint()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+    monkeypatch.setattr(surrogate, "choose_model", _no_choosing)
+    assert SurrogateTask.load(path).model_name == chosen
+
+
+def test_a_changed_recording_has_its_model_chosen_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "known.jsonl.gz"
+    _recording(path, 40)
+    SurrogateTask.load(path)
+    before = json.loads(model_choice_path(path).read_text())
+    _recording(path, 41)  # one configuration more
+    choose = surrogate.choose_model
+    calls: list[int] = []
+
+    def counted(curves: Curves, *, folds: int = 5) -> ModelChoice:
+        calls.append(len(curves.params))
+        return choose(curves, folds=folds)
+
+    monkeypatch.setattr(surrogate, "choose_model", counted)
+    SurrogateTask.load(path)
+    SurrogateTask.load(path)  # the new choice is kept in turn
+
+    after = json.loads(model_choice_path(path).read_text())
+    assert calls == [41]
+    assert after["configs"] == 41 and after["fingerprint"] != before["fingerprint"]
+
+
+def test_a_kept_file_that_is_not_a_choice_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "known.jsonl.gz"
+    _recording(path, 40)
+    model_choice_path(path).write_text('{"model": "knn"')  # cut short
+
+    task = SurrogateTask.load(path)
+
+    assert json.loads(model_choice_path(path).read_text())["model"] == task.model_name
+
+
+@pytest.mark.parametrize("spec", ["digits-mlp", "mnist-mlp"])
+def test_the_committed_model_choices_are_of_the_recordings_as_they_are(spec: str) -> None:
+    """Else every simulation would choose again, and rewrite a tracked file."""
+    path = default_path(spec)
+    kept = ModelChoice.from_dict(json.loads(model_choice_path(path).read_text()))
+    assert kept.fingerprint == Curves.load(path).fingerprint()
+    assert kept.model in MODELS

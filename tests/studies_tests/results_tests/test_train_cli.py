@@ -77,6 +77,26 @@ def test_train_prints_the_pretraining_epochs_before_the_epochs(
     assert lines.index(pre[-1]) < first
 
 
+def test_train_test_of_folds_prints_each_networks_pretraining_epochs(
+    config_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    changes = ["--set", "epochs=1", "--set", "pretrain_epochs=2", "--set", "labels=50"]
+    assert main(["train", str(config_file), "--test", "--set", "folds=2", *changes]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    pre = [line for line in lines if line.startswith("pre-training")]
+    # the networks pre-train in turn, each naming itself, before the first lock-step epoch
+    assert [(line.split()[1:4], line.split()[-1]) for line in pre] == [
+        (["fc1", "epoch", "0"], "1/2"),
+        (["fc1", "epoch", "1"], "1/2"),
+        (["fc1", "epoch", "0"], "2/2"),
+        (["fc1", "epoch", "1"], "2/2"),
+    ]
+    assert all(re.search(r"reconstruction loss [\d.]+  \(\d+ inputs\)", line) for line in pre)
+    first = next(i for i, line in enumerate(lines) if line.startswith("epoch"))
+    assert lines.index(pre[-1]) < first
+    assert "the ensemble of 2 networks" in lines[-1]
+
+
 def test_a_bad_config_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[train]\ndataset = "digits"\nlr = 0\n')

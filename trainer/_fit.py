@@ -22,6 +22,7 @@ from torch import nn
 from trainer._config import MAXIMIZED, TrainConfig
 from trainer._data import Data, load_data, resolve_device
 from trainer._evaluate import Evaluation, evaluate, layout, task_loss
+from trainer._handstep import MlpStep, why_autograd
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
 from trainer._pretrain import Pretraining
@@ -555,6 +556,9 @@ class EpochPass:
         self.diverged = False  # a divergence check failed: the rest would only spread NaNs
         # A last batch of one example breaks batch norm's statistics; it is dropped.
         self.stop = n - 1 if config.batch_norm and n % size == 1 and n > 1 else n
+        # The built-in MLP trains by a hand-written step, everything else through autograd.
+        by_hand = why_autograd(model, config, data) is None
+        self.by_hand = MlpStep(model, optimizer, data, config) if by_hand else None
 
     def train_to(self, end: int) -> None:
         """Trains the rows of the order up to `end` (at most `stop`)."""
@@ -563,34 +567,47 @@ class EpochPass:
         classify = config.task == "classification"
         size = config.batch_size
         end = min(end, self.stop)
+        by_hand = self.by_hand
+        # the hand-written step writes into the same .grad tensors every step
+        steady = [p.grad for p in weights] if by_hand is not None else None
         for begin in range(self.done, end, size):
             if self.diverged:
                 break
             index = self.perm[begin : min(begin + size, end)]
-            if config.batch_norm and len(index) == 1 and size > 1:
-                continue  # a one-row batch at a stretch's end: batch norm cannot train on it
-            # index_select: a third of the cost of x[index] for a batch of rows on a CPU
-            x, y = data.x_train.index_select(0, index), data.y_train.index_select(0, index)
-            output = model(layout(x, model))
-            loss = task_loss(output, y, config.task)
-            objective = (
-                loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
-            )
-            for p in self.params:  # the optimiser's zero_grad(set_to_none=True), less its wrapping
-                p.grad = None
-            objective.backward()
+            if by_hand is not None:
+                output, loss, y = by_hand(index)
+            else:
+                if config.batch_norm and len(index) == 1 and size > 1:
+                    continue  # a one-row batch at a stretch's end: batch norm cannot train on it
+                # index_select: a third of the cost of x[index] for a batch of rows on a CPU
+                x, y = data.x_train.index_select(0, index), data.y_train.index_select(0, index)
+                output = model(layout(x, model))
+                loss = task_loss(output, y, config.task)
+                objective = (
+                    loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
+                )
+                for (
+                    p
+                ) in self.params:  # the optimiser's zero_grad(set_to_none=True), less its wrapping
+                    p.grad = None
+                objective.backward()
             if self.steps == len(self.stats):
                 self._grow()
             # norms of the raw gradients, before clipping: explosions stay visible; a weight
             # the forward pass did not use has none (norm 0)
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in weights]
+            grads = steady or [
+                p.grad if p.grad is not None else torch.zeros_like(p) for p in weights
+            ]
             norms = torch._foreach_norm(grads) if grads else []
             torch.stack([*norms, loss.detach()], out=self.stats[self.steps])
             if config.clip_value:
                 nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
             if config.clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            self.optimizer.step()
+            if by_hand is not None:
+                by_hand.update()
+            else:
+                self.optimizer.step()
             if classify:
                 torch.argmax(output.detach(), dim=1, out=self.predicted[begin : begin + len(y)])
             self.steps += 1

@@ -1,0 +1,358 @@
+"""The built-in MLP's training step written out by hand, without autograd (issue 30).
+
+Autograd and `torch.optim` take about a hundred op dispatches, each with its Python, for one
+step of the MLP 784-300-100-10; at batch 64 on one CPU thread that made an epoch 1.7x as long
+as its matrix products alone. `MlpStep` does the same step in about thirty ops:
+
+1. gather the batch into preallocated buffers (`index_select(out=)`);
+2. forward: per layer `addmm` into a buffer, the activation in place (its output is all its
+   backward needs), dropout as a mask drawn with `bernoulli_` like `nn.Dropout`'s;
+3. the loss, and its gradient by hand: (softmax - one-hot) / rows for cross-entropy,
+   2 (output - target) / values for the squared error;
+4. backward: per layer the weight gradient `mm` and the bias gradient `sum` straight into the
+   parameters' `.grad` tensors, the input gradient `mm`, the dropout mask and the
+   activation's backward (aten's own `*_backward` kernels, from the output) in place;
+5. the update (`update`): a fused `torch.optim.SGD` is stepped by calling its kernel
+   (`torch._fused_sgd_`) once per parameter group on the optimiser's own state, which is what
+   `SGD.step` does less its Python; any other optimiser through its `step()`.
+
+It trains the same maths as autograd, not the same bits: gradients agree to float32 rounding
+(tests/trainer_tests/test_handstep.py). The same config on the same thread count gives the same
+run again, as before. The optimiser's `state_dict` is the one `step()` would have left, so
+checkpoints load either way.
+
+Which runs take it: `why_autograd` says, for a model and config, why not (or None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from trainer._config import TrainConfig
+
+if TYPE_CHECKING:
+    from trainer._data import Data
+
+_aten = torch.ops.aten
+# nn.SELU's constants (torch's selu is elu with these)
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+# An activation as (forward in place, backward in place): backward(grad, output) turns the
+# gradient with respect to the activation's output into that with respect to its input,
+# reading only the output, as autograd's own backward of the in-place activation does.
+Activation = tuple[Callable[[Tensor], object], Callable[[Tensor, Tensor], object]]
+
+
+def _activation(module: nn.Module) -> Activation | None:
+    """The hand-written form of one of `ACTIVATIONS`' modules, or None for another module."""
+    kind = type(module)
+    if kind is nn.ReLU:
+        return torch.relu_, lambda g, out: _aten.threshold_backward.grad_input(
+            g, out, 0, grad_input=g
+        )
+    if kind is nn.LeakyReLU:
+        slope = module.negative_slope  # type: ignore[attr-defined]
+        return (
+            lambda h: torch._C._nn.leaky_relu_(h, slope),
+            lambda g, out: _aten.leaky_relu_backward.grad_input(g, out, slope, True, grad_input=g),
+        )
+    if kind in (nn.ELU, nn.SELU):
+        alpha, scale = (module.alpha, 1.0) if kind is nn.ELU else (SELU_ALPHA, SELU_SCALE)  # type: ignore[attr-defined]
+        return (
+            lambda h: torch._C._nn.elu_(h, alpha, scale, 1.0),
+            lambda g, out: _aten.elu_backward.grad_input(
+                g, alpha, scale, 1.0, True, out, grad_input=g
+            ),
+        )
+    if kind is nn.Tanh:
+        return torch.tanh_, lambda g, out: _aten.tanh_backward.grad_input(g, out, grad_input=g)
+    if kind is nn.Sigmoid:
+        return torch.sigmoid_, lambda g, out: _aten.sigmoid_backward.grad_input(
+            g, out, grad_input=g
+        )
+    return None
+
+
+@dataclasses.dataclass
+class _Layer:
+    """One linear layer and what follows it in the built-in MLP."""
+
+    weight: Tensor  # detached: the step runs outside autograd and writes in place
+    bias: Tensor
+    activation: Activation | None = None  # None: the output layer
+    keep: float = 1.0  # 1 - dropout probability; 1.0: no dropout
+
+
+def _layers(model: nn.Module) -> list[_Layer] | str:
+    """The layers of a network `build_model` made for `model = "mlp"`, or why it is not one
+    the hand-written step runs."""
+    if not isinstance(model, nn.Sequential):
+        return "the network is not an nn.Sequential"
+    modules = list(model)
+    if not modules or not isinstance(modules[0], nn.Flatten):
+        return "the network does not start with nn.Flatten"
+    layers: list[_Layer] = []
+    for module in modules[1:]:
+        last = layers[-1] if layers else None
+        if type(module) is nn.Linear:
+            if last is not None and last.activation is None:
+                return "two linear layers without an activation between them"
+            if module.bias is None:
+                return "a linear layer without a bias"
+            layers.append(_Layer(module.weight.detach(), module.bias.detach()))
+        elif (act := _activation(module)) is not None and last is not None:
+            if last.activation is not None:
+                return "two activations in a row"
+            last.activation = act
+        elif type(module) is nn.Dropout and last is not None and last.activation is not None:
+            if last.keep < 1.0 or module.inplace:
+                return "dropout twice in a row, or in place"
+            last.keep = 1.0 - module.p
+        else:
+            return f"its layer {type(module).__name__} (batch norm, alpha dropout, ...)"
+    if not layers or layers[-1].activation is not None:
+        return "the network does not end with a linear layer"
+    return layers
+
+
+def why_autograd(model: nn.Module, config: TrainConfig, data: Data | None = None) -> str | None:
+    """Why `fit` trains `model` through autograd, not the hand-written `MlpStep`: a reason, or
+    None when `MlpStep` runs.
+
+    `MlpStep` runs the built-in MLP (`model = "mlp"`: linear layers with any of `ACTIVATIONS`
+    and optional `nn.Dropout` between them), for classification or regression, with any
+    optimiser, weight decay, clipping and schedule. Autograd runs everything else: a
+    factory's network (even one built the same way), batch norm, SELU's alpha dropout, frozen
+    layers (`freeze`), the elastic-net penalty (`l1`), parameters or inputs not in float32.
+    """
+    if config.model != "mlp":
+        return f"model '{config.model}' is not the built-in 'mlp'"
+    if config.l1:
+        return "the elastic-net penalty (l1) is added to the loss through autograd"
+    params = list(model.parameters())
+    if not all(p.requires_grad for p in params):
+        return "some layers are frozen (freeze)"
+    if any(p.dtype != torch.float32 or p.layout != torch.strided for p in params):
+        return "its parameters are not dense float32 tensors"
+    if data is not None and (
+        data.x_train.dtype != torch.float32 or data.x_train.device != params[0].device
+    ):
+        return "the inputs are not float32 tensors on the network's device"
+    layers = _layers(model)
+    return layers if isinstance(layers, str) else None
+
+
+@dataclasses.dataclass
+class _Buffers:
+    """One batch size's tensors, kept from step to step (none of them outlives a step)."""
+
+    x: Tensor  # the batch's inputs, flat (rows, features)
+    y: Tensor  # its targets (the gathered rows)
+    outputs: list[Tensor]  # each layer's output, after its activation
+    inputs: list[Tensor]  # each layer's input: x, or the layer below's output (dropped out)
+    uppers: list[Tensor | None]  # each layer's dropped-out output: the next layer's input
+    masks: list[Tensor | None]  # each layer's dropout mask, scaled by 1 / keep
+    grads: list[Tensor]  # the loss's gradient with respect to each layer's linear output
+    grads_t: list[Tensor]  # the same, transposed
+    labels: Tensor  # classification: y as a column; regression: y shaped like the output
+    minus: Tensor  # classification: -1 / rows in each row, for the one-hot of the labels
+
+
+class MlpStep:
+    """The training step of the built-in MLP by hand: forward, loss, backward, update.
+
+    Build one per epoch (after the optimiser's state was restored); `__call__` writes the
+    batch's gradients into the parameters' `.grad` tensors, `update` applies them.
+    """
+
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, config: TrainConfig
+    ) -> None:
+        layers = _layers(model)
+        if isinstance(layers, str):
+            raise ValueError(f"MlpStep runs the built-in MLP only; this network has {layers}")
+        self.layers, self.data, self.optimizer = layers, data, optimizer
+        self.classify = config.task == "classification"
+        self.weights_t = [layer.weight.t() for layer in layers]
+        for p in model.parameters():
+            if p.grad is None:  # written in place by every step from now on
+                p.grad = torch.zeros_like(p)
+        grads = [(p.grad, q.grad) for p, q in _pairs(model)]
+        self.grads: list[tuple[Tensor, Tensor]] = grads  # type: ignore[assignment]
+        self.buffers: dict[int, _Buffers] = {}
+        self.update: Callable[[], object] = _fused_sgd_step(optimizer) or optimizer.step
+
+    def _buffers(self, rows: int) -> _Buffers:
+        found = self.buffers.get(rows)
+        if found is not None:
+            return found
+        data, device = self.data, self.data.x_train.device
+        x = torch.empty(rows, *data.x_train.shape[1:], device=device)
+        y = torch.empty(rows, *data.y_train.shape[1:], device=device, dtype=data.y_train.dtype)
+        flat = x.view(rows, -1)
+        outputs, inputs, masks, grads = [], [], [], []
+        below = flat
+        for layer in self.layers:
+            inputs.append(below)
+            out = torch.empty(rows, layer.weight.shape[0], device=device)
+            outputs.append(out)
+            grads.append(torch.empty_like(out))
+            mask = torch.empty_like(out) if layer.keep < 1.0 else None
+            masks.append(mask)
+            below = out if mask is None else torch.empty_like(out)
+        last = outputs[-1]
+        labels = y.view(rows, 1) if self.classify else y.view(last.shape)
+        minus = torch.full((rows, 1), -1.0 / rows, device=device)
+        found = _Buffers(
+            flat,
+            y,
+            outputs,
+            inputs,
+            [inputs[i + 1] if mask is not None else None for i, mask in enumerate(masks)],
+            masks,
+            grads,
+            [g.t() for g in grads],
+            labels,
+            minus,
+        )
+        self.buffers[rows] = found
+        return found
+
+    def __call__(self, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Trains on the rows `index` of the training split: writes the gradients of the
+        batch's mean loss into the parameters' `.grad`.
+
+        Returns:
+            The network's output, the batch's loss and its targets (tensors reused by the next
+            step of the same size: read them before).
+        """
+        rows = len(index)
+        b = self._buffers(rows)
+        data, layers = self.data, self.layers
+        torch.index_select(data.x_train, 0, index, out=b.x.view(rows, *data.x_train.shape[1:]))
+        torch.index_select(data.y_train, 0, index, out=b.y)
+        # 1. forward
+        for layer, weight_t, x, out, mask, upper in zip(
+            layers, self.weights_t, b.inputs, b.outputs, b.masks, b.uppers, strict=True
+        ):
+            torch.addmm(layer.bias, x, weight_t, out=out)
+            if layer.activation is not None:
+                layer.activation[0](out)
+            if mask is not None:
+                mask.bernoulli_(layer.keep)  # as nn.Dropout draws it: kept with p = keep
+                mask.div_(layer.keep)
+                torch.mul(out, mask, out=upper)
+        # 2. the loss and its gradient with respect to the output
+        output, g = b.outputs[-1], b.grads[-1]
+        if self.classify:
+            log_p = torch.log_softmax(output, 1)
+            loss = torch._C._nn.nll_loss(log_p, b.y, None, 1, -100)  # 1: the mean
+            torch.exp(log_p, out=g)
+            g.mul_(1.0 / rows)
+            g.scatter_add_(1, b.labels, b.minus)
+        else:
+            loss = torch._C._nn.mse_loss(output, b.labels, 1)
+            torch.sub(output, b.labels, out=g)
+            g.mul_(2.0 / output.numel())
+        # 3. backward, output side first
+        for i in range(len(layers) - 1, -1, -1):
+            g = b.grads[i]
+            weight_grad, bias_grad = self.grads[i]
+            torch.mm(b.grads_t[i], b.inputs[i], out=weight_grad)
+            torch.sum(g, 0, out=bias_grad)
+            if i == 0:
+                break
+            below = layers[i - 1]
+            g_below = b.grads[i - 1]
+            torch.mm(g, layers[i].weight, out=g_below)
+            mask = b.masks[i - 1]
+            if mask is not None:
+                g_below.mul_(mask)
+            below.activation[1](g_below, b.outputs[i - 1])  # type: ignore[index]
+        return output, loss, b.y
+
+
+def _pairs(model: nn.Module) -> list[tuple[nn.Parameter, nn.Parameter]]:
+    """(weight, bias) of each linear layer, input side first."""
+    return [(m.weight, m.bias) for m in model.modules() if type(m) is nn.Linear]  # type: ignore[misc]
+
+
+def _fused_sgd_step(optimizer: torch.optim.Optimizer) -> Callable[[], None] | None:
+    """`optimizer.step()` for a fused `torch.optim.SGD` (what `OPTIMIZERS["sgd"]` makes),
+    without its Python per step: one `torch._fused_sgd_` per parameter group, on the
+    optimiser's own momentum buffers (made on the first step as `SGD.step` makes them), with
+    each group's current lr. None for any other optimiser."""
+    if type(optimizer) is not torch.optim.SGD:
+        return None
+    groups = optimizer.param_groups
+    if any(
+        not g["fused"] or g["maximize"] or g["differentiable"] or g.get("foreach") for g in groups
+    ):
+        return None
+    if any(getattr(optimizer, name, None) is not None for name in ("grad_scale", "found_inf")):
+        return None
+    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
+        return None  # hooks run around step(): let it run them
+    from torch.optim import optimizer as module
+
+    if module._global_optimizer_pre_hooks or module._global_optimizer_post_hooks:
+        return None
+    state = optimizer.state
+    plans = []
+    for group in groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        buffers = [state[p].get("momentum_buffer") for p in params] if group["momentum"] else []
+        made = {b is not None for b in buffers}
+        if len(made) > 1:
+            return None  # some buffers made, some not: leave it to SGD.step
+        if params:
+            plans.append(_SgdGroup(group, params, buffers, first=made == {False}))
+
+    def step() -> None:
+        for plan in plans:
+            group = plan.group
+            if plan.first:  # as SGD.step: the buffers start as the first gradient
+                plan.buffers[:] = [torch.empty_like(p) for p in plan.params]
+                for p, buffer in zip(plan.params, plan.buffers, strict=True):
+                    state[p]["momentum_buffer"] = buffer
+            torch._fused_sgd_(
+                plan.detached,
+                plan.grads,
+                plan.buffers,
+                weight_decay=group["weight_decay"],
+                momentum=group["momentum"],
+                lr=group["lr"],
+                dampening=group["dampening"],
+                nesterov=group["nesterov"],
+                maximize=False,
+                is_first_step=plan.first,
+                grad_scale=None,
+                found_inf=None,
+            )
+            plan.first = False
+        optimizer._opt_called = True  # type: ignore[attr-defined]  # what the lr schedules check
+
+    return step
+
+
+class _SgdGroup:
+    """One SGD parameter group's tensors for `torch._fused_sgd_`."""
+
+    def __init__(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        buffers: list[Tensor | None],
+        *,
+        first: bool,
+    ) -> None:
+        self.group, self.params, self.first = group, params, first
+        self.detached = [p.detach() for p in params]  # updated in place outside autograd
+        self.grads = [p.grad for p in params]
+        self.buffers = buffers

@@ -571,7 +571,7 @@ class EpochPass:
             return
         by_hand = self.by_hand
         # the hand-written step writes into the same .grad tensors every step
-        steady = [p.grad for p in weights] if by_hand is not None else None
+        steady = [p.grad for p in weights if p.grad is not None] if by_hand is not None else []
         batches = zip(
             self.perm[self.done : end].split(size),
             self.targets[self.done : end].split(size),
@@ -593,9 +593,8 @@ class EpochPass:
                 objective = (
                     loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
                 )
-                for (
-                    p
-                ) in self.params:  # the optimiser's zero_grad(set_to_none=True), less its wrapping
+                # the optimiser's zero_grad(set_to_none=True), less its wrapping
+                for p in self.params:
                     p.grad = None
                 objective.backward()
                 loss = loss.detach()
@@ -643,7 +642,7 @@ class EpochPass:
         top = (norms.amax(dim=0) if steps else norms.sum(dim=0)).tolist()
         classify = self.config.task == "classification"
         if classify:
-            correct = 0
+            correct: float = 0
             if steps:
                 correct = (torch.cat(self.predicted) == torch.cat(self.truth)).sum().item()
         return {

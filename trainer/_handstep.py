@@ -195,6 +195,7 @@ class _CrossEntropy:
     log_softmax is ~7x faster than along the rows of a (rows, 10) tensor."""
 
     logits_t: Tensor  # the output transposed
+    output_t: Tensor  # the output, as a transposed view (the copy's source)
     log_p: Tensor  # log-probabilities
     log_p_4d: Tensor  # a (1, classes, 1, rows) view of them: nll_loss2d's layout
     minus: Tensor  # -1 / rows in a (1, rows) row: the one-hot of the labels, scaled
@@ -263,7 +264,8 @@ class MlpStep:
             log_p = torch.empty_like(logits_t)
             minus = torch.full((1, rows), -1.0 / rows, device=device)
             log_p_4d = log_p.view(1, log_p.shape[0], 1, rows)
-            cross_entropy = _CrossEntropy(logits_t, log_p, log_p_4d, minus)
+            output_t = forward[-1].out.t()
+            cross_entropy = _CrossEntropy(logits_t, output_t, log_p, log_p_4d, minus)
         backward = []
         for i in range(len(forward) - 1, -1, -1):
             f, layer, (weight_grad, bias_grad) = forward[i], self.layers[i], self.grads[i]
@@ -305,7 +307,7 @@ class MlpStep:
         output, top = b.forward[-1].out, b.backward[0]
         ce = b.cross_entropy
         if ce is not None:  # cross-entropy: (softmax - one-hot) / rows
-            ce.logits_t.copy_(output.t())
+            ce.logits_t.copy_(ce.output_t)
             torch._log_softmax(ce.logits_t, 0, False, out=ce.log_p)
             loss = _nll_loss2d(ce.log_p_4d, y.view(1, 1, -1), None, 1, -100)  # 1: the mean
             g = top.grad_t

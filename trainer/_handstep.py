@@ -131,9 +131,11 @@ def why_autograd(model: nn.Module, config: TrainConfig, data: Data | None = None
 
     `MlpStep` runs the built-in MLP (`model = "mlp"`: linear layers with any of `ACTIVATIONS`
     and optional `nn.Dropout` between them), for classification or regression, with any
-    optimiser, weight decay, clipping and schedule. Autograd runs everything else: a
-    factory's network (even one built the same way), batch norm, SELU's alpha dropout, frozen
-    layers (`freeze`), the elastic-net penalty (`l1`), parameters or inputs not in float32.
+    optimiser, weight decay, clipping and schedule, on the CPU. Autograd runs everything
+    else: a factory's network (even one built the same way), batch norm, SELU's alpha dropout,
+    frozen layers (`freeze`), the elastic-net penalty (`l1`), parameters or inputs not in
+    float32, and any network on a GPU (the step is device-agnostic code, but it was written for
+    the CPU's per-op cost and has not been checked on a GPU yet).
     """
     if config.model != "mlp":
         return f"model '{config.model}' is not the built-in 'mlp'"
@@ -144,6 +146,8 @@ def why_autograd(model: nn.Module, config: TrainConfig, data: Data | None = None
         return "some layers are frozen (freeze)"
     if any(p.dtype != torch.float32 or p.layout != torch.strided for p in params):
         return "its parameters are not dense float32 tensors"
+    if any(p.device.type != "cpu" for p in params):
+        return "it is not on the CPU"
     if data is not None and (
         data.x_train.dtype != torch.float32 or data.x_train.device != params[0].device
     ):

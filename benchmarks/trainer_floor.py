@@ -43,7 +43,7 @@ from trainer._models import build_model
 
 if __package__ in (None, ""):  # run as a file: the repository root holds `benchmarks`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._results import write_section
+from benchmarks._results import shown_command, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
             "| --- | ---: |",
             *(f"| `{key}` | {share:.1%} |" for key, share in shares),
         ]
-    lines += ["", f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`"]
+    lines += ["", f"Command: `{shown_command('benchmarks.trainer_floor', sys.argv[1:])}`"]
     print("\n".join(lines))
     if args.record:
         write_section(SECTION, lines)

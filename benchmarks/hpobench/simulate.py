@@ -879,7 +879,11 @@ def _ratio(value: float, ref: float) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Simulated searches on a recorded surrogate")
     parser.add_argument("spec", help="a built-in spec with a recording, e.g. digits-mlp")
-    parser.add_argument("--sides", default="all", help="comma-separated names, or all")
+    parser.add_argument(
+        "--sides",
+        default="all",
+        help="comma-separated names, or all (with --summary: the sides to compare)",
+    )
     parser.add_argument("--seeds", type=int, default=100, help="reporting seeds 1000, 1001, ...")
     parser.add_argument("--first-seed", type=int, default=REPORT_SEEDS.start)
     parser.add_argument("--budget-epochs", type=int, help="default: 50 full runs' epochs")
@@ -908,6 +912,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         target = None
         if args.target_quantile is not None:
             target = SurrogateTask.load(args.spec).target(args.target_quantile)
+        if args.sides != "all":  # only these sides, on the seeds they all have
+            chosen = set(args.sides.split(","))
+            results.outcomes = {k: o for k, o in results.outcomes.items() if k[0] in chosen}
         print(summary(results, target=target))
         return
     spec = load_spec(args.spec)

@@ -164,10 +164,11 @@ def _epochs_in_db(path: Path) -> list[tuple[float, float]]:
     return [(e["time"], e["dev_accuracy"] or 0.0) for e in epochs_in_db(path)]
 
 
-def epochs_in_db(path: Path) -> list[dict[str, Any]]:
-    """Every epoch an hpstudy study in the sqlite file `path` stored so far: `time` (Unix
-    seconds at its end), `trial` (number), `epoch` (from 0), `dev_loss` and `dev_accuracy`
-    (None where not finite); none while the file or its tables do not exist yet."""
+def epochs_in_db(path: Path, *, study: str | None = None) -> list[dict[str, Any]]:
+    """Every epoch an hpstudy study in the sqlite file `path` stored so far (of the study named
+    `study` only, if given): `time` (Unix seconds at its end), `trial` (number), `epoch` (from
+    0), `dev_loss` and `dev_accuracy` (None where not finite); none while the file or its
+    tables do not exist yet."""
     if not path.exists():
         return []
     engine = sa.create_engine(f"sqlite:///{path}")
@@ -175,12 +176,14 @@ def epochs_in_db(path: Path) -> list[dict[str, Any]]:
         with engine.connect() as connection:
             if not sa.inspect(connection).has_table("hpstudy_epochs"):
                 return []
-            rows = connection.execute(
-                sa.text(
-                    "SELECT e.finished_at, t.number, e.epoch, e.dev_loss, e.dev_accuracy "
-                    "FROM hpstudy_epochs e JOIN trials t ON t.trial_id = e.trial_id"
-                )
-            ).all()
+            query = (
+                "SELECT e.finished_at, t.number, e.epoch, e.dev_loss, e.dev_accuracy "
+                "FROM hpstudy_epochs e JOIN trials t ON t.trial_id = e.trial_id "
+                "JOIN studies s ON s.study_id = t.study_id"
+            )
+            if study is not None:
+                query += " WHERE s.study_name = :study"
+            rows = connection.execute(sa.text(query), {"study": study}).all()
     except sa.exc.OperationalError:
         return []
     finally:

@@ -12,6 +12,10 @@ database (or folder) per run, the spec (`--spec`, default `mnist-mlp`) without i
   `trainer.fit` (benchmarks/hpobench/live_topk.py: random configurations, one epoch each; of
   each batch of `--n` 20 the best `--k` 3 resume from their first epoch's checkpoint to the
   end; sampler seeds 2S and 2S + 1);
+- `hpstudy+priors`: `hpstudy run` as `hpstudy`, with priors on, in a copy of an earlier
+  study's database (`--priors-from`, e.g. the `hpstudy` side's `study.db` of another spec:
+  `mnist-cnn` after `mnist-mlp`), so its first trials are that study's best configurations;
+  only the new study's epochs count;
 - `ray-tune`: Ray Tune's AsyncHyperBandScheduler (grace_period 1, max_t the spec's epochs,
   its other defaults) + OptunaSearch (seed S), 2 concurrent trials on a local 2-CPU Ray
   (benchmarks/hpobench/live_ray.py).
@@ -46,6 +50,16 @@ trials), so 3 sides x 5 seeds x 10 min take about 2.6 hours, all 4 sides about 3
     PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.live --summary \\
         --out benchmarks/hpobench/live-mnist-mlp.json
 
+Priors for `mnist-cnn` after `mnist-mlp` (issue 28, part 4): the `hpstudy` side's `mnist-mlp`
+study of the same seed is the earlier study, so run the command above first (its `--work`
+folders are kept until the same pair runs again); then, 2 x 10 minutes per seed, with a
+target of the `mnist-mlp` recording's top 5% (there is no `mnist-cnn` recording):
+
+    PYTHONPATH=. .venv/bin/python -m benchmarks.hpobench.live --spec mnist-cnn \
+        --sides hpstudy hpstudy+priors --seeds 2000 2001 2002 --budget 600 --target 0.0599 \
+        --priors-from /tmp/hpobench-live/hpstudy-{seed}/study.db \
+        --work /tmp/hpobench-live-cnn --out benchmarks/hpobench/live-mnist-cnn-priors.json
+
 (`--sides ray-tune` adds Ray Tune's side to the same file; it needs `pip install
 'hpstudy[bench]'`. Ray's start-up counts in its budget: 35-65 s on the loaded 2-core test
 machine, where a 120 s digits run first trained at 65 s.)
@@ -74,7 +88,8 @@ from benchmarks import time_to_target as ttt
 from benchmarks.hpobench import live_topk
 from benchmarks.hpobench.record import default_path, load
 
-SIDES = ("hpstudy", "plain+trainer", "top-k", "ray-tune")
+SIDES = ("hpstudy", "plain+trainer", "top-k", "ray-tune", "hpstudy+priors")
+PEERS = SIDES[:4]  # the sides without an earlier study (the default)
 SEEDS = (2000, 2001, 2002, 2003, 2004)  # reporting seeds: never used to tune anything
 FRACTIONS = (0.25, 0.5, 1.0)  # of the budget, where the anytime best is read
 DEFAULT_OUT = Path(__file__).resolve().parent / "live-mnist-mlp.json"
@@ -99,6 +114,7 @@ class LiveRun:
     curve: list[tuple[float, int, float]]
     points: list[dict[str, Any]]  # every epoch: seconds, trial, epoch, dev_loss, dev_accuracy
     load_before: float  # the machine's 1-minute load average before the launch
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # top-k: its n and k
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,15 +143,34 @@ def target_of(spec: str, *, quantile: float = 0.05) -> float:
 
 
 def launch(
-    side: str, seed: int, work: Path, *, spec: str, budget: float, n: int, k: int
+    side: str,
+    seed: int,
+    work: Path,
+    *,
+    spec: str,
+    budget: float,
+    n: int,
+    k: int,
+    priors_from: Path | None = None,
 ) -> tuple[list[subprocess.Popen[bytes]], Callable[[], list[dict[str, Any]]]]:
     """Starts a side's processes on `spec` without its enqueue; returns them and a function
     reading the epochs they have trained so far."""
     spec_file = str(ttt.without_enqueue(spec, work / "spec.toml", name=f"{spec}-{side}"))
     data = str(ttt.ROOT / "data")
-    if side == "hpstudy":
-        command = ttt.hpstudy_command(spec_file, work, name=side, seed=seed, extra=["--no-priors"])
-        return [ttt.start(command, work, side)], lambda: ttt.epochs_in_db(work / "study.db")
+    if side in ("hpstudy", "hpstudy+priors"):
+        extra = ["--no-priors"]
+        if side == "hpstudy+priors":
+            if priors_from is None or not priors_from.is_file():
+                raise FileNotFoundError(
+                    f"hpstudy+priors needs an earlier study's sqlite file: --priors-from gave "
+                    f"{priors_from}, which does not exist (run that study first)"
+                )
+            shutil.copyfile(priors_from, work / "study.db")
+            extra = []
+        command = ttt.hpstudy_command(spec_file, work, name=side, seed=seed, extra=extra)
+        return [ttt.start(command, work, side)], lambda: ttt.epochs_in_db(
+            work / "study.db", study=side
+        )
     if side == "plain+trainer":
         commands = ttt.script_commands(
             "plain_optuna_trainer.py", seed, work, extra=["--spec", spec_file]
@@ -178,9 +213,12 @@ def counts(side: str, work: Path, points: Sequence[Mapping[str, Any]]) -> tuple[
     engine = sa.create_engine(f"sqlite:///{work / 'study.db'}")
     try:
         with engine.connect() as connection:
-            rows = connection.execute(
-                sa.text("SELECT state, COUNT(*) FROM trials GROUP BY state")
-            ).all()
+            # hpstudy+priors' database holds the earlier study too; plain's study is "plain"
+            query = "SELECT t.state, COUNT(*) FROM trials t JOIN studies s "
+            query += "ON s.study_id = t.study_id"
+            if side in ("hpstudy", "hpstudy+priors"):
+                query += " WHERE s.study_name = :side"
+            rows = connection.execute(sa.text(query + " GROUP BY t.state"), {"side": side}).all()
     finally:
         engine.dispose()
     states = {str(state).split(".")[-1]: int(count) for state, count in rows}
@@ -231,12 +269,15 @@ def measure(
     target: float,
     n: int = 20,
     k: int = 3,
+    priors_from: Path | None = None,
     poll: float = 2.0,
 ) -> LiveRun:
     """Runs one side for one seed in the fresh folder `work` for `budget` seconds."""
     load_before = os.getloadavg()[0]
     start = time.time()
-    processes, epochs = launch(side, seed, work, spec=spec, budget=budget, n=n, k=k)
+    processes, epochs = launch(
+        side, seed, work, spec=spec, budget=budget, n=n, k=k, priors_from=priors_from
+    )
     # the Ray driver stops its trials at the deadline itself and then writes its counts
     end = start + budget + (RAY_GRACE if side == "ray-tune" else 0.0)
     try:
@@ -260,8 +301,18 @@ def measure(
         trials=trials,
         pruned=pruned,
         load_before=round(load_before, 2),
+        settings=settings(side, n=n, k=k, priors_from=priors_from),
         **found,
     )
+
+
+def settings(side: str, *, n: int, k: int, priors_from: Path | None) -> dict[str, Any]:
+    """What a side ran with beyond the spec and seed: top-k's n and k, the earlier study."""
+    if side == "top-k":
+        return {"n": n, "k": k}
+    if side == "hpstudy+priors":
+        return {"priors_from": str(priors_from)}
+    return {}
 
 
 def run_all(
@@ -275,9 +326,11 @@ def run_all(
     work: Path,
     n: int = 20,
     k: int = 3,
+    priors_from: str | None = None,
     echo: Callable[[str], Any] = print,
 ) -> list[LiveRun]:
-    """Every (side, seed) pair not yet in `out`, seed by seed, saving after each."""
+    """Every (side, seed) pair not yet in `out`, seed by seed, saving after each;
+    `priors_from`: hpstudy+priors' earlier database, `{seed}` replaced by the seed."""
     results = read(out)
     for seed in seeds:
         for side in sides:
@@ -286,7 +339,18 @@ def run_all(
             folder = work / f"{side}-{seed}"
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-            run = measure(side, seed, folder, spec=spec, budget=budget, target=target, n=n, k=k)
+            earlier = None if priors_from is None else Path(priors_from.format(seed=seed))
+            run = measure(
+                side,
+                seed,
+                folder,
+                spec=spec,
+                budget=budget,
+                target=target,
+                n=n,
+                k=k,
+                priors_from=earlier,
+            )
             brief = {k: v for k, v in run.to_dict().items() if k not in ("curve", "points")}
             echo(json.dumps(brief))
             results.append(run)
@@ -326,8 +390,11 @@ def summary(results: Sequence[LiveRun]) -> str:
     ]
     for side in sides:
         runs = sorted((r for r in results if r.side == side), key=lambda r: r.seed)
+        settings = sorted(
+            {f"{r.settings['n']}, {r.settings['k']}" for r in runs if "k" in r.settings}
+        )
         row = [
-            side,
+            side + "".join(f" ({s})" for s in settings),
             ", ".join(str(r.seed) for r in runs),
             cell([r.epochs_to_target for r in runs], 0),
             cell([r.seconds_to_target for r in runs], 0),
@@ -349,7 +416,7 @@ def summary(results: Sequence[LiveRun]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="mnist-mlp", help="a built-in spec's name")
-    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(PEERS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--budget", type=float, default=600, help="seconds per side and seed")
     parser.add_argument("--target", type=float, help="dev loss (default: the recorded top 5%%)")
@@ -357,6 +424,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=3, help="top-k: of each batch, how many go on")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--work", type=Path, default=Path("/tmp/hpobench-live"))
+    parser.add_argument(
+        "--priors-from",
+        help="hpstudy+priors: the earlier study's sqlite file ({seed} is replaced by the seed)",
+    )
     parser.add_argument("--summary", action="store_true", help="only print the table")
     args = parser.parse_args(argv)
     if args.budget <= 0:
@@ -364,6 +435,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not 1 <= args.k <= args.n:
         parser.error(f"--k must be between 1 and --n ({args.n}), not {args.k}")
     if not args.summary:
+        if "hpstudy+priors" in args.sides:
+            if args.priors_from is None:
+                parser.error("--sides hpstudy+priors needs --priors-from (an earlier study.db)")
+            missing = [
+                seed
+                for seed in args.seeds
+                if not Path(args.priors_from.format(seed=seed)).is_file()
+            ]
+            if missing:
+                parser.error(
+                    f"--priors-from {args.priors_from}: no such file for seeds "
+                    f"{', '.join(map(str, missing))} (run the earlier study first)"
+                )
         if not (ttt.SPECS / f"{args.spec}.toml").exists():
             parser.error(f"--spec must name a built-in spec, not {args.spec!r}")
         if args.target is None and not default_path(args.spec).exists():
@@ -382,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             work=args.work,
             n=args.n,
             k=args.k,
+            priors_from=args.priors_from,
         )
     print(summary(read(args.out)))
 

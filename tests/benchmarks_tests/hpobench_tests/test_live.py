@@ -6,10 +6,11 @@ import json
 import math
 
 import numpy as np
+import optuna
 import pytest
 
 from benchmarks.hpobench.live import (
-    SIDES,
+    PEERS,
     LiveRun,
     main,
     read,
@@ -19,6 +20,8 @@ from benchmarks.hpobench.live import (
 )
 from benchmarks.hpobench.live_topk import Config, Shared
 from benchmarks.hpobench.record import default_path, load
+from benchmarks.time_to_target import epochs_in_db
+from studies.storage import TrialAttrs
 
 START = 1000.0
 
@@ -109,7 +112,7 @@ def test_the_summary_gives_each_side_its_median_and_each_seed() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("side", PEERS)
 def test_a_short_live_run_records_its_epochs_and_reaches_an_easy_target(side, tmp_path) -> None:
     if side == "ray-tune":
         pytest.importorskip("ray.tune")
@@ -130,3 +133,48 @@ def test_a_short_live_run_records_its_epochs_and_reaches_an_easy_target(side, tm
     main(argv)  # done: skipped, not run again
     assert json.loads(out.read_text())[0]["points"] == run.to_dict()["points"]
     assert len(read(out)) == 1
+
+
+def test_priors_side_without_an_earlier_study_is_refused_in_the_flags_words(
+    tmp_path, capsys
+) -> None:
+    argv = ["--spec", "digits-mlp", "--sides", "hpstudy+priors", "--target", "1"]
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(tmp_path / "o.json")])
+    assert "--sides hpstudy+priors needs --priors-from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--priors-from", str(tmp_path / "{seed}.db"), "--seeds", "3", "4"])
+    err = capsys.readouterr().err
+    assert "no such file for seeds 3, 4" in err and "run the earlier study first" in err
+
+
+@pytest.mark.slow
+def test_the_priors_side_starts_from_the_earlier_study_and_counts_only_its_own(tmp_path) -> None:
+    out = tmp_path / "live.json"
+    common = ["--spec", "digits-mlp", "--seeds", "7", "--budget", "45", "--target", "2.5"]
+    common += ["--out", str(out), "--work", str(tmp_path)]
+    main([*common, "--sides", "hpstudy"])
+    earlier = tmp_path / "hpstudy-7" / "study.db"
+    main(
+        [
+            *common,
+            "--sides",
+            "hpstudy+priors",
+            "--priors-from",
+            str(tmp_path / "hpstudy-{seed}" / "study.db"),
+        ]
+    )
+    first, run = read(out)
+    assert run.side == "hpstudy+priors" and run.settings == {"priors_from": str(earlier)}
+    storage = f"sqlite:///{tmp_path / 'hpstudy+priors-7' / 'study.db'}"
+    new = optuna.load_study(study_name="hpstudy+priors", storage=storage)
+    old = optuna.load_study(study_name="hpstudy", storage=storage)
+    assert first.side == "hpstudy" and any(t.state.name == "COMPLETE" for t in old.trials)
+    # the new study's first trial is one of the earlier study's best, naming its source
+    first_new = min(new.trials, key=lambda t: t.number)
+    assert TrialAttrs.of(first_new).prior["study"] == "hpstudy"  # type: ignore[index]
+    # only the new study's epochs count, though the file holds the earlier study's too
+    own = epochs_in_db(tmp_path / "hpstudy+priors-7" / "study.db", study="hpstudy+priors")
+    every = epochs_in_db(tmp_path / "hpstudy+priors-7" / "study.db")
+    assert 0 < run.epochs <= len(own) < len(every)
+    assert {p["trial"] for p in run.points} <= {t.number for t in new.trials}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -109,10 +110,23 @@ def test_the_summary_gives_each_side_its_median_and_each_seed() -> None:
 
     table = summary([run(1, 30.0), run(2, None), run(3, 10.0)])
     assert "| top-k | 1, 2, 3 | 5 (5, -, 5) | 30 (30, -, 10) |" in table
+    # a top-k run names its n and k
+    named = dataclasses.replace(run(4, 20.0), settings={"n": 20, "k": 5})
+    assert "| top-k (20, 5) | 4 | 5 (5) | 20 (20) |" in summary([named])
 
 
+def check_run(run: LiveRun, side: str) -> None:
+    """What every short live run on digits with an easy target must have recorded."""
+    assert (run.side, run.seed, run.spec) == (side, 7, "digits-mlp")
+    assert run.epochs > 0 and len(run.points) == run.epochs
+    assert run.curve and run.best["1.0"] == run.curve[-1][2]
+    assert run.seconds_to_target is not None and run.epochs_to_target is not None
+    assert run.trials >= 1
+
+
+# hpstudy's own side runs in the priors test below (as the earlier study)
 @pytest.mark.slow
-@pytest.mark.parametrize("side", PEERS)
+@pytest.mark.parametrize("side", [s for s in PEERS if s != "hpstudy"])
 def test_a_short_live_run_records_its_epochs_and_reaches_an_easy_target(side, tmp_path) -> None:
     if side == "ray-tune":
         pytest.importorskip("ray.tune")
@@ -125,11 +139,7 @@ def test_a_short_live_run_records_its_epochs_and_reaches_an_easy_target(side, tm
     argv += ["--target", "2.5", "--n", "3", "--k", "1", "--out", str(out), "--work", str(tmp_path)]
     main(argv)
     [run] = read(out)
-    assert (run.side, run.seed, run.spec) == (side, 7, "digits-mlp")
-    assert run.epochs > 0 and len(run.points) == run.epochs
-    assert run.curve and run.best["1.0"] == run.curve[-1][2]
-    assert run.seconds_to_target is not None and run.epochs_to_target is not None
-    assert run.trials >= 1
+    check_run(run, side)
     main(argv)  # done: skipped, not run again
     assert json.loads(out.read_text())[0]["points"] == run.to_dict()["points"]
     assert len(read(out)) == 1
@@ -169,7 +179,9 @@ def test_the_priors_side_starts_from_the_earlier_study_and_counts_only_its_own(t
     storage = f"sqlite:///{tmp_path / 'hpstudy+priors-7' / 'study.db'}"
     new = optuna.load_study(study_name="hpstudy+priors", storage=storage)
     old = optuna.load_study(study_name="hpstudy", storage=storage)
-    assert first.side == "hpstudy" and any(t.state.name == "COMPLETE" for t in old.trials)
+    check_run(first, "hpstudy")
+    check_run(run, "hpstudy+priors")
+    assert any(t.state.name == "COMPLETE" for t in old.trials)
     # the new study's first trial is one of the earlier study's best, naming its source
     first_new = min(new.trials, key=lambda t: t.number)
     assert TrialAttrs.of(first_new).prior["study"] == "hpstudy"  # type: ignore[index]

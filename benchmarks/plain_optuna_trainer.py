@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import optuna
+import sqlalchemy as sa
 
 from search_space import nest, suggest
 from studies import load_spec
@@ -57,7 +59,7 @@ def main() -> None:
             raise optuna.TrialPruned("diverged")
         return result.best.dev_loss
 
-    study = optuna.create_study(
+    study = create_shared_study(
         study_name=args.study,
         storage=args.storage,
         direction="minimize",
@@ -69,6 +71,22 @@ def main() -> None:
 
 
 LOGGED = ("time", "trial", "epoch", "dev_accuracy", "dev_loss")
+
+
+def create_shared_study(*, attempts: int = 20, **kwargs: Any) -> optuna.Study:
+    """`optuna.create_study(**kwargs)`, tried again while another process creates the same
+    storage: two processes started together on a new sqlite file race to write its schema,
+    and the loser's `UNIQUE constraint failed: alembic_version` (or `database is locked`)
+    would end it, leaving the side one worker short."""
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(**kwargs)
+        except (sa.exc.IntegrityError, sa.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25 * (attempt + 1))
+    raise AssertionError("unreachable")
+
 
 if __name__ == "__main__":
     main()

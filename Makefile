@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 DATA_DIR ?= data
 # pytest arguments, e.g. `make test PYTEST_ARGS='-m "not slow"'`
 PYTEST_ARGS ?=
+# How many processes `make test` spreads the tests over (pytest-xdist; 0: all in one process).
+# Most tests wait on worker processes they start, so 2 is right for the 2-core machine.
+TEST_PROCESSES ?= 2
+PYTEST_XDIST := $(if $(filter 0,$(TEST_PROCESSES)),,-n $(TEST_PROCESSES) --dist loadgroup)
 # `make run`: the default study and its worker processes (one per core on a 2-core machine)
 SPEC ?= mnist-mlp
 WORKERS ?= 2
@@ -57,7 +61,7 @@ docs: venv
 
 # MNIST too, so that the tests which read the real files run.
 test: lint docs data
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 # The lock, from pyproject.toml's ranges, with the extras `make test` uses, and the installer.
 lock: venv
@@ -85,7 +89,7 @@ check: data
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(DOCS_BUILD)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LATEST) build site *.egg-info .mypy_cache .ruff_cache .pytest_cache

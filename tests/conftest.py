@@ -5,9 +5,21 @@ torch is imported inside the fixtures, so tests that need neither never load it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+
+# `make test` spreads the tests over processes (pytest-xdist, `--dist loadgroup`). The tests
+# that start a local Ray head run one after the other in one of them: a head's start-up took
+# 35-65 s on the loaded 2-core machine already, and each binds its own ports.
+RAY_TEST = re.compile(r"(^|[_\[-])ray([_\]-]|$)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name == "test_ray.py" or RAY_TEST.search(item.name):
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture

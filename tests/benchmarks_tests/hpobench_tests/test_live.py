@@ -131,10 +131,10 @@ def test_a_short_live_run_records_its_epochs_and_reaches_an_easy_target(side, tm
     if side == "ray-tune":
         pytest.importorskip("ray.tune")
     out = tmp_path / "live.json"
-    # 45 s of each side on digits, 120 s of Ray's (its start-up counts in the budget and took
+    # 25 s of each side on digits, 120 s of Ray's (its start-up counts in the budget and took
     # 35 s on the loaded test machine); a dev loss of 2.5 is what a first epoch of almost any
     # configuration reaches (chance is about 2.3)
-    budget = "120" if side == "ray-tune" else "45"
+    budget = "120" if side == "ray-tune" else "25"
     argv = ["--spec", "digits-mlp", "--sides", side, "--seeds", "7", "--budget", budget]
     argv += ["--target", "2.5", "--n", "3", "--k", "1", "--out", str(out), "--work", str(tmp_path)]
     main(argv)
@@ -161,7 +161,7 @@ def test_priors_side_without_an_earlier_study_is_refused_in_the_flags_words(
 @pytest.mark.slow
 def test_the_priors_side_starts_from_the_earlier_study_and_counts_only_its_own(tmp_path) -> None:
     out = tmp_path / "live.json"
-    common = ["--spec", "digits-mlp", "--seeds", "7", "--budget", "45", "--target", "2.5"]
+    common = ["--spec", "digits-mlp", "--seeds", "7", "--budget", "25", "--target", "2.5"]
     common += ["--out", str(out), "--work", str(tmp_path)]
     main([*common, "--sides", "hpstudy"])
     earlier = tmp_path / "hpstudy-7" / "study.db"

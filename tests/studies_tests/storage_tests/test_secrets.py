@@ -187,12 +187,15 @@ def sample_processes(run: subprocess.Popen[str], secret: str) -> tuple[dict[str,
         table = subprocess.run(
             ["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True
         ).stdout
-        for line in table.splitlines():
-            pid, _, args = line.strip().partition(" ")
+        rows = [line.strip().partition(" ")[::2] for line in table.splitlines()]
+        # A child between fork and exec still shows its parent's command line, which is the
+        # user's own (caught under load: two such rows in one `ps`); what it runs is seen after.
+        own = {args for pid, args in rows if pid == str(run.pid)}
+        for pid, args in rows:
             if "studies worker" in args and f" {NAME} " in args:
                 workers[pid] = args
-            if secret in args and pid != str(run.pid):
-                leaks.append(line)
+            if secret in args and pid != str(run.pid) and args not in own:
+                leaks.append(f"{pid} {args}")
         time.sleep(0.1)
     return workers, leaks
 

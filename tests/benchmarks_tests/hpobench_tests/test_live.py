@@ -161,7 +161,8 @@ def test_priors_side_without_an_earlier_study_is_refused_in_the_flags_words(
 @pytest.mark.slow
 def test_the_priors_side_starts_from_the_earlier_study_and_counts_only_its_own(tmp_path) -> None:
     out = tmp_path / "live.json"
-    common = ["--spec", "digits-mlp", "--seeds", "7", "--budget", "25", "--target", "2.5"]
+    # 45 s: in 25 the earlier study may finish too few trials to give priors (seen under load)
+    common = ["--spec", "digits-mlp", "--seeds", "7", "--budget", "45", "--target", "2.5"]
     common += ["--out", str(out), "--work", str(tmp_path)]
     main([*common, "--sides", "hpstudy"])
     earlier = tmp_path / "hpstudy-7" / "study.db"

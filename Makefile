@@ -9,8 +9,8 @@ DATA_DIR ?= data
 # pytest arguments, e.g. `make test PYTEST_ARGS='-m "not slow"'`
 PYTEST_ARGS ?=
 # How many processes `make test` spreads the tests over (pytest-xdist; 0: all in one process).
-# With 2 on the 2-core machine pytest took 16 minutes (in one process, in the session before,
-# on a machine about half as fast, 28).
+# With 2 on the 2-core machine pytest took 13-16 minutes (in one process, in the session
+# before, on a machine about half as fast, 28).
 TEST_PROCESSES ?= 2
 PYTEST_XDIST := $(if $(filter 0,$(TEST_PROCESSES)),,-n $(TEST_PROCESSES) --dist loadgroup)
 # `make run`: the default study and its worker processes (one per core on a 2-core machine)

@@ -194,7 +194,7 @@ def sample_processes(run: subprocess.Popen[str], secret: str) -> tuple[dict[str,
         for pid, args in rows:
             if "studies worker" in args and f" {NAME} " in args:
                 workers[pid] = args
-            if secret in args and pid != str(run.pid) and args not in own:
+            if secret in args and args not in own:  # `own` holds the run's own row too
                 leaks.append(f"{pid} {args}")
         time.sleep(0.1)
     return workers, leaks
